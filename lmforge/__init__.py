@@ -1,0 +1,1 @@
+"""lmforge: crawl shards to a served, monitored model, with lineage."""

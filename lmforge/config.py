@@ -1,0 +1,143 @@
+"""Typed, validated access to params.yaml.
+
+Every stage reads one section of params.yaml into a dataclass. Unknown keys,
+wrong types and out-of-range values fail at start with a message that names the
+key (``params.yaml: data.dedup.bands: expected int, got 'x'``), so a typo never
+silently falls back to a default. Sections declare their own dataclasses next to
+the code that uses them; this module only knows how to build and check them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+PARAMS_FILE = os.environ.get("LMFORGE_PARAMS", "params.yaml")
+
+
+class ParamsError(ValueError):
+    """A parameter is missing, unknown, of the wrong type or out of range."""
+
+
+def load_params(path: str | os.PathLike | None = None) -> dict:
+    p = Path(path or PARAMS_FILE)
+    if not p.exists():
+        raise ParamsError(f"{p}: parameter file not found (run from the repository root)")
+    with open(p) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{p}: top level must be a mapping")
+    return data
+
+
+def _get(params: dict, dotted: str, where: str) -> Any:
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ParamsError(f"{where}: missing section '{dotted}'")
+        node = node[part]
+    return node
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check(value, a, key)
+            except ParamsError as e:
+                errors.append(str(e))
+        raise ParamsError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ParamsError(f"{key}: expected one of {list(typing.get_args(tp))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{key}: expected a list, got {value!r}")
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return [_check(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping, got {value!r}")
+        _, vt = typing.get_args(tp) or (Any, Any)
+        return {k: _check(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping, got {value!r}")
+        return value
+    if tp is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"{key}: expected a list, got {value!r}")
+        return value
+    return value
+
+
+def build(cls: type[T], data: Any, key: str) -> T:
+    """Build dataclass ``cls`` from ``data``; ``key`` names it in errors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{key}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ParamsError(f"{key}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _check(data[name], hints[name], f"{key}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"{key}: missing required key '{name}'")
+    try:
+        return cls(**kwargs)
+    except ParamsError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ParamsError(f"{key}: {e}") from e
+
+
+def section(cls: type[T], name: str, params: dict | None = None, path: str | None = None) -> T:
+    """Read dotted section ``name`` of params.yaml into dataclass ``cls``."""
+    where = f"{path or PARAMS_FILE}: {name}"
+    params = load_params(path) if params is None else params
+    return build(cls, _get(params, name, where), where)
+
+
+def require(cond: bool, msg: str) -> None:
+    """Range checks in ``__post_init__``: raise ParamsError with ``msg`` unless ``cond``."""
+    if not cond:
+        raise ParamsError(msg)

@@ -1,0 +1,1 @@
+"""Thin entry modules, one per pipeline stage, called by dvc.yaml and the Snakefile."""
