@@ -1,0 +1,1 @@
+"""Orchestration tests: Snakefile vs dvc.yaml, stand-in SLURM, DVC remote and plots."""

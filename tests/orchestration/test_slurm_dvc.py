@@ -1,0 +1,147 @@
+"""End to end on a tiny DVC+git repo: SLURM executor run, params change, commit diffs, push/pull.
+
+(b) `snakemake --workflow-profile profiles/slurm` with stand-in sbatch/sacct/srun/
+sinfo/scontrol/squeue on PATH; every job must go through sbatch and srun.
+(a) on the tiny repo: see test_graph.py. (c) after a params change, `dvc status`
+and `snakemake -n` name the same single stage. (d) `dvc metrics/params/plots diff` between the two
+commits, offline plot HTML, and a `dvc push`/`dvc pull` round trip.
+The tests share one repo and run in file order (each builds on the last).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from .conftest import env, git_commit, make_tiny_repo, parse_dry_run, run
+from .test_graph import check_repo
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp("orch")
+    return SimpleNamespace(base=base, remote=base / "remote",
+                           repo=make_tiny_repo(base / "repo", base / "remote"), commits={})
+
+
+def test_tiny_snakefile_matches_dvc(tiny):
+    check_repo(tiny.repo)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tiny, fake_slurm_bin):
+    state = tiny.base / "slurm"
+    state.mkdir()
+    e = env([fake_slurm_bin], FAKE_SLURM_DIR=str(state), FAKE_SLURM_SACCT_WAIT="30")
+    p = run(["snakemake", "--workflow-profile", "profiles/slurm", "--slurm-no-account",
+             "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5"],
+            tiny.repo, env=e, timeout=400)
+    tiny.commits["A"] = git_commit(tiny.repo, "built through SLURM")
+    return SimpleNamespace(state=state, log=p.stdout + p.stderr)
+
+
+def dvc_status(repo) -> dict:
+    return json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}")
+
+
+def test_slurm_executor_runs_every_stage_through_sbatch(tiny, slurm_run):
+    repo, state = tiny.repo, slurm_run.state
+    assert sorted(p.name for p in (repo / "data/raw").glob("*.txt")) == ["0.txt", "1.txt", "2.txt"]
+    assert json.loads((repo / "metrics/count.json").read_text()) == {"docs": 3, "score": 6, "label": "docs"}
+    assert (repo / "data/words.txt").read_text() == "hello\n"
+
+    argv = {p.stem: p.read_text() for p in (state / "jobs").glob("*.argv")}
+    by_rule = {re.search(r"--comment rule_(\w+)", a).group(1): a for a in argv.values()}
+    assert set(by_rule) == {"prepare", "count", "words"}, slurm_run.log[-3000:]
+    assert all((state / "jobs" / f"{j}.rc").read_text().strip() == "0" for j in argv)
+    for rule, a in by_rule.items():
+        assert "--executor slurm-jobstep" in a and f"--target-jobs '{rule}:'" in a
+        assert "-p debug" in a  # default partition found through sinfo
+    # meta.resources from dvc.yaml for `prepare`, profile defaults for the rest
+    assert "--mem 100 " in by_rule["prepare"] and " -t 5 " in by_rule["prepare"]
+    assert "--mem 4000 " in by_rule["count"] and " -t 60 " in by_rule["count"]
+    steps = (state / "srun.log").read_text().splitlines()
+    assert sorted(re.search(r"--target-jobs (\w+):", s).group(1) for s in steps) == ["count", "prepare", "words"]
+
+    # the Snakefile's onsuccess ran `dvc commit`: DVC agrees that all is up to date
+    assert dvc_status(repo) == {}
+    assert "Nothing to be done" in run(["snakemake", "-n"], repo).stdout
+
+
+@pytest.fixture(scope="module")
+def params_change(tiny, slurm_run):
+    repo = tiny.repo
+    text = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(text.replace("scale: 2", "scale: 5"))
+    seen = SimpleNamespace(
+        status=dvc_status(repo),
+        snake=parse_dry_run(run(["snakemake", "-n"], repo).stdout))
+    run(["snakemake", "--workflow-profile", "profiles/local"], repo)
+    tiny.commits["B"] = git_commit(repo, "count.scale 2 -> 5")
+    return seen
+
+
+def test_params_change_reruns_only_the_affected_stage(tiny, params_change):
+    assert set(params_change.status) == {"count"}
+    jobs = {k: v for k, v in params_change.snake.items() if k != "all"}
+    assert set(jobs) == {"count"}
+    assert "Params have changed" in jobs["count"]["reason"]
+    # after the Snakemake run (and its dvc commit) both tools are idle again
+    assert json.loads((tiny.repo / "metrics/count.json").read_text())["score"] == 15
+    assert dvc_status(tiny.repo) == {}
+
+
+def test_metrics_params_and_plots_diff_between_commits(tiny, params_change, tmp_path):
+    a, b, repo = tiny.commits["A"], tiny.commits["B"], tiny.repo
+    metrics = json.loads(run(["dvc", "metrics", "diff", a, b, "--json"], repo).stdout)
+    assert metrics["metrics/count.json"]["score"] == {"old": 6, "new": 15, "diff": 9}
+    params = json.loads(run(["dvc", "params", "diff", a, b, "--json"], repo).stdout)
+    assert params == {"params.yaml": {"count.scale": {"old": 2, "new": 5, "diff": 3}}}
+
+    out = tmp_path / "plots"
+    run(["dvc", "plots", "diff", a, b, "-o", str(out)], repo)
+    html = (out / "index.html").read_text()
+    assert "vegaEmbed(" in html and "/* vega 5." in html and "/* vega-lite 5." in html
+    assert not re.search(r"<script[^>]*\bsrc=", html), "plot page must not load scripts"
+    assert "cdn.jsdelivr" not in html
+    assert '"value": "15"' in html.replace("'", '"') or '"value":"15"' in html.replace(" ", "")
+    render_offline(out / "index.html")
+
+
+def render_offline(page_path) -> None:
+    """Open the page in headless Chromium with the network cut off; vega must draw."""
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser_path is None:
+        pytest.skip("no chromium (make system-deps installs it)")
+    from playwright.sync_api import sync_playwright
+
+    requested, errors = [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")
+                       else (requested.append(r.request.url), r.abort()))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_path.as_uri())
+            page.wait_for_selector("canvas.marks, svg.marks", timeout=20_000)
+            drawn = page.locator("canvas.marks, svg.marks").count()
+        finally:
+            browser.close()
+    assert drawn >= 1 and not requested and not errors, (drawn, requested, errors)
+
+
+def test_push_and_pull_round_trip(tiny, params_change):
+    repo = tiny.repo
+    run(["dvc", "push"], repo)
+    assert any(p.is_file() for p in tiny.remote.rglob("*"))
+    before = {p.relative_to(repo): p.read_bytes() for p in (repo / "data").rglob("*.txt")}
+    shutil.rmtree(repo / "data")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    run(["dvc", "pull"], repo)
+    after = {p.relative_to(repo): p.read_bytes() for p in (repo / "data").rglob("*.txt")}
+    assert after == before and len(after) == 4
+    assert dvc_status(repo) == {}
