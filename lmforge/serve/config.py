@@ -1,0 +1,105 @@
+"""Typed params for serving: the `serve` limits and the `deploy` targets.
+
+`serve` holds TGI's launcher limits once, so the local `lmforge serve` run by the
+deploy stage and the TGI container, Kubernetes and SLURM files it writes all enforce
+the same max_input_tokens / max_total_tokens / max_concurrent_requests / max_batch_size.
+`deploy` holds where and how TGI runs (image tag, ports, cluster resources) and the
+size of the deploy stage's smoke load.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from lmforge.config import require
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    max_input_tokens: int = 192
+    max_total_tokens: int = 256
+    max_concurrent_requests: int = 32
+    max_batch_size: int = 8
+    batch_wait_ms: float = 5.0
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    def __post_init__(self):
+        require(0 < self.max_input_tokens < self.max_total_tokens,
+                "serve.max_input_tokens must be positive and below serve.max_total_tokens")
+        require(self.max_concurrent_requests >= 1, "serve.max_concurrent_requests must be >= 1")
+        require(self.max_batch_size >= 1, "serve.max_batch_size must be >= 1")
+        require(self.batch_wait_ms >= 0, "serve.batch_wait_ms must be >= 0")
+
+    def launcher_args(self) -> list[str]:
+        """The same limits as `lmforge serve` / `text-generation-launcher` flags."""
+        return ["--max-input-tokens", str(self.max_input_tokens), "--max-total-tokens", str(self.max_total_tokens),
+                "--max-concurrent-requests", str(self.max_concurrent_requests),
+                "--max-batch-size", str(self.max_batch_size)]
+
+
+@dataclasses.dataclass
+class KubernetesConfig:
+    namespace: str = "default"
+    replicas: int = 1
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_queue_size: int = 4  # average tgi_queue_size per pod the autoscaler aims at
+    gpus: int = 1
+    cpu: str = "4"
+    memory: str = "32Gi"
+    shm_size: str = "1Gi"
+    model_pvc: str = "lmforge-models"  # PersistentVolumeClaim holding the release folder
+    model_subpath: str = "release"
+
+    def __post_init__(self):
+        require(1 <= self.min_replicas <= self.max_replicas,
+                "deploy.kubernetes: need 1 <= min_replicas <= max_replicas")
+        require(self.target_queue_size >= 1, "deploy.kubernetes.target_queue_size must be >= 1")
+
+
+@dataclasses.dataclass
+class SlurmConfig:
+    partition: str = "gpu"
+    account: str = ""
+    time: str = "04:00:00"
+    gpus: int = 1
+    cpus: int = 8
+    mem: str = "64G"
+    port: int = 8080
+    image_file: str = "$HOME/.cache/lmforge/tgi.sif"  # apptainer image, pulled on first run
+
+
+@dataclasses.dataclass
+class SmokeConfig:
+    requests: int = 16
+    max_new_tokens: int = 16
+    concurrency: list[int] = dataclasses.field(default_factory=lambda: [1, 8])
+    startup_timeout_s: float = 120.0
+
+    def __post_init__(self):
+        require(self.requests >= 1 and self.max_new_tokens >= 1, "deploy.smoke: requests and max_new_tokens >= 1")
+        require(bool(self.concurrency) and all(c >= 1 for c in self.concurrency),
+                "deploy.smoke.concurrency must be a non-empty list of positive integers")
+
+
+@dataclasses.dataclass
+class DeployConfig:
+    out_dir: str = "deploy"
+    model_dir: str = "models/release"
+    name: str = "lmforge"
+    image: str = "ghcr.io/huggingface/text-generation-inference"
+    tag: str = "3.3.5"
+    container_port: int = 80
+    host_port: int = 8080
+    model_mount: str = "/data/release"
+    kubernetes: KubernetesConfig = dataclasses.field(default_factory=KubernetesConfig)
+    slurm: SlurmConfig = dataclasses.field(default_factory=SlurmConfig)
+    smoke: SmokeConfig = dataclasses.field(default_factory=SmokeConfig)
+
+    def __post_init__(self):
+        require(bool(self.tag) and ":" not in self.tag, "deploy.tag: give the image tag alone, e.g. 3.3.5")
+        require(self.model_mount.startswith("/"), "deploy.model_mount must be an absolute path in the container")
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.image}:{self.tag}"

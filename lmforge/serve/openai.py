@@ -1,0 +1,233 @@
+"""TGI's OpenAI-style routes: `/v1/chat/completions`, `/v1/completions`, `/v1/models`.
+
+Chat renders the conversation with the model's own chat template
+(`<|role|>\\n...<|end|>\\n`, then `<|assistant|>\\n`) and stops at `<|end|>` or EOS.
+Streams are server-sent `chat.completion.chunk` / `text_completion` objects closed by
+`data: [DONE]`, as TGI sends them (the 0.7.0 `text-generation` client raises on that
+closing line; stop reading at the chunk whose `finish_reason` is set). Like TGI, a
+`temperature` of 0 (or none) means greedy decoding, and features lmforge does not
+implement (tools, response_format, n > 1) are refused with a 422 rather than ignored.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from lmforge.serve.app import VERSION, Pending, ServerState, event_stream, observe, read_body
+from lmforge.serve.protocol import (ApiError, _get, fit_tokens, invalid, require_object, sampling_params, sse)
+
+
+def _finish_reason(reason: str) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def _common(state: ServerState, kind: str) -> dict:
+    return {"id": f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex[:24]}",
+            "object": kind, "created": int(time.time()), "model": state.model_id,
+            "system_fingerprint": f"{VERSION}-lmforge"}
+
+
+def _params(body: dict, state: ServerState):
+    """Map OpenAI request fields onto TGI generate parameters (validated there)."""
+    for key in ("tools", "response_format", "grammar"):
+        if body.get(key) is not None:
+            raise invalid(f"`{key}` is not supported by lmforge serve")
+    n = _get(body, "n", "int", "")
+    if n not in (None, 1):
+        raise invalid("`n` must be 1: lmforge serve returns one choice")
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    temperature = _get(body, "temperature", "number", "")
+    if temperature is not None and temperature < 0:
+        raise invalid("`temperature` must be >= 0")
+    p = {
+        "max_new_tokens": _get(body, "max_tokens", "int", ""),
+        "temperature": temperature or None,
+        "do_sample": bool(temperature),
+        "top_p": _get(body, "top_p", "number", ""),
+        "seed": _get(body, "seed", "int", ""),
+        "stop": stop,
+        "frequency_penalty": _get(body, "frequency_penalty", "number", ""),
+        "repetition_penalty": _get(body, "repetition_penalty", "number", ""),
+        "top_n_tokens": _get(body, "top_logprobs", "int", "") if body.get("logprobs") else None,
+    }
+    _get(body, "stream", "bool", "")
+    _get(body, "logprobs", "bool", "")
+    params, _ = sampling_params({k: v for k, v in p.items() if v is not None}, state.limits, where="")
+    return params
+
+
+def _messages(body: dict) -> list[dict]:
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise invalid("`messages` must be a non-empty list")
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise invalid(f"`messages[{i}]` must be an object with a string `role`")
+        content = m.get("content")
+        if isinstance(content, list):  # [{"type": "text", "text": ...}]
+            if not all(isinstance(c, dict) and c.get("type") == "text" and isinstance(c.get("text"), str)
+                       for c in content):
+                raise invalid(f"`messages[{i}].content`: only text chunks are supported")
+            content = "".join(c["text"] for c in content)
+        if content is None and m.get("tool_calls"):
+            raise invalid("tool calls are not supported by lmforge serve")
+        if not isinstance(content, str):
+            raise invalid(f"`messages[{i}].content` must be a string or a list of text chunks")
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+def _logprobs(ev, want: bool):
+    if not want:
+        return None
+    return {"content": [{"token": ev.token["text"], "logprob": ev.token["logprob"],
+                         "top_logprobs": [{"token": t["text"], "logprob": t["logprob"]} for t in ev.top_tokens]}]}
+
+
+async def chat_completions(request: Request):
+    state: ServerState = request.app.state.lmforge
+    t0 = time.perf_counter()
+    body = require_object(await read_body(request, state))
+    messages = _messages(body)
+    params = _params(body, state)
+    try:
+        prompt = state.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception as e:  # template errors: unknown roles, bad ordering, no template
+        raise invalid(f"chat template failed: {e}") from None
+    ids = fit_tokens(state.encode(prompt, special=False), params, None, state.limits)
+    validated = time.perf_counter()
+    want_lp = bool(body.get("logprobs"))
+    pending = Pending(state, ids, params, stream=bool(body.get("stream")))
+    head = _common(state, "chat.completion.chunk" if body.get("stream") else "chat.completion")
+    if body.get("stream"):
+        usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(ev):
+            c = {**head, "choices": [{
+                "index": 0, "delta": {"role": "assistant", "content": "" if ev.token["special"] else ev.token["text"],
+                                      "tool_calls": None},
+                "logprobs": _logprobs(ev, want_lp),
+                "finish_reason": _finish_reason(ev.finish.reason) if ev.finish else None}], "usage": None}
+            if ev.finish and usage:  # OpenAI sends usage in an extra chunk; one chunk keeps SSE simple
+                c["usage"] = _usage(ev.finish)
+            return c
+
+        return event_stream(state, pending, chunk, t0, validated, done=True)
+    try:
+        f = await pending.result()
+    finally:
+        pending.close()
+    observe(state, f, t0, validated, params)
+    lp = None
+    if want_lp:
+        lp = {"content": [{"token": t["text"], "logprob": t["logprob"],
+                           "top_logprobs": [{"token": x["text"], "logprob": x["logprob"]} for x in top]}
+                          for t, top in zip(f.tokens, f.top_tokens)]}
+    return JSONResponse({**head, "choices": [{
+        "index": 0, "message": {"role": "assistant", "content": f.generated_text},
+        "logprobs": lp, "finish_reason": _finish_reason(f.reason)}], "usage": _usage(f)})
+
+
+def _usage(f) -> dict:
+    return {"prompt_tokens": f.input_length, "completion_tokens": f.generated_tokens,
+            "total_tokens": f.input_length + f.generated_tokens}
+
+
+async def completions(request: Request):
+    state: ServerState = request.app.state.lmforge
+    t0 = time.perf_counter()
+    body = require_object(await read_body(request, state))
+    prompts = body.get("prompt")
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
+        raise invalid("`prompt` must be a non-empty string or a list of non-empty strings")
+    if len(prompts) > state.limits.max_batch_size:
+        raise invalid(f"`prompt` holds at most {state.limits.max_batch_size} prompts. Given: {len(prompts)}")
+    if body.get("suffix") is not None:
+        raise invalid("`suffix` is not supported by lmforge serve")
+    all_params, all_ids = [], []
+    for p in prompts:
+        params = _params(body, state)
+        all_ids.append(fit_tokens(state.encode(p), params, None, state.limits))
+        all_params.append(params)
+    validated = time.perf_counter()
+    pendings: list[Pending] = []
+    try:
+        for ids, params in zip(all_ids, all_params):
+            pendings.append(Pending(state, ids, params, stream=bool(body.get("stream"))))
+    except ApiError:
+        for p in pendings:
+            p.close()
+        raise
+    head = _common(state, "text_completion")
+    if body.get("stream"):
+        return StreamingResponse(_merged_stream(state, pendings, head, t0, validated),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    try:
+        results = await asyncio.gather(*(p.result() for p in pendings))
+    finally:
+        for p in pendings:
+            p.close()
+    for f, params in zip(results, all_params):
+        observe(state, f, t0, validated, params)
+    usage = {k: sum(_usage(f)[k] for f in results) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    return JSONResponse({**head, "choices": [
+        {"index": i, "text": f.generated_text, "logprobs": None, "finish_reason": _finish_reason(f.reason)}
+        for i, f in enumerate(results)], "usage": usage})
+
+
+async def _merged_stream(state: ServerState, pendings: list[Pending], head: dict, t0: float, validated: float):
+    """Interleave the token streams of several prompts as `text_completion` chunks."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int, p: Pending):
+        try:
+            async for ev in p.events():
+                await queue.put((i, ev))
+        except ApiError as e:
+            await queue.put((i, e))
+
+    tasks = [asyncio.create_task(pump(i, p)) for i, p in enumerate(pendings)]
+    left = len(pendings)
+    try:
+        while left:
+            i, ev = await queue.get()
+            if isinstance(ev, ApiError):
+                left -= 1
+                yield sse(ev.body())
+                continue
+            text = "" if ev.token["special"] else ev.token["text"]
+            reason = _finish_reason(ev.finish.reason) if ev.finish else ""
+            yield sse({**head, "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}]})
+            if ev.finish:
+                left -= 1
+                observe(state, ev.finish, t0, validated, pendings[i].params)
+        yield b"data: [DONE]\n\n"
+    finally:
+        for t in tasks:
+            t.cancel()
+        for p in pendings:
+            p.close()
+
+
+async def models(request: Request):
+    state: ServerState = request.app.state.lmforge
+    return JSONResponse({"id": state.model_id, "object": "model", "created": int(state.started),
+                         "owned_by": "lmforge"})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+    ]

@@ -1,0 +1,232 @@
+"""TGI's request validation and response shapes, as plain functions.
+
+Everything a client sends is checked here before it reaches the engine, with TGI's
+own messages ("Input validation error: `temperature` must be strictly positive") and
+TGI's error body `{"error": ..., "error_type": ...}`: 422 `validation` for bad input
+of any kind (malformed JSON, wrong types, out-of-range values, too many tokens), 429
+`overloaded`, 424 `generation`. Unknown keys are ignored, as TGI's serde does. The
+response builders turn the engine's `Finish`/`TokenEvent` into TGI's
+GenerateResponse / StreamResponse JSON (../shared/contracts/tgi-openapi.json).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from lmforge.serve.sampling import SamplingParams
+
+
+class ApiError(Exception):
+    """An error reply in TGI's shape."""
+
+    def __init__(self, status: int, error_type: str, message: str):
+        super().__init__(message)
+        self.status, self.error_type, self.message = status, error_type, message
+
+    def body(self) -> dict:
+        return {"error": self.message, "error_type": self.error_type}
+
+
+def invalid(msg: str) -> ApiError:
+    return ApiError(422, "validation", f"Input validation error: {msg}")
+
+
+@dataclasses.dataclass
+class Limits:
+    """The launcher's limits (TGI flag names), reported by GET /info."""
+
+    max_input_tokens: int
+    max_total_tokens: int
+    max_concurrent_requests: int = 32
+    max_batch_size: int = 8
+    max_stop_sequences: int = 4
+    max_top_n_tokens: int = 5
+    max_best_of: int = 1
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise invalid(f"request body is not valid JSON: {e}") from None
+
+
+def _get(d: dict, key: str, kind: str, where: str) -> Any:
+    """`d[key]` checked against `kind` (int, number, bool, str, strlist); None if absent/null."""
+    v = d.get(key)
+    if v is None:
+        return None
+    name = f"{where}{key}"
+    ok = {
+        "int": isinstance(v, int) and not isinstance(v, bool),
+        "number": isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": isinstance(v, bool),
+        "str": isinstance(v, str),
+        "strlist": isinstance(v, list) and all(isinstance(s, str) for s in v),
+    }[kind]
+    if not ok:
+        want = {"int": "an integer", "number": "a number", "bool": "a boolean", "str": "a string",
+                "strlist": "a list of strings"}[kind]
+        raise invalid(f"`{name}` must be {want}, got {json.dumps(v)[:80]}")
+    return float(v) if kind == "number" else v
+
+
+def require_object(body: Any, what: str = "request body") -> dict:
+    if not isinstance(body, dict):
+        raise invalid(f"{what} must be a JSON object")
+    return body
+
+
+@dataclasses.dataclass
+class GenerateOptions:
+    """Per-request choices that shape the reply rather than the generation."""
+
+    inputs: str
+    details: bool = True
+    return_full_text: bool = False
+    stream: bool = False
+
+
+def sampling_params(p: dict, limits: Limits, *, where: str = "parameters.") -> tuple[SamplingParams, int | None]:
+    """Check TGI GenerateParameters; returns the params (max_new_tokens maybe 0 = default) and truncate."""
+    best_of = _get(p, "best_of", "int", where)
+    if best_of is not None and not 0 < best_of <= limits.max_best_of:
+        raise invalid(f"`best_of` must be > 0 and <= {limits.max_best_of}. Given: {best_of}")
+    temperature = _get(p, "temperature", "number", where)
+    if temperature is not None and temperature <= 0:
+        raise invalid("`temperature` must be strictly positive")
+    rep = _get(p, "repetition_penalty", "number", where)
+    if rep is not None and rep <= 0:
+        raise invalid("`repetition_penalty` must be strictly positive")
+    freq = _get(p, "frequency_penalty", "number", where)
+    if freq is not None and not -2.0 <= freq <= 2.0:
+        raise invalid("`frequency_penalty` must be >= -2.0 and <= 2.0")
+    top_p = _get(p, "top_p", "number", where)
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise invalid("`top_p` must be > 0.0 and <= 1.0")
+    typical_p = _get(p, "typical_p", "number", where)
+    if typical_p is not None and not 0.0 < typical_p < 1.0:
+        raise invalid("`typical_p` must be > 0.0 and < 1.0")
+    top_k = _get(p, "top_k", "int", where)
+    if top_k is not None and top_k <= 0:
+        raise invalid("`top_k` must be strictly positive")
+    max_new = _get(p, "max_new_tokens", "int", where)
+    if max_new is not None and max_new <= 0:
+        raise invalid("`max_new_tokens` must be strictly positive")
+    stop = _get(p, "stop", "strlist", where) or []
+    if len(stop) > limits.max_stop_sequences:
+        raise invalid(f"`stop` supports up to {limits.max_stop_sequences} stop sequences. Given: {len(stop)}")
+    if any(s == "" for s in stop):
+        raise invalid("`stop` sequences cannot be empty")
+    seed = _get(p, "seed", "int", where)
+    if seed is not None and not 0 <= seed < 2**64:
+        raise invalid("`seed` must be a non-negative 64-bit integer")
+    truncate = _get(p, "truncate", "int", where)
+    if truncate is not None and not 0 < truncate <= limits.max_input_tokens:
+        raise invalid(f"`truncate` must be strictly positive and less than {limits.max_input_tokens}. "
+                      f"Given: {truncate}")
+    top_n = _get(p, "top_n_tokens", "int", where) or 0
+    if not 0 <= top_n <= limits.max_top_n_tokens:
+        raise invalid(f"`top_n_tokens` must be >= 0 and <= {limits.max_top_n_tokens}. Given: {top_n}")
+    for flag in ("do_sample", "details", "decoder_input_details", "return_full_text", "watermark"):
+        _get(p, flag, "bool", where)
+    if p.get("watermark"):
+        raise invalid("`watermark` is not supported by lmforge serve")
+    if p.get("grammar") is not None:
+        raise invalid("grammar is not supported by lmforge serve")
+    if p.get("adapter_id") not in (None, "", "null"):
+        raise invalid("`adapter_id` is not supported: lmforge serve serves one merged model")
+    params = SamplingParams(
+        max_new_tokens=max_new or 0,
+        do_sample=bool(p.get("do_sample")),
+        temperature=temperature,
+        top_k=top_k,
+        top_p=None if top_p == 1.0 else top_p,
+        typical_p=typical_p,
+        repetition_penalty=rep,
+        frequency_penalty=freq or None,
+        seed=seed,
+        stop=stop,
+        top_n_tokens=top_n,
+        decoder_input_details=bool(p.get("decoder_input_details")),
+    )
+    return params, truncate
+
+
+def fit_tokens(ids: list[int], params: SamplingParams, truncate: int | None, limits: Limits) -> list[int]:
+    """Apply `truncate` (keep the last tokens, as TGI does) and the input/total limits."""
+    if truncate is not None and len(ids) > truncate:
+        ids = ids[-truncate:]
+    if not ids:
+        raise invalid("`inputs` cannot be empty")
+    if len(ids) > limits.max_input_tokens:
+        raise invalid(f"`inputs` must have less than {limits.max_input_tokens} tokens. Given: {len(ids)}")
+    if not params.max_new_tokens:
+        params.max_new_tokens = limits.max_total_tokens - len(ids)
+        if params.max_new_tokens <= 0:
+            raise invalid(f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "
+                          f"Given: {len(ids)} `inputs` tokens and 1 `max_new_tokens`")
+    if len(ids) + params.max_new_tokens > limits.max_total_tokens:
+        raise invalid(f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "
+                      f"Given: {len(ids)} `inputs` tokens and {params.max_new_tokens} `max_new_tokens`")
+    return ids
+
+
+def parse_generate(body: Any, limits: Limits, *, stream: bool | None) -> tuple[GenerateOptions, SamplingParams, int | None]:
+    """Check a GenerateRequest (or CompatGenerateRequest when `stream` is None)."""
+    body = require_object(body)
+    inputs = body.get("inputs")
+    if not isinstance(inputs, str):
+        raise invalid("`inputs` must be a string")
+    if not inputs:
+        raise invalid("`inputs` cannot be empty")
+    p = body.get("parameters")
+    if p is None:
+        p = {}
+    p = require_object(p, "`parameters`")
+    if stream is None:
+        s = _get(body, "stream", "bool", "")
+        stream = bool(s)
+    params, truncate = sampling_params(p, limits)
+    if stream and params.decoder_input_details:
+        raise invalid("`decoder_input_details` == true is not supported when streaming tokens")
+    details = p.get("details")
+    opts = GenerateOptions(inputs=inputs, details=True if details is None else details,
+                           return_full_text=bool(p.get("return_full_text")), stream=stream)
+    return opts, params, truncate
+
+
+# ---- response shapes --------------------------------------------------------------
+def details_json(f, params: SamplingParams) -> dict:
+    return {
+        "finish_reason": f.reason,
+        "generated_tokens": f.generated_tokens,
+        "seed": f.seed,
+        "prefill": f.prefill,
+        "tokens": f.tokens,
+        "top_tokens": f.top_tokens if params.top_n_tokens else [],
+        "best_of_sequences": None,
+    }
+
+
+def generate_json(f, opts: GenerateOptions, params: SamplingParams) -> dict:
+    text = (opts.inputs + f.generated_text) if opts.return_full_text else f.generated_text
+    return {"generated_text": text, "details": details_json(f, params) if opts.details else None}
+
+
+def stream_json(ev, opts: GenerateOptions) -> dict:
+    out = {"index": ev.index, "token": ev.token, "top_tokens": ev.top_tokens, "generated_text": None,
+           "details": None}
+    f = ev.finish
+    if f is not None:
+        out["generated_text"] = (opts.inputs + f.generated_text) if opts.return_full_text else f.generated_text
+        if opts.details:
+            out["details"] = {"finish_reason": f.reason, "generated_tokens": f.generated_tokens,
+                              "seed": f.seed, "input_length": f.input_length}
+    return out
+
+
+def sse(obj: Any) -> bytes:
+    """One server-sent event, as TGI writes it (`data:{json}` and a blank line)."""
+    return b"data:" + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"

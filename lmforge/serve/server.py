@@ -1,0 +1,77 @@
+"""Load a released model folder into a running engine and serve it with uvicorn.
+
+`load_state` is the one place that turns a model folder plus TGI-style limits into a
+`ServerState`: it loads the tokenizer and `AutoModelForCausalLM` from local files only,
+collects the stop ids (generation_config's eos ids, the tokenizer's EOS and the chat
+end marker `<|end|>`), and derives TGI's defaults for limits that were not given
+(max_total_tokens = the model's context, max_input_tokens = one less), refusing limits
+the model cannot honour with an error naming the flag.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lmforge.serve.app import ServerState, create_app
+from lmforge.serve.engine import Engine
+from lmforge.serve.metrics import ServerMetrics
+from lmforge.serve.protocol import Limits
+
+END_MARKER = "<|end|>"
+
+
+class ServeError(ValueError):
+    """The model folder or a limit is unusable; the message names which."""
+
+
+def stop_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    end = tokenizer.convert_tokens_to_ids(END_MARKER)
+    if END_MARKER in tokenizer.get_vocab() and end is not None:
+        ids.add(end)
+    return ids
+
+
+def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max_total_tokens: int | None = None,
+               max_concurrent_requests: int = 32, max_batch_size: int = 8, batch_wait_ms: float = 5.0,
+               dtype: str = "float32") -> ServerState:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model_id)
+    if not (path / "config.json").is_file():
+        raise ServeError(f"--model-id {model_id}: not a model folder (no config.json); "
+                         "run `dvc repro release` or point --model-id at an HF model folder")
+    if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+        raise ServeError(f"--dtype {dtype}: not a torch dtype (float32, bfloat16, float16)")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    context = int(getattr(model.config, "max_position_embeddings", 0) or 4096)
+    total = max_total_tokens or min(context, 4096)
+    inp = max_input_tokens or total - 1
+    if total > context:
+        raise ServeError(f"--max-total-tokens {total} exceeds the model's context of {context} tokens")
+    if not 0 < inp < total:
+        raise ServeError(f"--max-input-tokens {inp} must be positive and below --max-total-tokens {total}")
+    if max_concurrent_requests < 1 or max_batch_size < 1:
+        raise ServeError("--max-concurrent-requests and --max-batch-size must be at least 1")
+    limits = Limits(max_input_tokens=inp, max_total_tokens=total,
+                    max_concurrent_requests=max_concurrent_requests, max_batch_size=max_batch_size)
+    metrics = ServerMetrics()
+    engine = Engine(model, tokenizer, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+                    eos_ids=stop_ids(model, tokenizer), metrics=metrics)
+    return ServerState(engine=engine, tokenizer=tokenizer, limits=limits, model_id=str(model_id),
+                       metrics=metrics, model_dtype=dtype)
+
+
+def serve(state: ServerState, host: str, port: int, log_level: str = "warning") -> None:
+    import uvicorn
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app(state)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3,
+                access_log=log_level in ("debug", "info"))

@@ -1,0 +1,41 @@
+"""Stage deploy: TGI deployment files, then a smoke and load test of the local server.
+
+Reads params `serve` and `deploy`; writes deploy/ (tgi-run.sh, kubernetes.yaml,
+tgi.sbatch) and metrics/serve.json: latency p50/p95, time to first token and tokens/s
+at each concurrency in deploy.smoke.concurrency, measured through the
+`text-generation` client against `lmforge serve` on models/release, which the stage
+starts in a subprocess and stops.
+"""
+from __future__ import annotations
+
+from lmforge.config import load_params, section
+from lmforge.io import write_json
+from lmforge.serve.config import DeployConfig, ServeConfig
+from lmforge.serve.deploy import write_deploy_files
+from lmforge.serve.launcher import start_server
+from lmforge.serve.loadtest import run_load, smoke
+
+METRICS = "metrics/serve.json"
+
+
+def main() -> None:
+    params = load_params()
+    serve = section(ServeConfig, "serve", params)
+    deploy = section(DeployConfig, "deploy", params)
+    files = write_deploy_files(deploy, serve)
+    args = [*serve.launcher_args(), "--batch-wait-ms", str(serve.batch_wait_ms), "--dtype", serve.dtype]
+    with start_server(deploy.model_dir, extra_args=args, timeout=deploy.smoke.startup_timeout_s) as srv:
+        metrics = {"smoke": smoke(srv.url, max_new_tokens=deploy.smoke.max_new_tokens)}
+        for c in deploy.smoke.concurrency:
+            metrics[f"concurrency_{c}"] = run_load(srv.url, requests=deploy.smoke.requests, concurrency=c,
+                                                   max_new_tokens=deploy.smoke.max_new_tokens)
+    write_json(METRICS, metrics)
+    print(f"deploy: wrote {', '.join(str(p) for p in files.values())}")
+    for c in deploy.smoke.concurrency:
+        m = metrics[f"concurrency_{c}"]
+        print(f"  concurrency {c}: p50 {m['latency_p50_s']}s p95 {m['latency_p95_s']}s "
+              f"ttft {m['ttft_p50_s']}s {m['tokens_per_s']} tok/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Concurrent requests share forward passes, and batching does not change what greedy decoding says."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from text_generation import AsyncClient
+
+from lmforge.serve.engine import Engine, Generation, TokenEvent
+from lmforge.serve.sampling import SamplingParams
+
+PROMPTS = ["Hello world", "The quick brown fox jumps over", "A", "Python is a programming language that lets"]
+
+
+def _engine(tiny_model, **kw):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    return tok, Engine(AutoModelForCausalLM.from_pretrained(tiny_model), tok, **kw).start()
+
+
+def _submit(engine, tok, prompt, n, done: dict, key, first: threading.Event | None = None):
+    ev = threading.Event()
+
+    def emit(e):
+        if first is not None:
+            first.set()
+        if not isinstance(e, TokenEvent) or e.finish is not None:
+            done[key] = e.finish if isinstance(e, TokenEvent) else e
+            ev.set()
+
+    engine.submit(Generation(tok(prompt)["input_ids"], SamplingParams(max_new_tokens=n), emit))
+    return ev
+
+
+def test_batched_and_joined_rows_match_sequential(tiny_model):
+    tok, engine = _engine(tiny_model, max_batch_size=8, batch_wait_ms=0)
+    try:
+        seq = {}
+        for i, p in enumerate(PROMPTS):
+            _submit(engine, tok, p, 16, seq, i).wait(30)
+        # staggered arrivals join the running batch (continuous batching) at different lengths
+        joined, events = {}, []
+        running = threading.Event()
+        long = _submit(engine, tok, "Hello", 60, joined, "long", running)
+        assert running.wait(30)  # the long request is decoding; the others must join it
+        for i, p in enumerate(PROMPTS):
+            events.append(_submit(engine, tok, p, 16, joined, i))
+            time.sleep(0.005)
+        for e in [long, *events]:
+            assert e.wait(30)
+        assert engine.metrics.counters.get("tgi_batch_concat") >= 1
+        for i in range(len(PROMPTS)):
+            assert [t["id"] for t in joined[i].tokens] == [t["id"] for t in seq[i].tokens], PROMPTS[i]
+    finally:
+        engine.stop()
+
+
+def test_concurrent_http_requests_are_batched(tiny_model, server_factory):
+    # an idle engine holds the first request up to 2 s for company; max_batch_size=4 ends the wait
+    srv = server_factory(tiny_model, max_batch_size=4, batch_wait_ms=2000, max_concurrent_requests=8)
+    try:
+        async def burst():
+            client = AsyncClient(srv.url, timeout=60)
+            return await asyncio.gather(*(client.generate(p, max_new_tokens=8) for p in PROMPTS))
+
+        results = asyncio.run(burst())
+        assert all(r.details.generated_tokens >= 1 for r in results)
+        assert srv.metric("tgi_batch_next_size_count") == 1  # one prefill for all four
+        assert srv.metric("tgi_batch_next_size_sum") == 4
+        steps = srv.metric("lmforge_batch_decode_size_count")
+        assert srv.metric('lmforge_batch_decode_size_bucket{le="1.0"}') < steps  # decode steps with > 1 row
+        assert srv.metric("tgi_request_success") == 4
+    finally:
+        srv.stop()
