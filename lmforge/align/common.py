@@ -1,0 +1,213 @@
+"""What SFT, reward modelling, DPO and the gates share: loading local models, the
+chat template, generation that stops at the end of an assistant turn, and the TRL
+arguments every trainer here gets (CPU, no hub, no reporting, no checkpoints).
+
+The chat template always comes from the model's own tokenizer, so a base model
+brought from outside (``sft.base_model``) keeps its own template and role markers,
+and the later stages, which load the tokenizer saved in ``models/sft``, use it too.
+A tokenizer without a template gets the lmforge template of docs/CONTRACTS.md in
+plain text. The end-of-turn token is found by rendering a turn, never hard-coded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from lmforge.config import ParamsError, require
+from lmforge.io import atomic_dir
+
+log = logging.getLogger("lmforge.align")
+
+# docs/CONTRACTS.md: each message renders as <|role|>\n{content}<|end|>\n.
+CONTRACT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}\n"
+    "{% else %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@dataclasses.dataclass
+class LoraParams:
+    """LoRA through peft; the adapter is merged into full weights before export."""
+
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = dataclasses.field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "c_proj"])
+
+    def __post_init__(self):
+        require(self.r > 0, f"lora.r must be > 0, got {self.r}")
+        require(0.0 <= self.dropout < 1.0, f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+    def peft_config(self, model, task_type: str = "CAUSAL_LM"):
+        if not self.enabled:
+            return None
+        from peft import LoraConfig
+
+        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        targets = [t for t in self.target_modules if t in names]
+        if not targets:
+            raise ParamsError(f"lora.target_modules {self.target_modules} match no module of "
+                              f"{type(model).__name__}")
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=targets, task_type=task_type)
+
+
+@dataclasses.dataclass
+class TrainParams:
+    """Optimisation knobs shared by the three trainers."""
+
+    max_steps: int = 40
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_length: int = 256
+    threads: int = 1  # torch threads; 2 on a busy 2-core machine is far slower
+    deepspeed: str | None = None  # null | "shared" (pretraining's builder) | path to a JSON config
+    zero_stage: int = 0  # with deepspeed: shared
+    bf16: bool = False  # TRL defaults to bf16 autocast, which is slow on CPU; opt in on GPUs
+
+    def __post_init__(self):
+        require(self.max_steps > 0, f"max_steps must be > 0, got {self.max_steps}")
+        require(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        require(self.max_length >= 16, f"max_length must be >= 16, got {self.max_length}")
+        require(self.zero_stage in (0, 1, 2, 3), f"zero_stage must be 0-3, got {self.zero_stage}")
+
+
+def deepspeed_config(tp: TrainParams) -> dict | None:
+    """The DeepSpeed config, shared with pretraining.
+
+    ``"shared"`` builds it with pretraining's own builder
+    (``lmforge.train.recipe.deepspeed_config``) from this section's batch size,
+    gradient accumulation and ``zero_stage``; a path loads that JSON file; ``None``
+    trains without DeepSpeed. With DeepSpeed, launch the stage with ``deepspeed`` or
+    ``torchrun`` (or set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+    """
+    if tp.deepspeed is None:
+        return None
+    if tp.deepspeed == "shared":
+        from lmforge.train.recipe import deepspeed_config as build
+
+        return build(tp.zero_stage, tp.batch_size, tp.grad_accum, int(os.environ.get("WORLD_SIZE", "1")),
+                     bf16=tp.bf16)
+    p = Path(tp.deepspeed)
+    if not p.exists():
+        raise ParamsError(f"deepspeed: config file {tp.deepspeed} not found")
+    return json.loads(p.read_text())
+
+
+def trl_kwargs(tp: TrainParams, seed: int, out_dir: str | None) -> dict[str, Any]:
+    """Arguments every TRL config here gets (``out_dir`` None: a scratch folder, no checkpoints)."""
+    import tempfile
+
+    import torch
+
+    out_dir = out_dir or tempfile.mkdtemp(prefix="lmforge-align-")
+    torch.set_num_threads(max(1, tp.threads))
+    return dict(
+        output_dir=out_dir, use_cpu=True, report_to="none", seed=seed, data_seed=seed,
+        max_steps=tp.max_steps, per_device_train_batch_size=tp.batch_size,
+        per_device_eval_batch_size=tp.batch_size, gradient_accumulation_steps=tp.grad_accum,
+        learning_rate=tp.lr, warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay,
+        lr_scheduler_type="cosine", logging_steps=max(1, tp.max_steps // 20), save_strategy="no",
+        eval_strategy="no", dataloader_num_workers=0, disable_tqdm=True, bf16=tp.bf16, fp16=False,
+        deepspeed=deepspeed_config(tp),
+    )
+
+
+def check_model_dir(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path)
+    if not (p / "config.json").exists():
+        raise FileNotFoundError(f"{what}: {p} is not a Hugging Face model folder (no config.json); "
+                                "build it first or point params at a local model directory")
+    return p
+
+
+def load_tokenizer(path: str | os.PathLike):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if not tok.chat_template:
+        log.warning("%s: tokenizer has no chat template; using the lmforge template in plain text", path)
+        tok.chat_template = CONTRACT_TEMPLATE
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str | os.PathLike, what: str = "model"):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    check_model_dir(path, what)
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+
+
+def prompt_text(tok, prompt: str) -> str:
+    """A one-turn user prompt rendered by the tokenizer's template, ready for the reply."""
+    return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                   add_generation_prompt=True)
+
+
+def stop_token_ids(tok) -> list[int]:
+    """EOS plus the token that closes an assistant turn in this tokenizer's template."""
+    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    marker = "XyZzY"
+    text = tok.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}],
+                                   tokenize=False)
+    tail = text.split(marker, 1)[1] if marker in text else ""
+    if tail:
+        first = tok(tail, add_special_tokens=False)["input_ids"][:1]
+        if first and first[0] in set(tok.all_special_ids) | set(tok.added_tokens_decoder):
+            ids.add(first[0])
+    if not ids:
+        raise ValueError("tokenizer has neither an EOS token nor a special end-of-turn token")
+    return sorted(ids)
+
+
+def generate(model, tok, prompts: list[str], max_new_tokens: int = 48, sample: bool = False,
+             temperature: float = 1.0, top_k: int = 0, seed: int = 0, batch_size: int = 16) -> list[str]:
+    """Assistant replies to ``prompts`` (left-padded batches, stopped at end of turn)."""
+    import torch
+
+    torch.manual_seed(seed)
+    stops = stop_token_ids(tok)
+    side, tok.padding_side = tok.padding_side, "left"
+    out: list[str] = []
+    model.eval()
+    try:
+        for i in range(0, len(prompts), batch_size):
+            texts = [prompt_text(tok, p) for p in prompts[i:i + batch_size]]
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=max_new_tokens, do_sample=sample,
+                                     temperature=temperature if sample else None, top_k=top_k if sample else None,
+                                     top_p=None, eos_token_id=stops, pad_token_id=tok.pad_token_id)
+            for row in gen[:, enc["input_ids"].shape[1]:]:
+                out.append(tok.decode(row, skip_special_tokens=True).strip())
+    finally:
+        tok.padding_side = side
+    return out
+
+
+def save_model(model, tok, out_dir: str | os.PathLike, extra: dict[str, str] | None = None) -> None:
+    """Write a standalone HF folder (weights, config, tokenizer) atomically."""
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.eos_token_id = stop_token_ids(tok)
+            model.generation_config.pad_token_id = tok.pad_token_id
+            model.generation_config.save_pretrained(tmp)
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text)

@@ -1,0 +1,119 @@
+"""Direct preference optimisation with TRL's DPOTrainer, then the final gate.
+
+The policy starts from ``models/sft`` and is held near the SFT model (the frozen
+reference, or the adapter-free base when LoRA is on) by β (``dpo.beta``, 0.1 by
+default). Training pairs are the preference stage's pairs plus rejection-sampled
+ones made here with the reward model (best vs worst of n samples per prompt).
+
+Reported: implicit-reward margins β·[(log π − log π_ref)(chosen) − (…)(rejected)]
+and preference accuracy on held-out pairs; the policy's log-prob margin on its own
+training pairs before and after (DPO should widen it); token-wise KL(π‖π_ref) on
+held-out prompts; the win rate of DPO over SFT under the reward model; and the
+SFT gate's measurements (perplexity, refusal, over-refusal) for the DPO model.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from lmforge.align.common import LoraParams, TrainParams, load_causal_lm, load_tokenizer, trl_kwargs
+from lmforge.align.evaluate import (EvalParams, completion_logprobs, generate_replies, policy_metrics, reward_scores,
+                                   token_kl)
+from lmforge.align.preferences import PreferenceParams, check_pairs, rejection_pairs, to_dataset
+from lmforge.align.reward import load_reward_model, read_pairs
+from lmforge.config import require
+from lmforge.io import atomic_path
+
+
+@dataclasses.dataclass
+class DPOParams:
+    sft_model: str = "models/sft"
+    reward_model: str = "models/reward"
+    pairs_dir: str = "data/preferences"
+    data_dir: str = "data/instructions_checked"
+    out_dir: str = "models/dpo"
+    rejection_out: str = "data/preferences/rejection_sampled.parquet"
+    beta: float = 0.1
+    rejection_prompts: int = 32  # (a) rejection sampling: prompts ...
+    rejection_samples: int = 4  # ... and samples per prompt
+    train: TrainParams = dataclasses.field(default_factory=lambda: TrainParams(max_steps=30, lr=5e-4))
+    lora: LoraParams = dataclasses.field(default_factory=LoraParams)
+    eval: EvalParams = dataclasses.field(default_factory=EvalParams)
+
+    def __post_init__(self):
+        require(self.beta > 0, f"dpo.beta must be > 0, got {self.beta}")
+        require(self.rejection_samples >= 2, f"dpo.rejection_samples must be >= 2, got {self.rejection_samples}")
+        require(self.rejection_prompts >= 0, "dpo.rejection_prompts must be >= 0")
+
+
+def logp_margins(model, tok, df: pd.DataFrame, max_length: int) -> list[float]:
+    """log π(chosen) − log π(rejected) per pair (completion tokens only)."""
+    c, _ = completion_logprobs(model, tok, df.prompt.tolist(), df.chosen.tolist(), max_length)
+    r, _ = completion_logprobs(model, tok, df.prompt.tolist(), df.rejected.tolist(), max_length)
+    return [a - b for a, b in zip(c, r)]
+
+
+def implicit_rewards(policy, ref, tok, df: pd.DataFrame, beta: float, max_length: int) -> tuple[float, float]:
+    """Mean DPO implicit-reward margin and preference accuracy on ``df``."""
+    pm, rm = logp_margins(policy, tok, df, max_length), logp_margins(ref, tok, df, max_length)
+    margins = [beta * (a - b) for a, b in zip(pm, rm)]
+    return sum(margins) / max(1, len(margins)), sum(m > 0 for m in margins) / max(1, len(margins))
+
+
+def win_rate(rm, tok, prompts: list[str], new: list[str], old: list[str], max_length: int) -> float:
+    """Share of prompts where the reward model prefers ``new`` (ties count half)."""
+    a, b = reward_scores(rm, tok, prompts, new, max_length), reward_scores(rm, tok, prompts, old, max_length)
+    wins = [1.0 if x > y else 0.5 if (x == y or n == o) else 0.0 for x, y, n, o in zip(a, b, new, old)]
+    return sum(wins) / max(1, len(wins))
+
+
+def make_rejection_pairs(p: DPOParams, pref: PreferenceParams, policy, rm, tok, seed: int) -> tuple[pd.DataFrame, int]:
+    if p.rejection_prompts == 0:
+        return pd.DataFrame(columns=["prompt", "chosen", "rejected", "source", "score_margin"]), 0
+    src = pd.read_parquet(f"{p.data_dir}/train.parquet")
+    prompts = src[src.source != "refusal"].sample(min(p.rejection_prompts, len(src)),
+                                                  random_state=seed + 7).prompt.tolist()
+    return rejection_pairs(policy, rm, tok, prompts, p.rejection_samples, pref, seed, p.train.max_length)
+
+
+def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | None = None):
+    """Returns (model, tokenizer, metrics, curve, samples); the caller gates, reports and saves."""
+    from trl import DPOConfig, DPOTrainer
+
+    tok = load_tokenizer(p.sft_model)
+    policy = load_causal_lm(p.sft_model, "dpo.sft_model")
+    ref = load_causal_lm(p.sft_model, "dpo.sft_model")
+    rm = load_reward_model(p.reward_model)
+    train, val = read_pairs(p.pairs_dir, "train"), read_pairs(p.pairs_dir, "val")
+    rs, rs_dropped = make_rejection_pairs(p, pref, policy, rm, tok, seed)
+    with atomic_path(p.rejection_out) as tmp:  # the dpo stage lists it as an out
+        rs.to_parquet(tmp, index=False)
+    train_all = check_pairs(pd.concat([train, rs[train.columns]], ignore_index=True), "dpo training pairs")
+    before = logp_margins(policy, tok, train_all, p.train.max_length)
+
+    args = DPOConfig(beta=p.beta, max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir))
+    peft = p.lora.peft_config(policy)
+    trainer = DPOTrainer(model=policy, ref_model=None if peft else ref, args=args,
+                         train_dataset=to_dataset(train_all), processing_class=tok, peft_config=peft)
+    result = trainer.train()
+    policy = trainer.model.merge_and_unload() if peft else trainer.model
+    policy.eval()
+    after = logp_margins(policy, tok, train_all, p.train.max_length)
+
+    margin, acc = implicit_rewards(policy, ref, tok, val, p.beta, p.train.max_length)
+    metrics, samples, replies = policy_metrics(policy, tok, p.data_dir, p.eval, p.train.max_length, "dpo")
+    val_prompts = pd.read_parquet(f"{p.data_dir}/val.parquet").head(p.eval.max_val).prompt.tolist()
+    sft_replies = generate_replies(ref, tok, val_prompts, p.eval.max_new_tokens)
+    metrics.update({
+        "win_rate": win_rate(rm, tok, val_prompts, replies, sft_replies, p.train.max_length),
+        "kl_token": token_kl(policy, ref, tok, val_prompts, replies, p.train.max_length),
+        "reward_margin": margin, "preference_accuracy": acc,
+        "train_logp_margin_before": sum(before) / len(before), "train_logp_margin_after": sum(after) / len(after),
+        "train_pairs": len(train_all), "rejection_pairs": len(rs), "rejection_dropped_identical": rs_dropped,
+        "train_loss": float(result.training_loss), "steps": int(result.global_step), "beta": p.beta,
+    })
+    samples += [("sft (reference) / held-out", q, r) for q, r in zip(val_prompts[:2], sft_replies[:2])]
+    curve = [{"step": h["step"], "loss": h["loss"], "margin": h.get("rewards/margins", float("nan"))}
+             for h in trainer.state.log_history if "loss" in h]
+    return policy, tok, metrics, curve, samples

@@ -1,0 +1,147 @@
+"""Preference pairs ``(prompt, chosen, rejected)`` for the reward model and DPO.
+
+No installed package ships real preference pairs, so they are made from three
+sources (``source`` column says which):
+
+(b) ``reference``: the instruction sample's reference answer is chosen over the
+    SFT model's own sampled reply to the same prompt;
+(c) ``feedback:*``: human preferences harvested by the serving stage into
+    ``data/feedback/preferences.parquet`` (the file may be missing or empty at first);
+(a) ``rejection``: n sampled replies per prompt from the SFT model, scored by the
+    reward model, best against worst. This needs the reward model, so the dpo
+    stage makes these pairs after the reward stage has run.
+
+Every set is checked before use: nothing empty, chosen never equal to rejected.
+Generated pairs that come out identical (a sample reproducing the reference) are
+dropped and counted; bad human-feedback rows are an error naming file and row.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from lmforge.align.common import generate
+from lmforge.config import require
+
+COLUMNS = ["prompt", "chosen", "rejected", "source"]
+
+
+@dataclasses.dataclass
+class PreferenceParams:
+    sft_model: str = "models/sft"
+    data_dir: str = "data/instructions_checked"
+    feedback_dir: str = "data/feedback"
+    out_dir: str = "data/preferences"
+    train_prompts: int = 96  # instruction train prompts turned into reference-vs-sample pairs
+    val_prompts: int = 32  # held-out pairs, from the instruction val split
+    feedback_val_fraction: float = 0.2
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    top_k: int = 50
+
+    def __post_init__(self):
+        require(self.train_prompts > 0, f"train_prompts must be > 0, got {self.train_prompts}")
+        require(self.val_prompts > 0, f"val_prompts must be > 0, got {self.val_prompts}")
+        require(0.0 <= self.feedback_val_fraction < 1.0, "feedback_val_fraction must be in [0, 1)")
+        require(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+
+
+def check_pairs(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Raise naming ``where`` and the first bad rows unless every pair is usable."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {missing}; expected {COLUMNS}")
+    for col in ("prompt", "chosen", "rejected"):
+        bad = df.index[df[col].isna() | (df[col].astype(str).str.strip() == "")].tolist()
+        if bad:
+            raise ValueError(f"{where}: empty '{col}' in row(s) {bad[:5]} ({len(bad)} in all)")
+    same = df.index[df.chosen.str.strip() == df.rejected.str.strip()].tolist()
+    if same:
+        raise ValueError(f"{where}: chosen equals rejected in row(s) {same[:5]} ({len(same)} in all)")
+    return df
+
+
+def read_feedback_pairs(feedback_dir: str) -> pd.DataFrame:
+    """Harvested human preferences; a missing folder or file gives zero rows."""
+    path = Path(feedback_dir) / "preferences.parquet"
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.read_parquet(path)
+    if "source" not in df.columns:
+        df["source"] = "human"
+    check_pairs(df.reset_index(drop=True), str(path))
+    df["source"] = "feedback:" + df.source.astype(str)
+    return df[COLUMNS].reset_index(drop=True)
+
+
+def _drop_identical(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    keep = (df.chosen.str.strip() != df.rejected.str.strip()) & (df.rejected.str.strip() != "") \
+        & (df.chosen.str.strip() != "")
+    return df[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def reference_pairs(model, tok, prompts: list[str], references: list[str], p: PreferenceParams,
+                    seed: int) -> tuple[pd.DataFrame, int]:
+    """(b): reference answer chosen over the model's own sample."""
+    samples = generate(model, tok, prompts, max_new_tokens=p.max_new_tokens, sample=True,
+                       temperature=p.temperature, top_k=p.top_k, seed=seed)
+    df = pd.DataFrame({"prompt": prompts, "chosen": references, "rejected": samples, "source": "reference"})
+    return _drop_identical(df)
+
+
+def rejection_pairs(model, rm, tok, prompts: list[str], n: int, p: PreferenceParams, seed: int,
+                    max_length: int = 256) -> tuple[pd.DataFrame, int]:
+    """(a): n samples per prompt, best against worst under the reward model."""
+    from lmforge.align.evaluate import reward_scores
+
+    rep = [q for q in prompts for _ in range(n)]
+    samples = generate(model, tok, rep, max_new_tokens=p.max_new_tokens, sample=True,
+                       temperature=p.temperature, top_k=p.top_k, seed=seed)
+    scores = reward_scores(rm, tok, rep, samples, max_length)
+    rows = []
+    for i, q in enumerate(prompts):
+        group = list(zip(scores[i * n:(i + 1) * n], samples[i * n:(i + 1) * n]))
+        group.sort(key=lambda t: t[0])
+        (lo, worst), (hi, best) = group[0], group[-1]
+        rows.append({"prompt": q, "chosen": best, "rejected": worst, "source": "rejection",
+                     "score_margin": hi - lo})
+    return _drop_identical(pd.DataFrame(rows, columns=COLUMNS + ["score_margin"]))
+
+
+def _is_val(prompt: str, fraction: float) -> bool:
+    return int(hashlib.sha1(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+
+
+def build_preferences(model, tok, p: PreferenceParams, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Train and held-out pairs from (b) and (c)."""
+    train_src = pd.read_parquet(Path(p.data_dir) / "train.parquet")
+    train_src = train_src[train_src.source != "refusal"].sample(
+        min(p.train_prompts, len(train_src)), random_state=seed)
+    val_src = pd.read_parquet(Path(p.data_dir) / "val.parquet").head(p.val_prompts)
+    train, dropped_t = reference_pairs(model, tok, train_src.prompt.tolist(), train_src.response.tolist(), p, seed)
+    val, dropped_v = reference_pairs(model, tok, val_src.prompt.tolist(), val_src.response.tolist(), p, seed + 1)
+    fb = read_feedback_pairs(p.feedback_dir)
+    fb_val = fb.prompt.map(lambda q: _is_val(q, p.feedback_val_fraction)).astype(bool)
+    train = check_pairs(pd.concat([train, fb[~fb_val]], ignore_index=True), "preference train pairs")
+    val = check_pairs(pd.concat([val, fb[fb_val]], ignore_index=True), "preference held-out pairs")
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(f"no usable preference pairs (train {len(train)}, held-out {len(val)}): every sample "
+                         "equalled its reference; raise preferences.temperature or add prompts")
+    metrics = {"train_pairs": len(train), "val_pairs": len(val), "feedback_pairs": len(fb),
+               "dropped_identical": dropped_t + dropped_v,
+               "pairs_by_source": {k: int(v) for k, v in train.groupby("source").size().items()}}
+    return train, val, metrics
+
+
+def to_dataset(df: pd.DataFrame):
+    """Conversational prompt/chosen/rejected rows, the format TRL's trainers take."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({
+        "prompt": [[{"role": "user", "content": x}] for x in df.prompt],
+        "chosen": [[{"role": "assistant", "content": x}] for x in df.chosen],
+        "rejected": [[{"role": "assistant", "content": x}] for x in df.rejected],
+    })

@@ -1,0 +1,95 @@
+"""Reward model with TRL's RewardTrainer.
+
+The reward model is the SFT backbone with a one-output sequence-classification
+head (``LlamaForSequenceClassification`` for lmforge's own model; whatever
+``AutoModelForSequenceClassification`` gives for an outside base). The config is
+copied and ``num_labels`` set to 1 afterwards: building it as
+``LlamaConfig(**cfg.to_dict(), num_labels=1)`` keeps two labels and TRL rejects it
+(see stack-pitfalls). Pairwise accuracy — how often the held-out chosen reply
+scores above the rejected one — is the headline metric (chance is 0.5).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from lmforge.align.common import LoraParams, TrainParams, check_model_dir, load_tokenizer, save_model, trl_kwargs
+from lmforge.align.evaluate import reward_scores
+from lmforge.align.preferences import check_pairs, to_dataset
+from lmforge.config import require
+
+
+@dataclasses.dataclass
+class RewardParams:
+    sft_model: str = "models/sft"
+    pairs_dir: str = "data/preferences"
+    out_dir: str = "models/reward"
+    min_accuracy: float | None = None  # held-out pairwise accuracy below this fails the stage
+    train: TrainParams = dataclasses.field(default_factory=lambda: TrainParams(max_steps=30, lr=5e-4))
+    lora: LoraParams = dataclasses.field(default_factory=LoraParams)
+
+    def __post_init__(self):
+        require(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "reward.min_accuracy must be in [0, 1]")
+
+
+def load_reward_backbone(path: str):
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    check_model_dir(path, "reward.sft_model")
+    tok = load_tokenizer(path)
+    cfg = AutoConfig.from_pretrained(path)
+    cfg.num_labels = 1
+    cfg.pad_token_id = tok.pad_token_id
+    model = AutoModelForSequenceClassification.from_pretrained(path, config=cfg, dtype=torch.float32)
+    return model, tok
+
+
+def load_reward_model(path: str):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    check_model_dir(path, "reward model")
+    return AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+
+
+def pairwise_accuracy(rm, tok, df: pd.DataFrame, max_length: int) -> tuple[float, float]:
+    """Share of pairs where chosen outscores rejected, and the mean score margin."""
+    c = reward_scores(rm, tok, df.prompt.tolist(), df.chosen.tolist(), max_length)
+    r = reward_scores(rm, tok, df.prompt.tolist(), df.rejected.tolist(), max_length)
+    wins = [a > b for a, b in zip(c, r)]
+    return sum(wins) / max(1, len(wins)), sum(a - b for a, b in zip(c, r)) / max(1, len(wins))
+
+
+def read_pairs(pairs_dir: str, split: str) -> pd.DataFrame:
+    path = Path(pairs_dir) / f"{split}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: preference pairs missing (run the preferences stage)")
+    return check_pairs(pd.read_parquet(path), str(path))
+
+
+def train_reward(p: RewardParams, seed: int, work_dir: str | None = None) -> tuple[dict, list[dict]]:
+    from trl import RewardConfig, RewardTrainer
+
+    train, val = read_pairs(p.pairs_dir, "train"), read_pairs(p.pairs_dir, "val")
+    model, tok = load_reward_backbone(p.sft_model)
+    acc0, _ = pairwise_accuracy(model, tok, val, p.train.max_length)
+    args = RewardConfig(max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir))
+    trainer = RewardTrainer(model=model, args=args, train_dataset=to_dataset(train), processing_class=tok,
+                            peft_config=p.lora.peft_config(model, task_type="SEQ_CLS"))
+    result = trainer.train()
+    model = trainer.model
+    if p.lora.enabled:
+        model = model.merge_and_unload()
+    acc, margin = pairwise_accuracy(model, tok, val, p.train.max_length)
+    train_acc, _ = pairwise_accuracy(model, tok, train, p.train.max_length)
+    if p.min_accuracy is not None and acc < p.min_accuracy:
+        raise RuntimeError(f"reward model: held-out pairwise accuracy {acc:.3f} < reward.min_accuracy "
+                           f"{p.min_accuracy} on {len(val)} pairs; not saved")
+    save_model(model, tok, p.out_dir)
+    curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+    return {"train_pairs": len(train), "val_pairs": len(val), "accuracy": acc, "accuracy_before": acc0,
+            "train_accuracy": train_acc, "margin": margin, "train_loss": float(result.training_loss),
+            "steps": int(result.global_step), "architecture": type(model).__name__}, curve

@@ -1,0 +1,17 @@
+"""Stage `dpo`: rejection sampling, DPO against the SFT reference, final gate, export models/dpo."""
+from lmforge.align.common import save_model
+from lmforge.align.dpo import DPOParams, train_dpo
+from lmforge.align.evaluate import record_and_gate
+from lmforge.align.preferences import PreferenceParams
+from lmforge.config import load_params, section
+
+
+def main() -> None:
+    p, pref = section(DPOParams, "dpo"), section(PreferenceParams, "preferences")
+    model, tok, metrics, curve, samples = train_dpo(p, pref, load_params()["seed"])
+    record_and_gate("dpo", metrics, curve, p.eval.gate, samples)
+    save_model(model, tok, p.out_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""Stage `reward`: train the reward model on preference pairs, report held-out accuracy."""
+from lmforge.align.reward import RewardParams, train_reward
+from lmforge.config import load_params, section
+from lmforge.io import write_csv, write_json
+
+
+def main() -> None:
+    p = section(RewardParams, "reward")
+    metrics, curve = train_reward(p, load_params()["seed"])
+    write_json("metrics/reward.json", metrics)
+    write_csv("metrics/reward_loss.csv", curve)
+    print(metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""Stage `sft`: fine-tune the base model on the checked instructions, gate, export models/sft."""
+from lmforge.align.common import save_model
+from lmforge.align.evaluate import policy_metrics, record_and_gate
+from lmforge.align.sft import SFTParams, train_sft
+from lmforge.config import load_params, section
+
+
+def main() -> None:
+    p = section(SFTParams, "sft")
+    model, tok, metrics, curve = train_sft(p, load_params()["seed"])
+    ev, samples, _ = policy_metrics(model, tok, p.data_dir, p.eval, p.train.max_length, "sft")
+    record_and_gate("sft", {**metrics, **ev}, curve, p.eval.gate, samples)
+    save_model(model, tok, p.out_dir)
+
+
+if __name__ == "__main__":
+    main()
