@@ -35,3 +35,16 @@ def test_atomic_dir_swaps_whole_folder(tmp_path):
 def test_write_csv_header_and_rows(tmp_path):
     write_csv(tmp_path / "p.csv", [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0}])
     assert (tmp_path / "p.csv").read_text().splitlines() == ["step,loss", "1,2.5", "2,2.0"]
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("1")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

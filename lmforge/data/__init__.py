@@ -1,0 +1,1 @@
+"""Data layer: curation, checks, tokenizer and packed token shards."""

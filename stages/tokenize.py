@@ -1,0 +1,41 @@
+"""Stage tokenize: tokenize data/curated and pack it into data/tokens/ shards.
+
+Reads params `tokenize`; writes data/tokens/{train,val}/shard_XXXXX.npy and
+data/tokens/meta.json (docs/CONTRACTS.md), metrics/tokens.json and the length
+histogram metrics/token_lengths.csv.
+"""
+from __future__ import annotations
+
+import os
+
+from lmforge.config import section
+from lmforge.data.pack import TokenizeConfig
+from lmforge.io import write_csv, write_json
+
+CURATED, TOKENIZER, OUT = "data/curated", "models/tokenizer/tokenizer.json", "data/tokens"
+METRICS, LENGTHS = "metrics/tokens.json", "metrics/token_lengths.csv"
+
+
+def main() -> None:
+    cfg = section(TokenizeConfig, "tokenize")
+    # tokenizers reads these when it first encodes in parallel; nothing forks after.
+    os.environ["RAYON_NUM_THREADS"] = str(cfg.workers)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if cfg.workers > 1 else "false"
+    from tokenizers import Tokenizer
+
+    from lmforge.data.pack import pack
+    from lmforge.data.corpus import curated_files, file_sha256
+
+    if not os.path.isfile(TOKENIZER):
+        raise SystemExit(f"tokenize: {TOKENIZER} not found (run the tokenizer stage first)")
+    tok = Tokenizer.from_file(TOKENIZER)
+    meta, metrics, hist = pack(curated_files(CURATED), tok, OUT, cfg, file_sha256(TOKENIZER))
+    write_json(METRICS, metrics)
+    write_csv(LENGTHS, hist)
+    print(f"tokenize: {metrics['documents']} documents, {metrics['tokens']} tokens, packing efficiency "
+          f"{metrics['packing_efficiency']:.4f}, train/val rows {meta['splits']['train']['rows']}/"
+          f"{meta['splits']['val']['rows']} -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()

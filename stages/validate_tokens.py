@@ -1,0 +1,43 @@
+"""Stage validate_tokens: GX checks on data/tokens before pretraining reads it.
+
+Checks token ids below the tokenizer's vocabulary size, shard shapes and dtype,
+meta.json against models/tokenizer (sha256, size) and params `tokenize.seq_len`, and
+row counts; params `checks.tokens` names the splits that must exist. Writes
+metrics/gx/tokens.json and Data Docs in reports/gx/tokens/; a failed check exits
+non-zero naming the expectation and the shard, which stops `dvc repro`.
+"""
+from __future__ import annotations
+
+from lmforge.config import section
+from lmforge.data.checks import DataCheckError, run_checks, summary
+from lmforge.io import write_json
+from lmforge.data.pack import TokenizeConfig
+from lmforge.data.corpus import file_sha256
+from lmforge.data.validate import ChecksConfig, shard_frame, token_expectations
+
+TOKENS, TOKENIZER = "data/tokens", "models/tokenizer/tokenizer.json"
+OUT_JSON, DOCS = "metrics/gx/tokens.json", "reports/gx/tokens"
+SUMMARY = "metrics/gx/tokens_summary.json"
+
+
+def main() -> None:
+    from tokenizers import Tokenizer
+
+    checks = section(ChecksConfig, "checks").tokens
+    seq_len = section(TokenizeConfig, "tokenize").seq_len
+    vocab = Tokenizer.from_file(TOKENIZER).get_vocab_size(with_added_tokens=True)
+    df, files = shard_frame(TOKENS)
+    expectations = token_expectations(checks, vocab, file_sha256(TOKENIZER), seq_len)
+    try:
+        result = run_checks(df, "tokens", expectations, OUT_JSON, DOCS, files=files)
+    except DataCheckError as e:
+        write_json(SUMMARY, summary(e.result))
+        raise SystemExit(f"validate_tokens: {e}") from None
+    write_json(SUMMARY, summary(result))
+    s = result["statistics"]
+    print(f"validate_tokens: {len(df)} shards, {s['successful_expectations']}/"
+          f"{s['evaluated_expectations']} expectations met -> {OUT_JSON}, {DOCS}/index.html")
+
+
+if __name__ == "__main__":
+    main()
