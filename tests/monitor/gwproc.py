@@ -1,0 +1,79 @@
+"""Process helpers for the gateway tests: start, wait for and stop real server processes."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "test-key-0123456789"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+       "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{_output(proc)}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise TimeoutError(f"{url} not up after {timeout}s:\n{_output(proc)}")
+
+
+def _output(proc: subprocess.Popen) -> str:
+    log = getattr(proc, "log_path", None)
+    return Path(log).read_text()[-4000:] if log and Path(log).exists() else ""
+
+
+def start(args: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env or ENV, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log_path = str(log_path)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Gateway:
+    def __init__(self, url: str, store: Path, proc: subprocess.Popen):
+        self.url, self.store, self.proc = url, store, proc
+        self.auth = {"Authorization": f"Bearer {KEY}"}
+
+
+def start_gateway(upstream: str, store: Path, data_dir: Path, log_path: Path,
+                  extra_env: dict | None = None, wait: bool = True) -> Gateway:
+    port = free_port()
+    env = {**ENV, "LMFORGE_API_KEY": KEY, **(extra_env or {})}
+    proc = start(["-m", "lmforge.cli", "gateway", "--upstream", upstream, "--port", str(port),
+                  "--store", str(store), "--data-dir", str(data_dir)], log_path, env)
+    url = f"http://127.0.0.1:{port}"
+    if wait:
+        wait_http(f"{url}/health", proc)
+    return Gateway(url, store, proc)
