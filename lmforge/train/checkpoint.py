@@ -1,0 +1,153 @@
+"""Checkpoints: atomic saves, retention, resume from the newest complete one.
+
+Layout of ``models/pretrain/checkpoints/step_00000016/``:
+``ds/`` (DeepSpeed's model/optimizer/scheduler files), ``config.json`` (the
+LlamaConfig, so export needs nothing else), ``trainer_state.json`` (step, data
+position, metric history), ``rng_rank{r}.pt`` (RNG states, tensors and ints
+only, so they load with ``weights_only=True``) and ``COMPLETE``.
+
+Atomicity: everything is written into ``.step_00000016.tmp/``, that folder is
+renamed to its final name, and only then is the ``COMPLETE`` marker written.
+A crash at any moment leaves either a ``.tmp`` folder or a folder without the
+marker - neither is ever taken for a checkpoint, and both are swept on the next
+save. Retention keeps the last ``keep_last`` complete checkpoints plus every one
+whose step is a power of two (exponentially spaced history for free).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmforge.io import _fsync_dir, write_json, write_text
+from lmforge.train import dist as D
+
+MARKER = "COMPLETE"
+_NAME = re.compile(r"^step_(\d{8})$")
+
+
+def name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def complete(root: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root``, oldest first."""
+    root = Path(root)
+    out = []
+    if root.is_dir():
+        for p in root.iterdir():
+            m = _NAME.match(p.name)
+            if m and p.is_dir() and (p / MARKER).exists():
+                out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest(root: str | Path) -> Path | None:
+    ck = complete(root)
+    return ck[-1][1] if ck else None
+
+
+def is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def to_keep(steps: list[int], keep_last: int) -> set[int]:
+    steps = sorted(steps)
+    return set(steps[-keep_last:]) | {s for s in steps if is_power_of_two(s)}
+
+
+def prune(root: str | Path, keep_last: int) -> list[Path]:
+    """Delete complete checkpoints outside the policy and any torn leftovers."""
+    root = Path(root)
+    ck = complete(root)
+    keep = to_keep([s for s, _ in ck], keep_last)
+    removed = [p for s, p in ck if s not in keep]
+    done = {p for _, p in ck}
+    if root.is_dir():
+        for p in root.iterdir():
+            torn = (p.name.startswith(".step_") and p.name.endswith(".tmp")) or (
+                _NAME.match(p.name) and p not in done)
+            if torn and p.is_dir():
+                removed.append(p)
+    for p in removed:
+        shutil.rmtree(p, ignore_errors=True)
+    return removed
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    py = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": [py[0], list(py[1]), py[2]],
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    n = s["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _fault(kind: str, step: int) -> None:
+    """Fault injection for the crash tests: ``LMFORGE_FAULT=kind:step`` SIGKILLs this process."""
+    if os.environ.get("LMFORGE_FAULT") == f"{kind}:{step}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def save(engine, root: str | Path, step: int, state: dict, model_config, rank: int) -> Path:
+    """Collective: every rank calls it. Returns the final checkpoint folder."""
+    root = Path(root)
+    final, tmp = root / name(step), root / f".{name(step)}.tmp"
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        for p in (tmp, final):
+            if p.exists():
+                shutil.rmtree(p)
+        tmp.mkdir()
+    D.barrier()
+    engine.save_checkpoint(str(tmp), tag="ds", save_latest=False)
+    torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
+    if rank == 0:
+        write_json(tmp / "trainer_state.json", state)
+        model_config.to_json_file(tmp / "config.json")
+    D.barrier()
+    _fault("kill_in_save", step)
+    if rank == 0:
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        write_text(final / MARKER, f"{step}\n")
+    D.barrier()
+    return final
+
+
+def load(engine, path: Path, rank: int) -> dict:
+    """Restore engine (model, optimizer, scheduler), RNG states; return trainer state."""
+    path = Path(path)
+    if not (path / MARKER).exists():
+        raise FileNotFoundError(f"{path}: not a complete checkpoint (no {MARKER} marker)")
+    loaded, _ = engine.load_checkpoint(str(path), tag="ds", load_optimizer_states=True,
+                                       load_lr_scheduler_states=True)
+    if loaded is None:
+        raise RuntimeError(f"{path}: DeepSpeed could not load the checkpoint in ds/")
+    rng = path / f"rng_rank{rank}.pt"
+    if rng.exists():
+        set_rng_state(torch.load(rng, weights_only=True))
+    return json.loads((path / "trainer_state.json").read_text())

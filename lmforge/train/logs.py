@@ -1,0 +1,59 @@
+"""What a pretraining run reports: progress bar, per-step/eval CSV plots, metrics JSON.
+
+The metric history lives in the trainer state (and so in every checkpoint), so a
+resumed run's plots continue exactly where the checkpoint left them instead of
+duplicating or losing rows. CSVs are rewritten atomically at each checkpoint and
+at the end, which is what ``dvc plots`` reads.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+from lmforge.io import write_csv, write_json
+
+
+STEP_COLS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "tokens")
+EVAL_COLS = ("step", "val_loss", "val_ppl")
+
+
+class StepLog:
+    def __init__(self, cfg, rank: int, out, state: dict, total: int):
+        self.rank, self.out, self.state = rank, out, state
+        self.bar = None
+        if rank == 0 and cfg.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=state["step"], desc="pretrain", unit="step",
+                            file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+    def step(self, step: int, loss: float, lr: float, grad_norm: float, tokens_per_s: float, mfu: float):
+        row = {"step": step, "loss": round(loss, 6), "lr": lr, "grad_norm": round(grad_norm, 6),
+               "tokens_per_s": round(tokens_per_s, 1), "mfu": round(mfu, 6), "tokens": self.state["tokens"]}
+        self.state["history"].append(row)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+            self.bar.update(1)
+
+    def eval(self, step: int, val_loss: float):
+        ppl = math.exp(min(val_loss, 50.0))
+        self.state["evals"].append({"step": step, "val_loss": round(val_loss, 6), "val_ppl": round(ppl, 4)})
+        if self.rank == 0:
+            msg = f"[pretrain] step {step}: val_loss {val_loss:.4f} val_ppl {ppl:.2f}"
+            (self.bar.write(msg) if self.bar is not None else print(msg, flush=True))
+
+    def state_for_save(self) -> dict:
+        return dict(self.state)
+
+    def flush(self):
+        if self.rank == 0:
+            write_csv(self.out.steps_csv, [{k: r[k] for k in STEP_COLS} for r in self.state["history"]])
+            write_csv(self.out.eval_csv, [{k: r[k] for k in EVAL_COLS} for r in self.state["evals"]])
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+    def finish(self, metrics: dict):
+        self.flush()
+        write_json(self.out.metrics_json, metrics)

@@ -1,0 +1,102 @@
+"""Multi-node pretraining under SLURM: a batch script and a DeepSpeed hostfile.
+
+The script's ``#SBATCH`` lines come from the ``pretrain`` stage's
+``meta.resources`` in dvc.yaml (the same resources Snakemake's SLURM profile
+submits with), overridable on the command line. Inside the allocation the script
+turns ``$SLURM_JOB_NODELIST`` into a DeepSpeed hostfile (``host slots=G``) with
+``scontrol show hostnames`` and starts ``deepspeed --hostfile`` from the first
+node. ``LMFORGE_DRY_RUN=1`` makes the script write the hostfile and print the
+launch command instead of running it (that is how the test checks it).
+
+Usage: ``python -m lmforge.train.slurm --nodes 2 --gpus-per-node 8 > pretrain.sbatch``
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+TEMPLATE = """#!/bin/bash
+#SBATCH --job-name={job_name}
+#SBATCH --nodes={nodes}
+#SBATCH --ntasks-per-node={slots}
+#SBATCH --cpus-per-task={threads}
+#SBATCH --mem={mem_mb}M
+#SBATCH --time={runtime}
+{extra}set -euo pipefail
+cd {workdir}
+export OMP_NUM_THREADS={omp} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export TORCH_EXTENSIONS_DIR="${{TORCH_EXTENSIONS_DIR:-$HOME/.cache/lmforge/torch_extensions}}"
+HOSTFILE="{hostfile_dir}/hostfile.${{SLURM_JOB_ID:-local}}"
+mkdir -p "$(dirname "$HOSTFILE")"
+scontrol show hostnames "$SLURM_JOB_NODELIST" | awk '{{print $1" slots={slots}"}}' > "$HOSTFILE"
+export MASTER_ADDR=$(head -n1 "$HOSTFILE" | cut -d' ' -f1) MASTER_PORT={port}
+CMD=({launcher} --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" --master_port {port} --launcher {ds_launcher} stages/pretrain.py)
+if [ "${{LMFORGE_DRY_RUN:-0}}" = 1 ]; then echo "${{CMD[@]}}"; exit 0; fi
+exec "${{CMD[@]}}"
+"""
+
+
+def stage_resources(dvc_yaml: str | Path = "dvc.yaml", stage: str = "pretrain") -> dict:
+    p = Path(dvc_yaml)
+    if not p.exists():
+        return {}
+    stages = (yaml.safe_load(p.read_text()) or {}).get("stages") or {}
+    return dict(((stages.get(stage) or {}).get("meta") or {}).get("resources") or {})
+
+
+def minutes_to_time(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def batch_script(nodes: int, gpus_per_node: int, resources: dict, workdir: str = ".",
+                 partition: str | None = None, account: str | None = None, port: int = 29500,
+                 hostfile_dir: str = "models/pretrain") -> str:
+    if nodes < 1:
+        raise ValueError(f"nodes: must be >= 1, got {nodes}")
+    gpus = gpus_per_node if gpus_per_node is not None else int(resources.get("gpu", 0))
+    threads = int(resources.get("threads", 2))
+    extra = ""
+    if gpus > 0:
+        extra += f"#SBATCH --gpus-per-node={gpus}\n"
+    partition = partition or resources.get("slurm_partition")
+    account = account or resources.get("slurm_account")
+    if partition:
+        extra += f"#SBATCH --partition={partition}\n"
+    if account:
+        extra += f"#SBATCH --account={account}\n"
+    slots = gpus if gpus > 0 else 1
+    return TEMPLATE.format(
+        job_name="lmforge-pretrain", nodes=nodes, threads=max(1, threads // slots),
+        mem_mb=int(resources.get("mem_mb", 8000)),
+        runtime=minutes_to_time(int(resources.get("runtime", 60))), extra=extra,
+        workdir=shlex.quote(str(workdir)), omp=max(1, threads // slots), hostfile_dir=hostfile_dir,
+        slots=slots, launcher="deepspeed", port=port, ds_launcher="slurm")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--gpus-per-node", type=int, default=None)
+    ap.add_argument("--dvc-yaml", default="dvc.yaml")
+    ap.add_argument("--workdir", default=str(Path.cwd()))
+    ap.add_argument("--partition")
+    ap.add_argument("--account")
+    ap.add_argument("--out", help="write the script here instead of stdout")
+    a = ap.parse_args(argv)
+    text = batch_script(a.nodes, a.gpus_per_node, stage_resources(a.dvc_yaml), a.workdir,
+                        a.partition, a.account)
+    if a.out:
+        from lmforge.io import write_text
+
+        write_text(a.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

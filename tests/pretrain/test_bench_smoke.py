@@ -1,0 +1,14 @@
+"""The GPU check script runs in its reduced CPU mode (so it cannot rot unnoticed)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+
+def test_gpu_check_cpu_smoke(tmp_path, capsys):
+    import gpu_check
+
+    assert gpu_check.main(["--cpu-smoke", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "gpu_check: device cpu" in out and "MFU" in out and "fp32" in out
+    assert (tmp_path / "pretrain/hf/model.safetensors").exists()
