@@ -106,6 +106,7 @@ def to_transformers(tok):
         bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=None,
         additional_special_tokens=[*ROLE_TOKENS, END],
         clean_up_tokenization_spaces=False,
+        model_input_names=["input_ids", "attention_mask"],  # Llama takes no token_type_ids
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast

@@ -60,3 +60,19 @@ def test_training_is_deterministic(curated_dir, tokenizer_dir, tmp_path):
 def test_bad_params_fail_naming_key():
     with pytest.raises(ParamsError, match="tokenizer.vocab_size"):
         TokenizerConfig(vocab_size=100)
+
+
+def test_tokenizer_output_feeds_generate_directly(tmp_path):
+    """`model.generate(**tok(text))` must work: no token_type_ids for a Llama model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from lmforge.data.tokenizer import SPECIAL_TOKENS, to_transformers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(["hello world"] * 10, trainers.BpeTrainer(vocab_size=300, special_tokens=list(SPECIAL_TOKENS)))
+    from transformers import AutoTokenizer
+
+    to_transformers(tok).save_pretrained(str(tmp_path))
+    enc = AutoTokenizer.from_pretrained(str(tmp_path))("hello")
+    assert set(enc.keys()) == {"input_ids", "attention_mask"}
