@@ -1,0 +1,183 @@
+"""Curation on datatrove: crawl shards -> curated and rejected Parquet, fully offline.
+
+Each source gets its own datatrove pipeline (so it can carry its own filter thresholds); one
+executor runs one task per input file, across all sources, on ``data.workers`` local workers
+(or as one Slurm array):
+
+    SafeReader (warc | jsonl | parquet)
+      -> Trafilatura (HTML sources only) -> URLFilter -> py3langid language filter
+      -> Gopher repetition -> Gopher quality -> C4 quality -> FineWeb quality
+      -> PII redaction (emails, IPs) -> work/<source>/kept/*.parquet
+
+Every filter has an exclusion writer, so each dropped document lands in
+``work/<source>/rejected/<step>/`` with ``reason = "<step>:<filter's reason>"``. Then the
+global ``finalize`` step (exact + datasketch MinHash-LSH near dedup across all sources) writes
+``data/curated/``, ``data/rejected/``, the metrics JSON and the funnel CSV.
+
+Locally everything happens in a temporary work folder beside the outputs, removed afterwards;
+outputs are swapped in atomically. With ``executor: slurm`` the same pipelines are submitted
+with datatrove's ``SlurmPipelineExecutor`` (the shard array, then a finalize job) and the work
+folder persists at ``data/.curate_work``.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from datatrove.pipeline.base import PipelineStep
+
+from lmforge.data.curate_config import DataConfig, SourceSettings
+from lmforge.data.readers import resolve_files
+
+
+@dataclass
+class CurateOutputs:
+    curated: Path = Path("data/curated")
+    rejected: Path = Path("data/rejected")
+    metrics: Path = Path("metrics/curate.json")
+    funnel: Path = Path("metrics/curate_funnel.csv")
+
+
+@dataclass
+class SourcePlan:
+    settings: SourceSettings
+    root: str
+    files: list[str]
+
+
+def plan(cfg: DataConfig) -> list[SourcePlan]:
+    """Resolve every source's files up front: a path matching nothing fails before any work."""
+    return [SourcePlan(cfg.for_source(s), *resolve_files(s.name, s.path, s.format)) for s in cfg.sources]
+
+
+def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
+    from lmforge.data import blocks as b
+    from lmforge.data.readers import SafeReader
+
+    st, src = sp.settings, sp.settings.source
+    base = work / src.name
+
+    def rejects(step: str):
+        return b.WorkWriter(str(base / "rejected" / step), step=step)
+
+    steps = [SafeReader(src.format, sp.root, sp.files, src.name, problems_folder=str(base / "problems"))]
+    if src.format == "warc":
+        steps.append(b.RecordingTrafilatura(exclusion_writer=rejects("extract"), timeout=st.extract.timeout,
+                                            favour_precision=st.extract.favour_precision))
+    if st.url_filter.enabled:
+        u = st.url_filter
+        steps.append(b.OfflineURLFilter(
+            soft_word_threshold=u.soft_word_threshold, extra_domains=u.extra_domains or None,
+            extra_urls=u.extra_urls or None, banned_words=u.banned_words or None,
+            use_integrated_lists=u.use_integrated_lists, exclusion_writer=rejects("url_filter")))
+    lang = st.language  # always labels the language; only filters when enabled
+    steps.append(b.LanguageIDFilter(allowed=lang.allowed if lang.enabled else None, min_score=lang.min_score,
+                                    exclusion_writer=rejects("language")))
+    for key, cls in (("gopher_repetition", b.LangGopherRepetition), ("gopher_quality", b.LangGopherQuality),
+                     ("c4_quality", b.LangC4Quality), ("fineweb_quality", b.LangFineWebQuality)):
+        p = getattr(st, key)
+        if p.enabled:
+            kwargs = p.kwargs() if hasattr(p, "kwargs") else _fields(p)
+            steps.append(cls(exclusion_writer=rejects(key), **kwargs))
+    steps.append(b.CountingPII(remove_emails=cfg.pii.emails, remove_ips=cfg.pii.ips,
+                               only_remove_public_ips=cfg.pii.only_public_ips))
+    steps.append(b.WorkWriter(str(base / "kept")))
+    return steps
+
+
+def _fields(p) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "enabled"}
+
+
+class ShardTask(PipelineStep):
+    """One datatrove task = one input file: runs that file's source pipeline, saves its stats.
+
+    All sources share one executor (one process pool, one Slurm array), so worker processes
+    are reused across sources and per-process caches (URL block lists) load once per worker.
+    """
+
+    type = "🗂 - SHARD"
+    name = "shard"
+
+    def __init__(self, plans: list[SourcePlan], pipelines: dict[str, list], work: str):
+        super().__init__()
+        self.tasks = [(sp.settings.source.name, i, len(sp.files)) for sp in plans for i in range(len(sp.files))]
+        self.pipelines, self.work = pipelines, work
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        from collections import deque
+
+        from datatrove.io import get_datafolder
+        from datatrove.utils.stats import PipelineStats
+
+        source, local_rank, n_files = self.tasks[rank]
+        steps = self.pipelines[source]
+        for step in steps:
+            data = step(data, local_rank, n_files)
+        deque(data, maxlen=0)
+        with get_datafolder(f"{self.work}/{source}/logs").open(f"stats/{local_rank:05d}.json", "w") as f:
+            PipelineStats(steps).save_to_disk(f)
+        self.stat_update(f"files_{source}")
+        yield from ()
+
+
+def build_executors(cfg: DataConfig, plans: list[SourcePlan], work: Path, outputs: CurateOutputs,
+                    executor: str | None = None) -> list:
+    """The shard executor (one task per input file, all sources); with Slurm also a finalize job."""
+    task = ShardTask(plans, {sp.settings.source.name: build_pipeline(cfg, sp, work) for sp in plans}, str(work))
+    n = len(task.tasks)
+    if (executor or cfg.executor) == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return [LocalPipelineExecutor([task], tasks=n, workers=min(cfg.workers, n),
+                                      logging_dir=str(work / "logs"), skip_completed=False)]
+    from datatrove.executor import SlurmPipelineExecutor
+
+    from lmforge.data.finalize import FinalizeStep
+
+    s = cfg.slurm
+    venv = Path(sys.prefix) / "bin" / "activate"
+    env = f"source {venv} && " if venv.exists() else ""
+    common = dict(time=s.time, partition=s.partition, cpus_per_task=s.cpus_per_task,
+                  mem_per_cpu_gb=s.mem_per_cpu_gb, qos=s.qos, sbatch_args=dict(s.sbatch_args) or None,
+                  env_command=f"{env}cd {Path.cwd()} && export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1",
+                  skip_completed=False)
+    shards = SlurmPipelineExecutor([task], tasks=n, workers=-1, job_name="curate-shards",
+                                   logging_dir=str(work / "logs"), **common)
+    fin = FinalizeStep(cfg, str(work), *(str(Path(p).resolve()) for p in (
+        outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)))
+    return [shards, SlurmPipelineExecutor([fin], tasks=1, job_name="curate-finalize", depends=shards,
+                                          logging_dir=str(work / "finalize-logs"), **common)]
+
+
+def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: str | None = None) -> dict | None:
+    """Run curation. Returns the metrics dict (local) or None after submitting Slurm jobs."""
+    from lmforge.data.finalize import finalize
+
+    outputs = outputs or CurateOutputs()
+    plans = plan(cfg)
+    kind = executor or cfg.executor
+    if kind == "slurm":
+        work = outputs.curated.parent / ".curate_work"
+        if work.exists():
+            shutil.rmtree(work)
+        execs = build_executors(cfg, plans, work.resolve(), outputs, "slurm")
+        execs[-1].run()  # launches its dependency chain first
+        return None
+    outputs.curated.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".curate-work-", dir=outputs.curated.parent))
+    t0 = time.perf_counter()
+    try:
+        for ex in build_executors(cfg, plans, work, outputs, "local"):
+            ex.run()
+        metrics = finalize(cfg, work, outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    return metrics

@@ -1,0 +1,237 @@
+"""Typed ``data:`` section of params.yaml for the curate stage.
+
+Why a dataclass per filter: datatrove's filters take plain constructor arguments, so each
+dataclass mirrors one filter's thresholds one-to-one and is handed over as ``**kwargs``. A
+typo or a wrong type fails at start naming the key (``data.filters.c4_quality.foo``).
+Thresholds set to ``null`` switch that rule off. FineWeb-style defaults are harsh on
+technical documentation, so any source may override any filter section:
+``sources: [{name: pydoc, ..., filters: {c4_quality: {filter_curly_bracket: false}}}]``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from lmforge.config import ParamsError, build, require
+
+
+@dataclass
+class ExtractParams:
+    """Trafilatura (HTML sources only)."""
+    timeout: float = 5.0
+    favour_precision: bool = True
+
+    def __post_init__(self):
+        require(self.timeout > 0, f"data.extract.timeout must be > 0, got {self.timeout}")
+
+
+@dataclass
+class URLFilterParams:
+    """datatrove URLFilter with its shipped block lists; the TLD list is the bundled snapshot."""
+    enabled: bool = True
+    use_integrated_lists: bool = True
+    soft_word_threshold: int = 2
+    extra_domains: list[str] = field(default_factory=list)
+    extra_urls: list[str] = field(default_factory=list)
+    banned_words: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LanguageParams:
+    """py3langid (model ships with the package): keep ``allowed`` languages at >= min_score."""
+    enabled: bool = True
+    allowed: list[str] = field(default_factory=lambda: ["en"])
+    min_score: float = 0.65
+
+    def __post_init__(self):
+        require(0.0 <= self.min_score <= 1.0, f"language.min_score must be in [0, 1], got {self.min_score}")
+        require(len(self.allowed) > 0, "language.allowed must name at least one language")
+        bad = [a for a in self.allowed if len(a) != 2 or not a.isalpha() or not a.islower()]
+        require(not bad, f"language.allowed: not ISO 639-1 codes: {bad}")
+
+
+@dataclass
+class GopherRepetitionParams:
+    enabled: bool = True
+    dup_line_frac: Optional[float] = 0.3
+    dup_para_frac: Optional[float] = 0.3
+    dup_line_char_frac: Optional[float] = 0.2
+    dup_para_char_frac: Optional[float] = 0.2
+    top_n_grams: list[list[float]] = field(default_factory=lambda: [[2, 0.2], [3, 0.18], [4, 0.16]])
+    dup_n_grams: list[list[float]] = field(default_factory=lambda: [
+        [5, 0.15], [6, 0.14], [7, 0.13], [8, 0.12], [9, 0.11], [10, 0.10]])
+
+    def kwargs(self) -> dict:
+        kw = _plain(self)
+        kw["top_n_grams"] = tuple((int(n), float(f)) for n, f in self.top_n_grams)
+        kw["dup_n_grams"] = tuple((int(n), float(f)) for n, f in self.dup_n_grams)
+        return kw
+
+
+@dataclass
+class GopherQualityParams:
+    enabled: bool = True
+    min_doc_words: Optional[int] = 50
+    max_doc_words: Optional[int] = 100000
+    min_avg_word_length: Optional[float] = 3
+    max_avg_word_length: Optional[float] = 10
+    max_symbol_word_ratio: Optional[float] = 0.1
+    max_bullet_lines_ratio: Optional[float] = 0.9
+    max_ellipsis_lines_ratio: Optional[float] = 0.3
+    max_non_alpha_words_ratio: Optional[float] = 0.8
+    min_stop_words: Optional[int] = 2
+
+
+@dataclass
+class C4QualityParams:
+    enabled: bool = True
+    filter_no_terminal_punct: bool = True
+    min_num_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+
+
+@dataclass
+class FineWebQualityParams:
+    enabled: bool = True
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+
+@dataclass
+class FilterParams:
+    gopher_repetition: GopherRepetitionParams = field(default_factory=GopherRepetitionParams)
+    gopher_quality: GopherQualityParams = field(default_factory=GopherQualityParams)
+    c4_quality: C4QualityParams = field(default_factory=C4QualityParams)
+    fineweb_quality: FineWebQualityParams = field(default_factory=FineWebQualityParams)
+
+
+@dataclass
+class PIIParams:
+    emails: bool = True
+    ips: bool = True
+    only_public_ips: bool = True
+
+
+@dataclass
+class DedupParams:
+    """Exact (normalised-text hash) then datasketch MinHash-LSH near-dedup.
+
+    LSH with ``bands`` x ``rows`` proposes candidates; a candidate is a duplicate only if its
+    estimated Jaccard similarity is >= ``threshold`` (no false positives from banding alone).
+    """
+    exact: bool = True
+    near: bool = True
+    shingle_size: int = 5          # words per shingle
+    num_perm: int = 112
+    bands: int = 14
+    rows: int = 8
+    threshold: float = 0.7
+    seed: int = 1
+
+    def __post_init__(self):
+        require(self.shingle_size >= 1, f"data.dedup.shingle_size must be >= 1, got {self.shingle_size}")
+        require(self.bands >= 1 and self.rows >= 1, "data.dedup.bands and rows must be >= 1")
+        require(self.bands * self.rows <= self.num_perm,
+                f"data.dedup: bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        require(0.0 < self.threshold <= 1.0, f"data.dedup.threshold must be in (0, 1], got {self.threshold}")
+
+
+@dataclass
+class SlurmParams:
+    """datatrove SlurmPipelineExecutor settings (``executor: slurm``)."""
+    partition: str = "cpu"
+    time: str = "02:00:00"
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: int = 2
+    qos: Optional[str] = None
+    sbatch_args: dict = field(default_factory=dict)
+
+
+FILTER_KEYS = tuple(f.name for f in dataclasses.fields(FilterParams))
+OVERRIDABLE = (*FILTER_KEYS, "language", "extract", "url_filter")
+
+
+@dataclass
+class SourceConfig:
+    name: str
+    path: str
+    format: Literal["warc", "jsonl", "parquet"]
+    weight: float = 1.0
+    filters: dict = field(default_factory=dict)  # per-source overrides, keys in OVERRIDABLE
+
+    def __post_init__(self):
+        require(self.name.replace("_", "").replace("-", "").isalnum(),
+                f"data.sources: name must be letters, digits, '-' or '_', got {self.name!r}")
+        require(self.weight > 0, f"data.sources[{self.name}].weight must be > 0, got {self.weight}")
+        unknown = sorted(set(self.filters) - set(OVERRIDABLE))
+        require(not unknown, f"data.sources[{self.name}].filters: unknown section(s) {unknown}; "
+                             f"known: {list(OVERRIDABLE)}")
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig]
+    workers: int = 2
+    executor: Literal["local", "slurm"] = "local"
+    slurm: SlurmParams = field(default_factory=SlurmParams)
+    val_fraction: float = 0.05
+    rows_per_shard: int = 5000
+    extract: ExtractParams = field(default_factory=ExtractParams)
+    url_filter: URLFilterParams = field(default_factory=URLFilterParams)
+    language: LanguageParams = field(default_factory=LanguageParams)
+    filters: FilterParams = field(default_factory=FilterParams)
+    pii: PIIParams = field(default_factory=PIIParams)
+    dedup: DedupParams = field(default_factory=DedupParams)
+
+    def __post_init__(self):
+        require(len(self.sources) > 0, "data.sources must list at least one source")
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        require(not dup, f"data.sources: duplicate source name(s) {dup}")
+        require(self.workers >= 1, f"data.workers must be >= 1, got {self.workers}")
+        require(0.0 <= self.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        require(self.rows_per_shard >= 1, f"data.rows_per_shard must be >= 1, got {self.rows_per_shard}")
+        for s in self.sources:  # validate overrides now, not in a worker later
+            self.for_source(s)
+
+    def for_source(self, source: SourceConfig) -> "SourceSettings":
+        """Defaults merged with ``source.filters`` overrides, type-checked."""
+        merged = {}
+        for key in OVERRIDABLE:
+            base = getattr(self.filters, key) if key in FILTER_KEYS else getattr(self, key)
+            over = source.filters.get(key) or {}
+            if not isinstance(over, dict):
+                raise ParamsError(f"data.sources[{source.name}].filters.{key}: expected a mapping, got {over!r}")
+            merged[key] = build(type(base), {**_plain(base, keep_enabled=True), **over},
+                                f"data.sources[{source.name}].filters.{key}")
+        return SourceSettings(source=source, **merged)
+
+
+@dataclass
+class SourceSettings:
+    """Everything one source's per-shard pipeline needs, after overrides."""
+    source: SourceConfig
+    extract: ExtractParams
+    url_filter: URLFilterParams
+    language: LanguageParams
+    gopher_repetition: GopherRepetitionParams
+    gopher_quality: GopherQualityParams
+    c4_quality: C4QualityParams
+    fineweb_quality: FineWebQualityParams
+
+
+def _plain(obj, keep_enabled: bool = False) -> dict:
+    d = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if not keep_enabled:
+        d.pop("enabled", None)
+    return d

@@ -1,0 +1,40 @@
+"""Stage curate: crawl shards (data.sources) -> data/curated/, data/rejected/, funnel metrics.
+
+Reads params `data`; the work is in lmforge.data.curate (datatrove pipelines per source, then
+a global datasketch dedup step). Writes metrics/curate.json and metrics/curate_funnel.csv.
+With `data.executor: slurm` it submits the jobs and returns; run `dvc commit curate` when
+they have finished.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from lmforge.config import ParamsError, section
+from lmforge.data.curate import run_curate
+from lmforge.data.curate_config import DataConfig
+from lmforge.data.readers import MissingInputError
+
+
+def main() -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        cfg = section(DataConfig, "data")
+        metrics = run_curate(cfg)
+    except (ParamsError, MissingInputError) as e:
+        print(f"curate: {e}", file=sys.stderr)
+        return 2
+    if metrics is None:
+        print("curate: Slurm jobs submitted; run `dvc commit curate` once they finish")
+        return 0
+    c, f = metrics["curated"], metrics["funnel"]
+    print(f"curate: {metrics['input']['documents']} documents read, {c['documents']} curated "
+          f"({c['train']} train / {c['val']} val), {metrics['rejected']['documents']} rejected, "
+          f"{metrics['input']['corrupt_files']} corrupt files, {metrics['seconds']} s")
+    print("funnel: " + " -> ".join(f"{k} {v}" for k, v in f.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
