@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE := 1
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/lmforge/torch_extensions
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps repro test bench clean-venv
+.PHONY: setup system-deps feedback-store repro test bench
 
 system-deps:
 	@missing=""; for p in libmagic1 chromium chromium-driver; do \
@@ -28,7 +28,13 @@ $(VENV)/.installed: pyproject.toml
 
 setup: system-deps $(VENV)/.installed
 
-repro: setup
+# The feedback store is DVC-tracked data (`dvc add`), so a fresh clone has only its
+# .dvc file: pull it from the remote, or start the empty store it records.
+feedback-store: setup
+	@[ -d data/feedback_store ] || dvc pull -q data/feedback_store.dvc 2>/dev/null || \
+	  $(PY) -c 'from lmforge.monitor.store import init_store; init_store("data/feedback_store")'
+
+repro: setup feedback-store
 	dvc repro
 
 test: setup

@@ -8,7 +8,11 @@ writes metrics and the export.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
+import shutil
 import random
 import time
 from dataclasses import dataclass
@@ -70,6 +74,45 @@ def check_inputs(cfg: PretrainConfig, train: PackedTokens, val: PackedTokens) ->
     for split in (train, val):
         split.check_fits(vocab, seq_len)
     return vocab, seq_len
+
+
+# settings that change how a run is watched or saved, not the weights it produces
+RESUME_SAFE = {"tokens_dir", "tokenizer_dir", "out_dir", "eval_every", "eval_rows", "checkpoint_every",
+               "keep_last", "resume", "peak_flops", "threads", "progress", "zero_stage"}
+
+
+def run_fingerprint(cfg: PretrainConfig, conf, seed: int, meta: dict) -> str:
+    """Hash of everything that determines the weights: recipe, model, seed and data.
+
+    A persisted checkpoint is resumed only by a run with the same fingerprint, so
+    `dvc repro` after a crash continues exactly, while `dvc repro` after a params or
+    data change trains afresh instead of continuing someone else's run.
+    """
+    model = {k: v for k, v in conf.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
+    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_SAFE}
+    data = {k: meta.get(k) for k in ("tokenizer_sha256", "vocab_size", "seq_len", "dtype", "splits")}
+    blob = json.dumps({"recipe": recipe, "model": model, "seed": seed, "data": data}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def set_aside_stale(ckroot: Path, fingerprint: str, rank: int) -> Path | None:
+    """Move checkpoints of a different run beside the folder (never delete them)."""
+    newest = C.latest(ckroot)
+    if newest is None:
+        return None
+    saved = json.loads((newest / "trainer_state.json").read_text()).get("fingerprint")
+    if saved == fingerprint:
+        return None
+    stale = ckroot.with_name(f"{ckroot.name}-stale-{(saved or 'unknown')[:12]}")
+    if rank == 0:
+        if stale.exists():
+            shutil.rmtree(stale)
+        os.replace(ckroot, stale)
+        print(f"[pretrain] WARNING: {ckroot} held a run with other params or data "
+              f"(fingerprint {(saved or 'none')[:12]} != {fingerprint[:12]}); moved it to {stale} "
+              f"and training afresh", flush=True)
+    D.barrier()
+    return stale
 
 
 def check_resume_config(path: Path, conf) -> None:
@@ -144,6 +187,9 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int, out: Output
     ckroot = Path(cfg.out_dir) / "checkpoints"
     state = {"step": 0, "samples": 0, "tokens": 0, "skipped": 0, "history": [], "evals": [],
              "train_seconds": 0.0, "zero_stage": cfg.zero_stage, "world_size": world}
+    state["fingerprint"] = run_fingerprint(cfg, conf, seed, train.meta)
+    if cfg.resume == "auto":
+        set_aside_stale(ckroot, state["fingerprint"], rank)
     resume_from = C.latest(ckroot)
     if cfg.resume == "never" and resume_from is not None:
         raise ValueError(f"{ckroot}: holds checkpoints of an earlier run and pretrain.resume is 'never'; "
