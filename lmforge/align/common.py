@@ -18,17 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.config import ParamsError, require
+from lmforge.data.tokenizer import CHAT_TEMPLATE
 from lmforge.io import atomic_dir
 
 log = logging.getLogger("lmforge.align")
 
 # docs/CONTRACTS.md: each message renders as <|role|>\n{content}<|end|>\n.
-CONTRACT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}\n"
-    "{% else %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
+CONTRACT_TEMPLATE = CHAT_TEMPLATE  # the one template, defined with the tokenizer
 
 
 @dataclasses.dataclass

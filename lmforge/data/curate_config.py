@@ -192,6 +192,9 @@ class DataConfig:
     filters: FilterParams = field(default_factory=FilterParams)
     pii: PIIParams = field(default_factory=PIIParams)
     dedup: DedupParams = field(default_factory=DedupParams)
+    # keep/drop labels from the review page, harvested from the feedback store; a `drop`
+    # label rejects the document (reason `review`). null = ignore; a missing file = no labels.
+    review_labels: Optional[str] = "data/feedback/review_labels.parquet"
 
     def __post_init__(self):
         require(len(self.sources) > 0, "data.sources must list at least one source")

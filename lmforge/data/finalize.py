@@ -24,7 +24,7 @@ from lmforge.data.dedup import Deduplicator
 from lmforge.io import atomic_dir, write_csv, write_json
 
 FUNNEL_STEPS = ("read", "extract", "url_filter", "language", "gopher_repetition", "gopher_quality",
-                "c4_quality", "fineweb_quality", "exact_dedup", "near_dedup")
+                "c4_quality", "fineweb_quality", "exact_dedup", "near_dedup", "review")
 CURATED_COLUMNS = ("id", "url", "source", "language", "language_score", "text", "split")
 REJECTED_COLUMNS = (*CURATED_COLUMNS, "reason", "duplicate_of")
 
@@ -36,6 +36,29 @@ class BadInputWarning(UserWarning):
 def split_of(doc_id: str, val_fraction: float) -> str:
     h = int.from_bytes(hashlib.sha1(doc_id.encode()).digest()[:8], "big") / 2**64
     return "val" if h < val_fraction else "train"
+
+
+def read_drop_labels(path: str | None) -> set[str]:
+    """Ids whose latest review label is ``drop`` (harvest keeps only the latest per id)."""
+    if not path or not Path(path).exists():
+        return set()
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path, columns=["id", "label"]).to_pylist()
+    latest = {r["id"]: r["label"] for r in rows}
+    return {i for i, label in latest.items() if label == "drop"}
+
+
+def apply_review_labels(curated: list[dict], rejected: list[dict], drop: set[str]) -> list[dict]:
+    """Move curated documents a reviewer dropped to ``rejected`` (reason ``review``)."""
+    kept = []
+    for row in curated:
+        if row["id"] in drop:
+            row.update(reason="review", duplicate_of=None)
+            rejected.append(row)
+        else:
+            kept.append(row)
+    return kept
 
 
 def _read_parquets(folder: Path):
@@ -105,6 +128,7 @@ def finalize(cfg: DataConfig, work: Path, curated_dir: Path, rejected_dir: Path,
             rejected.append(row)
         else:
             curated.append(row)
+    curated = apply_review_labels(curated, rejected, read_drop_labels(cfg.review_labels))
     for row in curated + rejected:
         row["split"] = split_of(row["id"], cfg.val_fraction)
 
@@ -152,13 +176,12 @@ def build_metrics(cfg: DataConfig, work: Path, curated: list[dict], rejected: li
             problems += [json.loads(line) for line in pf.read_text().splitlines() if line.strip()]
     n = steps["fineweb_quality"]["kept"]
     reasons = Counter(r["reason"] for r in rejected)
-    for step in ("exact_dedup", "near_dedup"):
-        dropped = reasons.get(step, 0)
-        steps[step] = {"in": n, "kept": n - dropped, "dropped": Counter({step: dropped} if dropped else {})}
-        n -= dropped
-    if reasons.get("duplicate_id"):
-        steps["near_dedup"]["dropped"]["duplicate_id"] = reasons["duplicate_id"]
-        steps["near_dedup"]["kept"] -= reasons["duplicate_id"]
+    for step in ("exact_dedup", "near_dedup", "review"):
+        dropped = Counter({step: reasons[step]} if reasons.get(step) else {})
+        if step == "near_dedup" and reasons.get("duplicate_id"):
+            dropped["duplicate_id"] = reasons["duplicate_id"]
+        steps[step] = {"in": n, "kept": n - sum(dropped.values()), "dropped": dropped}
+        n = steps[step]["kept"]
     for p in problems:
         warnings.warn(f"{p['file']}: {p['kind'].replace('_', ' ')}"
                       f"{'' if p['record'] is None else ' at record ' + str(p['record'])} skipped ({p['error']})",

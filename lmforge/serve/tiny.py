@@ -11,20 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
-
-# Each message renders as `<|role|>\n{content}<|end|>\n`; assistant content sits in a
-# generation block so TRL's assistant-only loss works; add_generation_prompt appends
-# `<|assistant|>\n` (docs/CONTRACTS.md, models/tokenizer).
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\n' }}"
-    "{% if message['role'] == 'assistant' %}"
-    "{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}"
-    "{% else %}{{ message['content'] }}<|end|>{% endif %}{{ '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
-)
+# the contract's special tokens and chat template, from the one place that defines them
+from lmforge.data.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS
 
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -48,7 +36,7 @@ def build_tokenizer(vocab_size: int = 320):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )

@@ -115,17 +115,6 @@ def set_aside_stale(ckroot: Path, fingerprint: str, rank: int) -> Path | None:
     return stale
 
 
-def check_resume_config(path: Path, conf) -> None:
-    """A checkpoint made for another model shape is an error, not a silent restart."""
-    saved = json.loads((path / "config.json").read_text())
-    now = conf.to_dict()
-    for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-              "intermediate_size", "max_position_embeddings", "tie_word_embeddings"):
-        if saved.get(k) != now.get(k):
-            raise ValueError(f"{path}/config.json: checkpoint has {k}={saved.get(k)}, params give "
-                             f"{now.get(k)}; delete {path.parent} or use another pretrain.out_dir")
-
-
 @torch.no_grad()
 def evaluate(engine, val: PackedTokens, rows: int, micro: int, rank: int, world: int, device) -> float:
     """Mean held-out loss over the first ``rows`` val rows, split across ranks."""
@@ -195,7 +184,6 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int, out: Output
         raise ValueError(f"{ckroot}: holds checkpoints of an earlier run and pretrain.resume is 'never'; "
                          f"delete the folder or set resume: auto")
     if resume_from is not None:
-        check_resume_config(resume_from, conf)
         saved = json.loads((resume_from / "trainer_state.json").read_text())
         if (saved.get("zero_stage"), saved.get("world_size")) != (cfg.zero_stage, world):
             raise ValueError(f"{resume_from}: saved with ZeRO stage {saved.get('zero_stage')} on "

@@ -16,9 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "data" / "instructions" / "pairs.parquet"
-SEED = 1234
+from align_tiny import SAMPLE, SEED, sft_params  # noqa: E402  (shared with the test modules)
 
 
 @pytest.fixture(scope="session")
@@ -55,16 +53,6 @@ def gpt2_dir(work, texts) -> Path:
     from align_tiny import make_gpt2
 
     return make_gpt2(work / "gpt2", texts[:800])
-
-
-def sft_params(base, instr, out, **kw):
-    from lmforge.align.sft import SFTParams
-    from lmforge.config import build
-
-    train = {"max_steps": 30, "batch_size": 8, "lr": 3e-3, "max_length": 128, **kw.pop("train", {})}
-    return build(SFTParams, {"base_model": str(base), "data_dir": str(instr), "out_dir": str(out),
-                             "feedback_dir": str(out) + "-nofeedback", "max_per_source": 40,
-                             "train": train, **kw}, "sft")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from conftest import SAMPLE
+from align_tiny import SAMPLE
 from lmforge.align.instructions import InstructionsParams, check_and_split
 from lmforge.data.checks import DataCheckError
 

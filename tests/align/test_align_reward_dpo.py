@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from conftest import SEED
+from align_tiny import SEED
 from lmforge.align.common import load_tokenizer
 from lmforge.align.reward import load_reward_model, pairwise_accuracy
 

@@ -39,14 +39,21 @@ def run(cfg, pages, tmp_path_factory):
     srcs = [SourceConfig("web", str(tmp / "in" / "web-*.warc.gz"), "warc"),
             dataclasses.replace(cfg.sources[2], path=str(tmp / "in" / "rst.jsonl")),
             SourceConfig("fortunes", str(tmp / "in" / "fortunes.parquet"), "parquet")]
-    c = dataclasses.replace(cfg, sources=srcs, workers=2)
+    # a reviewer dropped one page on the review page; harvest wrote the label (plus a superseded one)
+    import uuid
+
+    reviewed = HANDBOOK.format("en-US", "sect.apt-frontends.html")
+    rid = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, reviewed)}"
+    labels = tmp / "review_labels.parquet"
+    pq.write_table(pa.Table.from_pylist([{"id": rid, "label": "keep"}, {"id": rid, "label": "drop"}]), labels)
+    c = dataclasses.replace(cfg, sources=srcs, workers=2, review_labels=str(labels))
     out = CurateOutputs(tmp / "data" / "curated", tmp / "data" / "rejected",
                         tmp / "metrics" / "curate.json", tmp / "metrics" / "funnel.csv")
     with pytest.warns(BadInputWarning) as caught:
         metrics = run_curate(c, out)
     curated = pq.read_table(out.curated).to_pandas()
     rejected = pq.read_table(out.rejected).to_pandas()
-    return dict(metrics=metrics, curated=curated, rejected=rejected, out=out, tmp=tmp, n_web=len(urls),
+    return dict(metrics=metrics, curated=curated, rejected=rejected, out=out, tmp=tmp, n_web=len(urls), reviewed=reviewed,
                 warnings=[str(w.message) for w in caught], config=c)
 
 
@@ -65,7 +72,7 @@ def test_outputs_follow_the_contract(run):
     assert set(cur.split) <= {"train", "val"} and set(cur.language) <= {"en", "de", "fr", "es"}
     assert {"reason", "duplicate_of"} <= set(rej.columns) and rej.reason.notna().all()
     steps = {"extract", "url_filter", "language", "gopher_repetition", "gopher_quality", "c4_quality",
-             "fineweb_quality", "exact_dedup", "near_dedup", "duplicate_id"}
+             "fineweb_quality", "exact_dedup", "near_dedup", "duplicate_id", "review"}
     assert {r.split(":")[0] for r in rej.reason} <= steps
     dups = rej[rej.reason.isin(["exact_dedup", "near_dedup"])]
     assert len(dups) >= 1 and dups.duplicate_of.isin(cur.id).all()   # the da-DK copies point at kept pages
@@ -75,6 +82,15 @@ def test_outputs_follow_the_contract(run):
     assert reasons[HANDBOOK.format("ru-RU", "sect.apt-frontends.html")] == "language:not_allowed_ru"
     emails = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
     assert all(e.split("@")[1] in ("example.com", "example.org") for t in cur.text for e in emails.findall(t))
+
+
+def test_review_drop_label_rejects_the_document(run):
+    rej, m = run["rejected"], run["metrics"]
+    assert dict(zip(rej.url, rej.reason))[run["reviewed"]] == "review"
+    assert run["reviewed"] not in set(run["curated"].url)
+    assert m["steps"]["review"] == {"in": m["funnel"]["near_dedup"], "kept": m["funnel"]["near_dedup"] - 1,
+                                    "dropped": {"review": 1}}
+    assert m["funnel"]["review"] == m["curated"]["documents"]
 
 
 def test_bad_input_counted_and_warned(run):

@@ -97,7 +97,17 @@ def test_nan_policy_skip(monkeypatch, token_data, tmp_path, capsys):
     assert "step 2: non-finite loss, batch skipped" in capsys.readouterr().out
 
 
-def test_resume_with_another_model_shape_fails(reference_run):
-    work, cfg, _ = reference_run
-    with pytest.raises(ValueError, match=r"checkpoint has hidden_size=64, params give 128"):
-        run_inprocess(work, {"size": "tiny", "depth": 2}, cfg)
+def test_another_model_shape_trains_afresh_beside_the_old_checkpoints(reference_run, tmp_path):
+    import json
+    import shutil
+
+    ref_work, cfg, _ = reference_run
+    work = tmp_path / "run"
+    shutil.copytree(ref_work / "models", work / "models")
+    cfg = dict(cfg, out_dir=str(work / "models/pretrain"))
+    metrics = run_inprocess(work, {"size": "tiny", "depth": 2}, cfg)
+    assert metrics["steps"] == cfg["max_steps"]
+    (stale,) = (work / "models/pretrain").glob("checkpoints-stale-*")
+    old = json.loads(next(stale.glob("step_*/config.json")).read_text())
+    new = json.loads((work / "models/pretrain/hf/config.json").read_text())
+    assert (old["hidden_size"], new["hidden_size"]) == (64, 128)
