@@ -12,10 +12,16 @@ export HF_DATASETS_OFFLINE := 1
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/lmforge/torch_extensions
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# Debian packages: what the pipeline needs, and what the tests add (a real browser for
+# the web page tests; the documentation packages the sample crawl was built from).
+RUN_DEBS := libmagic1
+TEST_DEBS := chromium chromium-driver python3.11-doc debian-handbook
+DEBS ?= $(RUN_DEBS)
+
 .PHONY: setup system-deps feedback-store repro test bench
 
 system-deps:
-	@missing=""; for p in libmagic1 chromium chromium-driver; do \
+	@missing=""; for p in $(DEBS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
@@ -37,6 +43,7 @@ feedback-store: setup
 repro: setup feedback-store
 	dvc repro
 
+test: DEBS = $(RUN_DEBS) $(TEST_DEBS)
 test: setup
 	pytest -q
 
