@@ -73,7 +73,10 @@ def read_pairs(pairs_dir: str, split: str) -> pd.DataFrame:
 def train_reward(p: RewardParams, seed: int, work_dir: str | None = None) -> tuple[dict, list[dict]]:
     from trl import RewardConfig, RewardTrainer
 
+    from transformers import set_seed
+
     train, val = read_pairs(p.pairs_dir, "train"), read_pairs(p.pairs_dir, "val")
+    set_seed(seed)  # the new score head is randomly initialised: same seed, same reward model
     model, tok = load_reward_backbone(p.sft_model)
     acc0, _ = pairwise_accuracy(model, tok, val, p.train.max_length)
     args = RewardConfig(max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir))
