@@ -8,8 +8,7 @@ exits non-zero naming the expectation and the shard, which stops `dvc repro`.
 from __future__ import annotations
 
 from lmforge.config import section
-from lmforge.data.checks import DataCheckError, run_checks, summary
-from lmforge.io import write_json
+from lmforge.data.checks import check_stage
 from lmforge.data.curate_config import DataConfig
 from lmforge.data.corpus import curated_files
 from lmforge.data.validate import ChecksConfig, curated_expectations, load_curated
@@ -25,15 +24,8 @@ def main() -> None:
         {lang for s in data.sources for lang in data.for_source(s).language.allowed})
     df, owners = load_curated(curated_files(CURATED))
     expectations = curated_expectations(checks, [s.name for s in data.sources], languages)
-    try:
-        result = run_checks(df, "curated", expectations, OUT_JSON, DOCS, files=owners)
-    except DataCheckError as e:
-        write_json(SUMMARY, summary(e.result))
-        raise SystemExit(f"validate_curated: {e}") from None
-    write_json(SUMMARY, summary(result))
-    s = result["statistics"]
-    print(f"validate_curated: {len(df)} documents, {s['successful_expectations']}/"
-          f"{s['evaluated_expectations']} expectations met -> {OUT_JSON}, {DOCS}/index.html")
+    check_stage("validate_curated", df, "curated", expectations, OUT_JSON, DOCS, SUMMARY,
+                files=owners, unit="documents")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,7 @@ non-zero naming the expectation and the shard, which stops `dvc repro`.
 from __future__ import annotations
 
 from lmforge.config import section
-from lmforge.data.checks import DataCheckError, run_checks, summary
-from lmforge.io import write_json
+from lmforge.data.checks import check_stage
 from lmforge.data.pack import TokenizeConfig
 from lmforge.data.corpus import file_sha256
 from lmforge.data.validate import ChecksConfig, shard_frame, token_expectations
@@ -28,15 +27,8 @@ def main() -> None:
     vocab = Tokenizer.from_file(TOKENIZER).get_vocab_size(with_added_tokens=True)
     df, files = shard_frame(TOKENS)
     expectations = token_expectations(checks, vocab, file_sha256(TOKENIZER), seq_len)
-    try:
-        result = run_checks(df, "tokens", expectations, OUT_JSON, DOCS, files=files)
-    except DataCheckError as e:
-        write_json(SUMMARY, summary(e.result))
-        raise SystemExit(f"validate_tokens: {e}") from None
-    write_json(SUMMARY, summary(result))
-    s = result["statistics"]
-    print(f"validate_tokens: {len(df)} shards, {s['successful_expectations']}/"
-          f"{s['evaluated_expectations']} expectations met -> {OUT_JSON}, {DOCS}/index.html")
+    check_stage("validate_tokens", df, "tokens", expectations, OUT_JSON, DOCS, SUMMARY,
+                files=files, unit="shards")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from lmforge.io import atomic_dir, write_json
 
-__all__ = ["DataCheckError", "run_checks", "format_failures", "summary"]
+__all__ = ["DataCheckError", "run_checks", "check_stage", "format_failures", "summary"]
 
 # The kwargs that say *what* an expectation checks; shown in error messages.
 _SHOWN_KWARGS = ("column", "column_list", "value_set", "regex", "min_value", "max_value", "value")
@@ -221,4 +221,20 @@ def run_checks(df, name: str, expectations: Sequence[Any], out_json: str | os.Pa
     if not result.get("success"):
         failures = format_failures(result, files)
         raise DataCheckError(_message(name, failures, files, out_json), failures, result)
+    return result
+
+
+def check_stage(stage: str, df, name: str, expectations: Sequence[Any], out_json: str, docs_dir: str,
+                summary_json: str, files: Any = None, unit: str = "rows") -> dict:
+    """What a validation stage does: run the suite, always write the summary metric, and on
+    failure exit non-zero with the message naming the expectation and file (stops `dvc repro`)."""
+    try:
+        result = run_checks(df, name, expectations, out_json, docs_dir, files=files)
+    except DataCheckError as e:
+        write_json(summary_json, summary(e.result))
+        raise SystemExit(f"{stage}: {e}") from None
+    write_json(summary_json, summary(result))
+    s = result["statistics"]
+    print(f"{stage}: {len(df)} {unit}, {s['successful_expectations']}/{s['evaluated_expectations']} "
+          f"expectations met -> {out_json}, {docs_dir}/index.html")
     return result
