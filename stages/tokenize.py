@@ -1,6 +1,6 @@
 """Stage tokenize: tokenize data/curated and pack it into data/tokens/ shards.
 
-Reads params `tokenize`; writes data/tokens/{train,val}/shard_XXXXX.npy and
+Reads params `tokenize` and the sources' sampling weights (`data.sources[].weight`); writes data/tokens/{train,val}/shard_XXXXX.npy and
 data/tokens/meta.json (docs/CONTRACTS.md), metrics/tokens.json and the length
 histogram metrics/token_lengths.csv.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from lmforge.config import section
+from lmforge.data.curate_config import DataConfig
 from lmforge.data.pack import TokenizeConfig
 from lmforge.io import write_csv, write_json
 
@@ -18,6 +19,7 @@ METRICS, LENGTHS = "metrics/tokens.json", "metrics/token_lengths.csv"
 
 def main() -> None:
     cfg = section(TokenizeConfig, "tokenize")
+    weights = {s.name: s.weight for s in section(DataConfig, "data").sources}
     # tokenizers reads these when it first encodes in parallel; nothing forks after.
     os.environ["RAYON_NUM_THREADS"] = str(cfg.workers)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if cfg.workers > 1 else "false"
@@ -29,7 +31,7 @@ def main() -> None:
     if not os.path.isfile(TOKENIZER):
         raise SystemExit(f"tokenize: {TOKENIZER} not found (run the tokenizer stage first)")
     tok = Tokenizer.from_file(TOKENIZER)
-    meta, metrics, hist = pack(curated_files(CURATED), tok, OUT, cfg, file_sha256(TOKENIZER))
+    meta, metrics, hist = pack(curated_files(CURATED), tok, OUT, cfg, file_sha256(TOKENIZER), weights)
     write_json(METRICS, metrics)
     write_csv(LENGTHS, hist)
     print(f"tokenize: {metrics['documents']} documents, {metrics['tokens']} tokens, packing efficiency "

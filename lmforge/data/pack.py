@@ -21,6 +21,7 @@ deterministic by document and independent of the tokenizer.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -49,6 +50,17 @@ class TokenizeConfig:
         require(self.rows_per_shard >= 1, "tokenize.rows_per_shard: must be >= 1")
         require(self.chunk_docs >= 1, "tokenize.chunk_docs: must be >= 1")
         require(self.workers >= 1, "tokenize.workers: must be >= 1")
+
+
+def copies(doc_id: str, weight: float) -> int:
+    """How many times a training document appears under its source's sampling ``weight``.
+
+    The whole part of the weight repeats every document; the fractional part keeps a
+    deterministic share of them, chosen by a hash of the id (so reruns agree).
+    """
+    whole = int(weight)
+    h = int.from_bytes(hashlib.sha1(f"weight:{doc_id}".encode()).digest()[:8], "big") / 2**64
+    return whole + (1 if h < weight - whole else 0)
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
@@ -147,8 +159,12 @@ def length_histogram(lengths: Iterable[int]) -> list[dict]:
 
 
 def pack(files: Sequence[Path], tokenizer, out_dir: str | os.PathLike, cfg: TokenizeConfig,
-         tokenizer_sha256: str) -> tuple[dict, dict, list[dict]]:
+         tokenizer_sha256: str, weights: dict[str, float] | None = None) -> tuple[dict, dict, list[dict]]:
     """Tokenize ``files`` and write packed shards + meta.json to ``out_dir`` atomically.
+
+    ``weights`` (source name → sampling weight, `data.sources[].weight`) mix the training
+    split: each train document appears ``copies(id, weight)`` times; validation is never
+    reweighted, so held-out loss stays comparable across mixtures.
 
     ``tokenizer`` is a ``tokenizers.Tokenizer``; special-token strings inside documents
     are encoded as plain text (``encode_special_tokens``). Returns (meta, metrics, histogram rows).
@@ -173,6 +189,9 @@ def pack(files: Sequence[Path], tokenizer, out_dir: str | os.PathLike, cfg: Toke
             toks = [e.ids for e in encs]
             for split in SPLITS:
                 sel = [i for i, s in enumerate(chunk["split"]) if s == split]
+                if split == "train" and weights:
+                    sel = [i for i in sel
+                           for _ in range(copies(chunk["id"][i], weights.get(chunk["source"][i], 1.0)))]
                 if not sel:
                     continue
                 flat, lengths = flatten([toks[i] for i in sel], ids["<|eos|>"], dtype)
@@ -202,6 +221,7 @@ def pack(files: Sequence[Path], tokenizer, out_dir: str | os.PathLike, cfg: Toke
                        "packing_efficiency": round(w.tokens / (w.rows * row_len), 6) if w.rows else 0.0}
                    for s, w in writers.items()},
         "tokens_per_source": dict(sorted(by_source.items())),
+        "source_weights": dict(sorted((weights or {}).items())),
         "tokens_per_language": dict(sorted(by_language.items())),
     }
     return meta, metrics, length_histogram(lengths.tolist())

@@ -149,3 +149,28 @@ def test_stages_chain_writes_contract_outputs(curated_docs, tmp_path):
     assert (tmp_path / "metrics/token_lengths.csv").read_text().startswith("tokens_upto,documents\n")
     assert json.loads((tmp_path / "metrics/gx/tokens_summary.json").read_text())["success"] is True
     assert (tmp_path / "reports/gx/tokens/index.html").is_file()
+
+
+def test_source_weights_mix_the_training_split_only(packed, curated_dir, tokenizer_dir, tmp_path):
+    from lmforge.data.pack import copies
+
+    out, meta, metrics, _, sha = packed
+    up, down = sorted(metrics["tokens_per_source"])[:2]
+    weights = {up: 2.0, down: 0.5}
+    cfg = TokenizeConfig(seq_len=SEQ, rows_per_shard=700, chunk_docs=16)
+    meta2, metrics2, _ = pack(curated_files(curated_dir), _tok(tokenizer_dir), tmp_path / "w", cfg, sha, weights)
+    assert np.array_equal(_rows(out, meta, "val"), _rows(tmp_path / "w", meta2, "val"))  # never reweighted
+    df = pd.concat([pd.read_parquet(f) for f in curated_files(curated_dir)])
+    train = df[df["split"] == "train"]
+    tok = _tok(tokenizer_dir)
+    n = {i: len(tok.encode(t, add_special_tokens=False).ids) + 1 for i, t in zip(train["id"], train["text"])}
+    k = {i: copies(i, weights.get(src, 1.0)) for i, src in zip(train["id"], train["source"])}
+    down_ids = list(train[train["source"] == down]["id"])
+    assert all(k[i] == 2 for i in train[train["source"] == up]["id"])
+    assert 0.2 * len(down_ids) < sum(k[i] for i in down_ids) < 0.8 * len(down_ids)   # about half
+    assert metrics2["splits"]["train"]["tokens"] == sum(n[i] * k[i] for i in n)       # whole documents only
+    assert metrics2["splits"]["train"]["documents"] == sum(k.values())
+    assert metrics2["source_weights"] == weights
+    again, _, _ = pack(curated_files(curated_dir), _tok(tokenizer_dir), tmp_path / "w2",
+                       TokenizeConfig(seq_len=SEQ, rows_per_shard=700, chunk_docs=512), sha, weights)
+    assert np.array_equal(_rows(tmp_path / "w", meta2, "train"), _rows(tmp_path / "w2", again, "train"))
