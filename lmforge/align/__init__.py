@@ -1,0 +1,1 @@
+"""Post-training: instruction data, SFT, preference pairs, reward model and DPO with TRL, and their gates."""
