@@ -120,16 +120,20 @@ def _validated(prompt: str, kwargs: dict, stream: bool) -> TGIRequest:
         raise HTTPError(422, f"invalid parameters: {e}") from e
 
 
+async def _parse_generate(request: Request, gw: GatewayState) -> tuple[str, dict, dict]:
+    """Body → (prompt, params, text-generation client kwargs); bad input is a 422."""
+    prompt, params = _gen_body(await json_body(request, gw.cfg.max_body_bytes))
+    try:
+        return prompt, params, generate_kwargs(params)
+    except TypeError as e:
+        raise HTTPError(422, str(e)) from e
+
+
 async def _generate(request: Request, route: str, as_list: bool) -> Response:
     gw: GatewayState = request.app.state.gw
     call = Call(gw, request, route)
     try:
-        body = await json_body(request, gw.cfg.max_body_bytes)
-        prompt, params = _gen_body(body)
-        try:
-            kwargs = generate_kwargs(params)
-        except TypeError as e:
-            raise HTTPError(422, str(e)) from e
+        prompt, params, kwargs = await _parse_generate(request, gw)
         call.start(prompt, params)
         kwargs["decoder_input_details"] = True  # prefill length = input tokens
         tgi_request = _validated(prompt, kwargs, stream=False)
@@ -187,12 +191,7 @@ async def _generate_stream(request: Request, route: str) -> Response:
     call = Call(gw, request, route)
     call.rec["stream"] = True
     try:
-        body = await json_body(request, gw.cfg.max_body_bytes)
-        prompt, params = _gen_body(body)
-        try:
-            kwargs = generate_kwargs(params)
-        except TypeError as e:
-            raise HTTPError(422, str(e)) from e
+        prompt, params, kwargs = await _parse_generate(request, gw)
         kwargs.pop("decoder_input_details", None)
         call.start(prompt, params)
         tgi_request = _validated(prompt, kwargs, stream=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lmforge.io import _fsync_dir
+from lmforge.io import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ def init_store(root: str | os.PathLike) -> Path:
             (root / name).touch()
             created = True
     if created:  # the new names must survive a crash too, not just the lines
-        _fsync_dir(root)
-        _fsync_dir(root.parent)
+        fsync_dir(root)
+        fsync_dir(root.parent)
     return root
 
 

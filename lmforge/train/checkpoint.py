@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmforge.io import _fsync_dir, write_json, write_text
+from lmforge.io import fsync_dir, write_json, write_text
 from lmforge.train import dist as D
 
 MARKER = "COMPLETE"
@@ -132,7 +132,7 @@ def save(engine, root: str | Path, step: int, state: dict, model_config, rank: i
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         write_text(final / MARKER, f"{step}\n")
     D.barrier()
     return final
