@@ -18,7 +18,7 @@ RUN_DEBS := libmagic1
 TEST_DEBS := chromium chromium-driver python3.11-doc debian-handbook
 DEBS ?= $(RUN_DEBS)
 
-.PHONY: setup system-deps feedback-store repro test bench
+.PHONY: setup system-deps repro test bench
 
 system-deps:
 	@missing=""; for p in $(DEBS); do \
@@ -34,13 +34,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: system-deps $(VENV)/.installed
 
-# The feedback store is DVC-tracked data (`dvc add`), so a fresh clone has only its
-# .dvc file: pull it from the remote, or start the empty store it records.
-feedback-store: setup
-	@[ -d data/feedback_store ] || dvc pull -q data/feedback_store.dvc 2>/dev/null || \
-	  $(PY) -c 'from lmforge.monitor.store import init_store; init_store("data/feedback_store")'
-
-repro: setup feedback-store
+repro: setup
 	dvc repro
 
 test: DEBS = $(RUN_DEBS) $(TEST_DEBS)

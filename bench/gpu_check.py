@@ -72,11 +72,12 @@ def main(argv=None) -> int:
     pc = PretrainConfig(tokens_dir=str(tokens), tokenizer_dir=str(work / "no-tokenizer"),
                         out_dir=str(work / "pretrain"), checkpoint_every=10**9, resume="never",
                         progress=not a.cpu_smoke, **cfg)
-    out = Outputs(str(work / "pretrain.json"), str(work / "steps.csv"), str(work / "eval.csv"))
+    out = Outputs(*(str(work / f) for f in ("pretrain.json", "steps.csv", "eval.csv", "timing.json",
+                                             "timing.csv")))
     m = pretrain(pc, model, seed=0, out=out)
     import csv
 
-    rows = list(csv.DictReader(open(work / "steps.csv")))
+    rows = list(csv.DictReader(open(work / "timing.csv")))
     steady = rows[len(rows) // 5:] or rows           # skip warm-up/compile steps
     mfu = sum(float(r["mfu"]) for r in steady) / len(steady)
     tps = sum(float(r["tokens_per_s"]) for r in steady) / len(steady)

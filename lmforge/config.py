@@ -137,6 +137,13 @@ def section(cls: type[T], name: str, params: dict | None = None, path: str | Non
     return build(cls, _get(params, name, where), where)
 
 
+def value(dotted: str, tp: Any, params: dict | None = None, path: str | None = None) -> Any:
+    """One typed value of params.yaml by dotted key (``value("harvest.store", str)``)."""
+    where = f"{path or PARAMS_FILE}: {dotted}"
+    params = load_params(path) if params is None else params
+    return _check(_get(params, dotted, where), tp, where)
+
+
 def require(cond: bool, msg: str) -> None:
     """Range checks in ``__post_init__``: raise ParamsError with ``msg`` unless ``cond``."""
     if not cond:

@@ -12,7 +12,10 @@ and Data Docs (HTML) that anyone who knows GX can read. What this wrapper adds:
 * outputs written atomically (lmforge.io): the JSON is always written, also on
   failure, so ``metrics/gx/*.json`` shows what failed; it carries no run ids or
   timestamps, so re-checking unchanged data rewrites identical bytes; Data Docs are
-  built in a temporary folder and swapped in whole;
+  built in a temporary folder and swapped in whole, under a run id fixed by the check
+  and the data's hash, with GX's per-build stamps and random element ids replaced and
+  its logo served from the site's own static folder: the same data gives the same
+  bytes (GX's pages still load Bootstrap and jQuery from CDNs);
 * on failure a ``DataCheckError`` whose message names every failed expectation
   (type, column, observed values) and the file(s) the failing rows came from.
 
@@ -158,6 +161,35 @@ def _prune_unused_static(site: Path) -> None:
             img.unlink()
 
 
+_STAMP = re.compile(r"\?d=\d{8}T\d{6}\.\d+Z")  # GX's per-build cache buster on asset URLs
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_LOAD_TIME = re.compile(r"(ge_load_time</span>.*?>)\d{8}T\d{6}\.\d+Z", re.S)
+_REMOTE_LOGO = re.compile(r"https://great-expectations-web-assets\.s3\.[\w.-]+\.amazonaws\.com/(logo-long\.png)")
+
+
+def _run_id(name: str, df):
+    """A run id that depends on the check and the data only (GX defaults to 'now')."""
+    import datetime
+
+    import pandas as pd
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    digest = int(pd.util.hash_pandas_object(df.astype(str), index=False).sum()) % 16**12
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return RunIdentifier(run_name=f"{name}-{digest:012x}", run_time=epoch)
+
+
+def _stable_docs(site: Path) -> None:
+    """Strip build-time stamps from the Data Docs pages and point the logo at the site's copy."""
+    for page in site.rglob("*.html"):
+        depth = len(page.relative_to(site).parts) - 1
+        html = _LOAD_TIME.sub(r"\1-", _STAMP.sub("", page.read_text()))
+        ids: dict[str, str] = {}  # random element ids -> numbered in order of appearance
+        html = _UUID.sub(lambda m: ids.setdefault(m.group(0), f"id{len(ids):04d}"), html)
+        html = _REMOTE_LOGO.sub("../" * depth + r"static/images/\1", html)
+        page.write_text(html)
+
+
 def run_checks(df, name: str, expectations: Sequence[Any], out_json: str | os.PathLike,
                docs_dir: str | os.PathLike | None = None, files: Any = None) -> dict:
     """Validate ``df`` against ``expectations`` (``great_expectations.expectations`` objects).
@@ -204,13 +236,14 @@ def run_checks(df, name: str, expectations: Sequence[Any], out_json: str | os.Pa
             actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["lmforge"])]
         cp = ctx.checkpoints.add(gx.Checkpoint(name=f"{name}-checkpoint", validation_definitions=[vd],
                                                actions=actions, result_format=result_format))
-        res = cp.run(batch_parameters={"dataframe": df})
+        res = cp.run(batch_parameters={"dataframe": df}, run_id=_run_id(name, df))
         (vr,) = res.run_results.values()
         return vr.to_json_dict()
 
     if docs_dir is not None:
         with atomic_dir(docs_dir) as tmp:
             result = run(tmp)
+            _stable_docs(tmp)
             _prune_unused_static(tmp)
     else:
         result = run(None)

@@ -55,7 +55,7 @@ KEY_ENV = "LMFORGE_API_KEY"
 class GatewayConfig:
     """params.yaml ``gateway`` section."""
 
-    store: str = "data/feedback_store"
+    store: str = "data/feedback_live"
     data_dir: str = "data"  # holds curated/ and rejected/ for the review view
     auth_reads: bool = False  # writes always need a key; reads only when this is true
     block_unsafe: bool = True  # refuse requests the safety blocklist matches (400)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lmforge.io import fsync_dir
+from lmforge.io import atomic_dir, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,27 @@ def repair_tail(path: Path) -> int:
             os.fsync(f.fileno())
             log.warning("%s: truncated a torn last line of %d bytes", path, size - keep)
         return size - keep
+
+
+def snapshot_store(live: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
+    """Copy the acknowledged records of a live store into ``dest``, whole or not at all.
+
+    The gateway keeps appending to ``live`` while this runs, so each file is cut at
+    its last complete line (a torn or still-being-written tail was never
+    acknowledged); every line is checked to be a JSON object first, so corruption
+    stops here with the file and line named. A missing live store (a fresh clone,
+    no gateway run yet) gives the empty store. Returns records per file.
+    """
+    live = Path(live)
+    counts = {}
+    with atomic_dir(dest) as tmp:
+        for name in STORE_FILES:
+            src = live / name
+            data = src.read_bytes() if src.exists() else b""
+            data = data[: data.rfind(b"\n") + 1]
+            (tmp / name).write_bytes(data)
+            counts[name] = len(scan_jsonl(tmp / name).records)
+    return counts
 
 
 def init_store(root: str | os.PathLike) -> Path:

@@ -3,8 +3,10 @@
 Layout of ``models/pretrain/checkpoints/step_00000016/``:
 ``ds/`` (DeepSpeed's model/optimizer/scheduler files), ``config.json`` (the
 LlamaConfig, so export needs nothing else), ``trainer_state.json`` (step, data
-position, metric history), ``rng_rank{r}.pt`` (RNG states, tensors and ints
-only, so they load with ``weights_only=True``) and ``COMPLETE``.
+position, metric history), ``timing.json`` (seconds and tokens/s so far: the one
+file that differs between two runs of one commit, so ``.dvcignore`` keeps it out of
+the checkpoint's hash), ``rng_rank{r}.pt`` (RNG states, tensors and ints only, so
+they load with ``weights_only=True``) and ``COMPLETE``.
 
 Atomicity: everything is written into ``.step_00000016.tmp/``, that folder is
 renamed to its final name, and only then is the ``COMPLETE`` marker written.
@@ -29,6 +31,8 @@ from lmforge.io import fsync_dir, write_json, write_text
 from lmforge.train import dist as D
 
 MARKER = "COMPLETE"
+TIMING = "timing.json"
+TIMING_KEYS = ("train_seconds", "timing")  # trainer-state keys that measure the machine
 _NAME = re.compile(r"^step_(\d{8})$")
 
 
@@ -122,7 +126,8 @@ def save(engine, root: str | Path, step: int, state: dict, model_config, rank: i
     engine.save_checkpoint(str(tmp), tag="ds", save_latest=False)
     torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
     if rank == 0:
-        write_json(tmp / "trainer_state.json", state)
+        write_json(tmp / "trainer_state.json", {k: v for k, v in state.items() if k not in TIMING_KEYS})
+        write_json(tmp / TIMING, {k: state[k] for k in TIMING_KEYS if k in state})
         model_config.to_json_file(tmp / "config.json")
     D.barrier()
     _fault("kill_in_save", step)
@@ -150,4 +155,8 @@ def load(engine, path: Path, rank: int) -> dict:
     rng = path / f"rng_rank{rank}.pt"
     if rng.exists():
         set_rng_state(torch.load(rng, weights_only=True))
-    return json.loads((path / "trainer_state.json").read_text())
+    state = json.loads((path / "trainer_state.json").read_text())
+    # timing.json is not in DVC's cache (see .dvcignore): a checkout restores no timing
+    timing = json.loads((path / TIMING).read_text()) if (path / TIMING).exists() else {}
+    state.update({"train_seconds": 0.0, "timing": []} | timing)
+    return state

@@ -4,6 +4,11 @@ The metric history lives in the trainer state (and so in every checkpoint), so a
 resumed run's plots continue exactly where the checkpoint left them instead of
 duplicating or losing rows. CSVs are rewritten atomically at each checkpoint and
 at the end, which is what ``dvc plots`` reads.
+
+Timing (tokens/s, MFU, seconds, the device) is kept apart from the numerics (loss,
+lr, grad norm): it goes to ``metrics/timing/`` files that dvc.yaml lists at top level,
+outside every stage's hashed outputs, so two runs of one commit give the same
+dvc.lock while the speed figures stay comparable with ``dvc metrics diff``.
 """
 from __future__ import annotations
 
@@ -13,8 +18,11 @@ import sys
 from lmforge.io import write_csv, write_json
 
 
-STEP_COLS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "tokens")
+STEP_COLS = ("step", "loss", "lr", "grad_norm", "tokens")
+TIMING_COLS = ("step", "tokens_per_s", "mfu")
 EVAL_COLS = ("step", "val_loss", "val_ppl")
+# metrics that measure the machine, not the model: written to the timing file only
+TIMING_METRICS = ("tokens_per_s", "mfu", "device", "peak_flops_per_device", "train_seconds")
 
 
 class StepLog:
@@ -28,9 +36,10 @@ class StepLog:
                             file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
     def step(self, step: int, loss: float, lr: float, grad_norm: float, tokens_per_s: float, mfu: float):
-        row = {"step": step, "loss": round(loss, 6), "lr": lr, "grad_norm": round(grad_norm, 6),
-               "tokens_per_s": round(tokens_per_s, 1), "mfu": round(mfu, 6), "tokens": self.state["tokens"]}
-        self.state["history"].append(row)
+        self.state["history"].append({"step": step, "loss": round(loss, 6), "lr": lr,
+                                      "grad_norm": round(grad_norm, 6), "tokens": self.state["tokens"]})
+        self.state["timing"].append({"step": step, "tokens_per_s": round(tokens_per_s, 1),
+                                     "mfu": round(mfu, 6)})
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
             self.bar.update(1)
@@ -48,6 +57,7 @@ class StepLog:
     def flush(self):
         if self.rank == 0:
             write_csv(self.out.steps_csv, [{k: r[k] for k in STEP_COLS} for r in self.state["history"]])
+            write_csv(self.out.timing_csv, [{k: r[k] for k in TIMING_COLS} for r in self.state["timing"]])
             write_csv(self.out.eval_csv, [{k: r[k] for k in EVAL_COLS} for r in self.state["evals"]])
 
     def close(self):
@@ -56,4 +66,5 @@ class StepLog:
 
     def finish(self, metrics: dict):
         self.flush()
-        write_json(self.out.metrics_json, metrics)
+        write_json(self.out.metrics_json, {k: v for k, v in metrics.items() if k not in TIMING_METRICS})
+        write_json(self.out.timing_json, {k: metrics[k] for k in TIMING_METRICS if k in metrics})

@@ -41,6 +41,8 @@ class Outputs:
     metrics_json: str = "metrics/pretrain.json"
     steps_csv: str = "metrics/pretrain_steps.csv"
     eval_csv: str = "metrics/pretrain_eval.csv"
+    timing_json: str = "metrics/timing/pretrain.json"       # not a stage output: never hashed
+    timing_csv: str = "metrics/timing/pretrain_steps.csv"
 
 
 def lm_loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -175,7 +177,7 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int, out: Output
         engine.compile()
     ckroot = Path(cfg.out_dir) / "checkpoints"
     state = {"step": 0, "samples": 0, "tokens": 0, "skipped": 0, "history": [], "evals": [],
-             "train_seconds": 0.0, "zero_stage": cfg.zero_stage, "world_size": world}
+             "timing": [], "train_seconds": 0.0, "zero_stage": cfg.zero_stage, "world_size": world}
     state["fingerprint"] = run_fingerprint(cfg, conf, seed, train.meta)
     if cfg.resume == "auto":
         set_aside_stale(ckroot, state["fingerprint"], rank)
@@ -278,6 +280,7 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int, out: Output
         "train_loss": state["history"][-1]["loss"] if state["history"] else float("nan"),
         "tokens_per_s": state["tokens"] / max(state["train_seconds"], 1e-9),
         "mfu": fpt * state["tokens"] / max(state["train_seconds"], 1e-9) / (peak * world) if peak else None,
+        "train_seconds": round(state["train_seconds"], 3),
         "device": device_name, "peak_flops_per_device": peak, "world_size": world,
         "zero_stage": cfg.zero_stage, "precision": "bf16" if bf16 else "fp32",
         "grad_accum_steps": gas, "global_batch_tokens": rows_per_step * seq_len,

@@ -35,6 +35,27 @@ def test_passing_check_writes_json_and_docs(curated_dir, tmp_path):
     assert list((tmp_path / "docs" / "validations").rglob("*.html"))
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_data_docs_are_byte_stable_and_offline(curated_dir, tmp_path):
+    """Two checks of the same data give the same Data Docs bytes (no run time, build stamp
+    or random element id), so the stage's hashed outputs do not change on a rerun."""
+    df, owners = load_curated(curated_files(curated_dir))
+    expectations = curated_expectations(CuratedChecks(), SOURCES, LANGS)
+    for run in ("a", "b"):
+        run_checks(df, "curated", expectations, tmp_path / run / "r.json", tmp_path / run / "docs", files=owners)
+    first, second = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert first.keys() == second.keys()
+    assert [k for k in first if first[k] != second[k]] == []
+    pages = [v.decode() for k, v in first.items() if k.endswith(".html")]
+    assert len(pages) >= 3 and not any("?d=20" in p or "logo-long.png?" in p for p in pages)
+    # other data: another run id, so the two runs' pages are told apart
+    run_checks(df.head(5), "curated", expectations, tmp_path / "c" / "r.json", tmp_path / "c" / "docs")
+    assert {k for k in _tree(tmp_path / "c") if "validations" in k} != {k for k in first if "validations" in k}
+
+
 def test_bad_curated_data_names_expectation_and_file(curated_docs, tmp_path):
     good = [dict(d) for d in curated_docs[:10]]
     bad = [dict(d) for d in curated_docs[10:20]]

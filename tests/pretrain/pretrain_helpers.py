@@ -41,8 +41,9 @@ def run_inprocess(workdir: Path, model: dict, pretrain: dict, seed: int = 1337) 
     from lmforge.train.trainer import Outputs, pretrain as run
 
     workdir.mkdir(parents=True, exist_ok=True)
-    out = Outputs(str(workdir / "metrics/pretrain.json"), str(workdir / "metrics/pretrain_steps.csv"),
-                  str(workdir / "metrics/pretrain_eval.csv"))
+    out = Outputs(*(str(workdir / p) for p in (
+        "metrics/pretrain.json", "metrics/pretrain_steps.csv", "metrics/pretrain_eval.csv",
+        "metrics/timing/pretrain.json", "metrics/timing/pretrain_steps.csv")))
     import torch
 
     saved_env = {k: os.environ.get(k) for k in DIST_VARS}
@@ -69,3 +70,61 @@ def run_stage(workdir: Path, model: dict, pretrain: dict, seed: int = 1337, env:
         full_env.pop(k, None)
     cmd = (launcher or [sys.executable]) + ["-m", "stages.pretrain"]
     return subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+# The golden recipe: a seeded synthetic Markov-chain token stream, so the loss curve
+# depends only on the code and the maths, not on which documentation is installed.
+GOLDEN_VOCAB, GOLDEN_SEQ = 512, 64
+
+
+def markov_tokens(root: Path, rows=(96, 16), seed=0) -> Path:
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    nxt = rng.integers(3, GOLDEN_VOCAB, size=(GOLDEN_VOCAB, 4))   # each token has 4 likely successors
+    meta = {"seq_len": GOLDEN_SEQ, "row_len": GOLDEN_SEQ + 1, "dtype": "uint16", "vocab_size": GOLDEN_VOCAB,
+            "tokenizer_sha256": "synthetic", "bos_id": 1, "eos_id": 2, "pad_id": 0, "splits": {}}
+    for split, n in zip(("train", "val"), rows):
+        seq = np.empty(n * (GOLDEN_SEQ + 1), dtype=np.uint16)
+        t = 3
+        for i in range(seq.size):
+            t = nxt[t, rng.integers(0, 4)] if rng.random() < 0.9 else rng.integers(3, GOLDEN_VOCAB)
+            seq[i] = t
+        (root / split).mkdir(parents=True)
+        np.save(root / split / "shard_00000.npy", seq.reshape(n, GOLDEN_SEQ + 1))
+        meta["splits"][split] = {"shards": [f"{split}/shard_00000.npy"], "rows": n, "tokens": int(seq.size)}
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def golden_config(workdir: Path) -> dict:
+    return {"tokens_dir": str(workdir / "tokens"), "tokenizer_dir": str(workdir / "no-tokenizer"),
+            "out_dir": str(workdir / "models/pretrain"), "max_steps": 8, "global_batch_tokens": 512,
+            "micro_batch_size": 4, "lr": 3e-3, "eval_every": 4, "eval_rows": 16, "checkpoint_every": 8,
+            "progress": False, "threads": 1}
+
+
+def golden_run(workdir: Path) -> dict:
+    """The golden recipe in this process: losses, metrics and a hash of the exported weights."""
+    import csv
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    markov_tokens(workdir / "tokens")
+    metrics = run_inprocess(workdir, {"size": "tiny"}, golden_config(workdir), seed=1337)
+    col = lambda f, k: [float(r[k]) for r in csv.DictReader(open(workdir / "metrics" / f))]  # noqa: E731
+    weights = load_file(str(workdir / "models/pretrain/hf/model.safetensors"))
+    sha = hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest()
+    return {"train_loss": col("pretrain_steps.csv", "loss"), "val_loss": col("pretrain_eval.csv", "val_loss"),
+            "metrics": metrics, "weights_sha256": sha}
+
+
+if __name__ == "__main__":  # `python pretrain_helpers.py golden DIR`: one golden run, as JSON
+    import json
+
+    assert sys.argv[1] == "golden", "usage: pretrain_helpers.py golden DIR"
+    res = golden_run(Path(sys.argv[2]))
+    print("GOLDEN " + json.dumps({k: v for k, v in res.items() if k != "metrics"}))

@@ -25,8 +25,10 @@ def test_deploy_stage_writes_files_and_serve_metrics(tiny_model, tmp_path):
     assert {p.name for p in (tmp_path / "deploy").iterdir()} == {"tgi-run.sh", "kubernetes.yaml", "tgi.sbatch"}
     m = json.loads((tmp_path / "metrics" / "serve.json").read_text())
     assert m["smoke"]["generate_tokens"] >= 1
+    assert not any(k.startswith("concurrency_") for k in m)  # speed stays out of the stage's outputs
+    timing = json.loads((tmp_path / "metrics" / "timing" / "serve.json").read_text())
     for c in (1, 4):
-        run = m[f"concurrency_{c}"]
+        run = timing[f"concurrency_{c}"]
         assert run["requests"] == 8 and run["concurrency"] == c and run["generated_tokens"] >= 8
         assert 0 < run["ttft_p50_s"] <= run["latency_p50_s"] <= run["latency_p95_s"]
         assert run["tokens_per_s"] > 0
