@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from lmforge.stage import InputError
+
 T = TypeVar("T")
 PARAMS_FILE = os.environ.get("LMFORGE_PARAMS", "params.yaml")
 
 
-class ParamsError(ValueError):
+class ParamsError(InputError):
     """A parameter is missing, unknown, of the wrong type or out of range."""
 
 

@@ -8,23 +8,17 @@ they have finished.
 from __future__ import annotations
 
 import os
-import sys
 
-from lmforge.config import ParamsError, section
+from lmforge.config import section
 from lmforge.data.curate import run_curate
 from lmforge.data.curate_config import DataConfig
-from lmforge.data.readers import MissingInputError
+from lmforge.stage import run_stage
 
 
 def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        cfg = section(DataConfig, "data")
-        metrics = run_curate(cfg)
-    except (ParamsError, MissingInputError) as e:
-        print(f"curate: {e}", file=sys.stderr)
-        return 2
+    metrics = run_curate(section(DataConfig, "data"))
     if metrics is None:
         print("curate: Slurm jobs submitted; run `dvc commit curate` once they finish")
         return 0
@@ -37,4 +31,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_stage(main)

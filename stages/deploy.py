@@ -16,6 +16,7 @@ from lmforge.serve.config import DeployConfig, ServeConfig
 from lmforge.serve.deploy import write_deploy_files
 from lmforge.serve.launcher import start_server
 from lmforge.serve.loadtest import run_load, smoke
+from lmforge.stage import run_stage
 
 METRICS = "metrics/serve.json"
 TIMING = "metrics/timing/serve.json"
@@ -43,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -4,6 +4,7 @@ from lmforge.align.dpo import DPOParams, train_dpo
 from lmforge.align.evaluate import record_and_gate
 from lmforge.align.preferences import PreferenceParams
 from lmforge.config import load_params, section
+from lmforge.stage import run_stage
 
 
 def main() -> None:
@@ -14,4 +15,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -9,24 +9,18 @@ extra step. Harvest reads the snapshot, so new feedback re-enters training as DV
 """
 from __future__ import annotations
 
-import sys
-
-from lmforge.config import ParamsError, load_params, value
-from lmforge.monitor.store import StoreError, snapshot_store
+from lmforge.config import load_params, value
+from lmforge.monitor.store import snapshot_store
+from lmforge.stage import run_stage
 
 
 def main() -> int:
-    try:
-        params = load_params()
-        live, dest = value("gateway.store", str, params), value("harvest.store", str, params)
-        counts = snapshot_store(live, dest)
-    except (ParamsError, StoreError, OSError) as e:
-        print(f"feedback_snapshot: {e}", file=sys.stderr)
-        return 2
-    print(f"feedback_snapshot: {live} -> {dest}: "
-          + ", ".join(f"{n} {c}" for n, c in counts.items()))
+    params = load_params()
+    live, dest = value("gateway.store", str, params), value("harvest.store", str, params)
+    counts = snapshot_store(live, dest)
+    print(f"feedback_snapshot: {live} -> {dest}: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_stage(main)

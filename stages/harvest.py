@@ -8,18 +8,15 @@ naming the expectation and the store file, which stops `dvc repro` before SFT/DP
 from __future__ import annotations
 
 from lmforge.config import section
-from lmforge.data.checks import DataCheckError
 from lmforge.io import write_csv, write_json
 from lmforge.monitor.drift import drift_report
 from lmforge.monitor.harvest import HarvestConfig, run_harvest
+from lmforge.stage import run_stage
 
 
 def main() -> None:
     cfg = section(HarvestConfig, "harvest")
-    try:
-        res = run_harvest(cfg)
-    except DataCheckError as e:
-        raise SystemExit(f"harvest: {e}") from None
+    res = run_harvest(cfg)
     drift, hist = drift_report(cfg.drift, res.train_prompts, res.live_prompts,
                                res.metrics["ratings_up"], res.metrics["ratings_down"], res.new_examples)
     write_json("metrics/harvest.json", res.metrics)
@@ -33,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

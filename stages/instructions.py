@@ -2,6 +2,7 @@
 from lmforge.align.instructions import InstructionsParams, check_and_split
 from lmforge.config import section
 from lmforge.io import write_json
+from lmforge.stage import run_stage
 
 
 def main() -> None:
@@ -12,4 +13,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

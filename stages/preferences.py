@@ -3,6 +3,7 @@ from lmforge.align.common import load_causal_lm, load_tokenizer
 from lmforge.align.preferences import PreferenceParams, build_preferences
 from lmforge.config import load_params, section
 from lmforge.io import atomic_path, write_json
+from lmforge.stage import run_stage
 
 
 def main() -> None:
@@ -17,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

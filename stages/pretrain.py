@@ -8,10 +8,10 @@ One process: ``python -m stages.pretrain``. Several (CPU or GPU):
 from __future__ import annotations
 
 import os
-import sys
 
 from lmforge.config import ParamsError, load_params, section
 from lmforge.model import ModelConfig
+from lmforge.stage import run_stage
 from lmforge.train.config import PretrainConfig
 
 
@@ -34,4 +34,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_stage(main)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from lmforge.config import load_params, section
 from lmforge.io import write_json
 from lmforge.serve.release import ReleaseConfig, release
+from lmforge.stage import run_stage
 
 METRICS = "metrics/release.json"
 
@@ -24,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

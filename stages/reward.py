@@ -2,6 +2,7 @@
 from lmforge.align.reward import RewardParams, train_reward
 from lmforge.config import load_params, section
 from lmforge.io import write_csv, write_json
+from lmforge.stage import run_stage
 
 
 def main() -> None:
@@ -13,4 +14,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -3,6 +3,7 @@ from lmforge.align.common import save_model
 from lmforge.align.evaluate import policy_metrics, record_and_gate
 from lmforge.align.sft import SFTParams, train_sft
 from lmforge.config import load_params, section
+from lmforge.stage import run_stage
 
 
 def main() -> None:
@@ -14,4 +15,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

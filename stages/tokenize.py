@@ -12,6 +12,7 @@ from lmforge.config import section
 from lmforge.data.curate_config import DataConfig
 from lmforge.data.pack import TokenizeConfig
 from lmforge.io import write_csv, write_json
+from lmforge.stage import run_stage
 
 CURATED, TOKENIZER, OUT = "data/curated", "models/tokenizer/tokenizer.json", "data/tokens"
 METRICS, LENGTHS = "metrics/tokens.json", "metrics/token_lengths.csv"
@@ -29,7 +30,7 @@ def main() -> None:
     from lmforge.data.corpus import curated_files, file_sha256
 
     if not os.path.isfile(TOKENIZER):
-        raise SystemExit(f"tokenize: {TOKENIZER} not found (run the tokenizer stage first)")
+        raise FileNotFoundError(f"{TOKENIZER} not found (run the tokenizer stage first)")
     tok = Tokenizer.from_file(TOKENIZER)
     meta, metrics, hist = pack(curated_files(CURATED), tok, OUT, cfg, file_sha256(TOKENIZER), weights)
     write_json(METRICS, metrics)
@@ -40,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

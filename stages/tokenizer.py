@@ -12,6 +12,7 @@ import os
 from lmforge.config import section
 from lmforge.data.tokenizer import TokenizerConfig, build
 from lmforge.io import write_json
+from lmforge.stage import StageFailure, run_stage
 
 CURATED, OUT, METRICS = "data/curated", "models/tokenizer", "metrics/tokenizer.json"
 CHECKS = "metrics/gx/curated_summary.json"
@@ -20,12 +21,12 @@ CHECKS = "metrics/gx/curated_summary.json"
 def main() -> None:
     cfg = section(TokenizerConfig, "tokenizer")
     if os.path.isfile(CHECKS) and not json.load(open(CHECKS)).get("success"):
-        raise SystemExit(f"tokenizer: the curated data failed its checks ({CHECKS}); "
-                         "fix it and rerun validate_curated")
+        raise StageFailure(f"the curated data failed its checks ({CHECKS}); "
+                           "fix it and rerun validate_curated")
     metrics = build(CURATED, OUT, cfg)
     write_json(METRICS, metrics)
     print(f"tokenizer: vocab {metrics['vocab_size']}, val bytes/token {metrics['val_bytes_per_token']} -> {OUT}")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -12,6 +12,7 @@ from lmforge.data.checks import check_stage
 from lmforge.data.curate_config import DataConfig
 from lmforge.data.corpus import curated_files
 from lmforge.data.validate import ChecksConfig, curated_expectations, load_curated
+from lmforge.stage import run_stage
 
 CURATED, OUT_JSON, DOCS = "data/curated", "metrics/gx/curated.json", "reports/gx/curated"
 SUMMARY = "metrics/gx/curated_summary.json"
@@ -29,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -13,6 +13,7 @@ from lmforge.data.checks import check_stage
 from lmforge.data.pack import TokenizeConfig
 from lmforge.data.corpus import file_sha256
 from lmforge.data.validate import ChecksConfig, shard_frame, token_expectations
+from lmforge.stage import run_stage
 
 TOKENS, TOKENIZER = "data/tokens", "models/tokenizer/tokenizer.json"
 OUT_JSON, DOCS = "metrics/gx/tokens.json", "reports/gx/tokens"
@@ -32,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -20,9 +20,10 @@ from typing import Literal
 from lmforge.align.common import prompt_text
 from lmforge.config import require
 from lmforge.io import write_text
+from lmforge.stage import StageFailure
 
 
-class GateError(RuntimeError):
+class GateError(StageFailure):
     """A model failed an evaluation gate."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lmforge.io import atomic_dir, write_json
+from lmforge.stage import StageFailure
 
 __all__ = ["DataCheckError", "run_checks", "check_stage", "format_failures", "summary"]
 
@@ -37,7 +38,7 @@ __all__ = ["DataCheckError", "run_checks", "check_stage", "format_failures", "su
 _SHOWN_KWARGS = ("column", "column_list", "value_set", "regex", "min_value", "max_value", "value")
 
 
-class DataCheckError(RuntimeError):
+class DataCheckError(StageFailure):
     """A data check failed. ``failures`` holds one dict per failed expectation."""
 
     def __init__(self, message: str, failures: list[dict], result: dict):
@@ -260,12 +261,13 @@ def run_checks(df, name: str, expectations: Sequence[Any], out_json: str | os.Pa
 def check_stage(stage: str, df, name: str, expectations: Sequence[Any], out_json: str, docs_dir: str,
                 summary_json: str, files: Any = None, unit: str = "rows") -> dict:
     """What a validation stage does: run the suite, always write the summary metric, and on
-    failure exit non-zero with the message naming the expectation and file (stops `dvc repro`)."""
+    failure raise ``DataCheckError`` naming the expectation and file; ``run_stage`` exits
+    non-zero with that message (stops `dvc repro`)."""
     try:
         result = run_checks(df, name, expectations, out_json, docs_dir, files=files)
     except DataCheckError as e:
         write_json(summary_json, summary(e.result))
-        raise SystemExit(f"{stage}: {e}") from None
+        raise
     write_json(summary_json, summary(result))
     s = result["statistics"]
     print(f"{stage}: {len(df)} {unit}, {s['successful_expectations']}/{s['evaluated_expectations']} "

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from lmforge.stage import InputError
+
 
 def curated_files(curated_dir: str | os.PathLike) -> list[Path]:
     """The curated Parquet shards in a fixed order; fails clearly when there are none."""
@@ -34,7 +36,7 @@ def iter_texts(files: Sequence[Path], split: str | None = "train", batch_docs: i
         cols = ["text"] + (["split"] if split else [])
         missing = [c for c in cols if c not in pf.schema_arrow.names]
         if missing:
-            raise ValueError(f"{f}: missing column(s) {missing}")
+            raise InputError(f"{f}: missing column(s) {missing}")
         for batch in pf.iter_batches(batch_size=batch_docs, columns=cols):
             texts = batch.column("text").to_pylist()
             if split:

@@ -14,21 +14,27 @@ Every filter has an exclusion writer, so each dropped document lands in
 global ``finalize`` step (exact + datasketch MinHash-LSH near dedup across all sources) writes
 ``data/curated/``, ``data/rejected/``, the metrics JSON and the funnel CSV.
 
-Locally everything happens in a temporary work folder beside the outputs, removed afterwards;
-outputs are swapped in atomically. With ``executor: slurm`` the same pipelines are submitted
+Locally everything happens in a temporary work folder beside the outputs (``.curate-work-*``),
+locked (``flock``) while its run lives and removed afterwards; a folder left by a killed run
+(its lock no longer held) is removed by the next run. Outputs are swapped in atomically. With ``executor: slurm`` the same pipelines are submitted
 with datatrove's ``SlurmPipelineExecutor`` (the shard array, then a finalize job) and the work
 folder persists at ``data/.curate_work``.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.logging import logger
 
 from lmforge.data.curate_config import DataConfig, SourceSettings
 from lmforge.data.readers import resolve_files
@@ -64,7 +70,8 @@ def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
     def rejects(step: str):
         return b.WorkWriter(str(base / "rejected" / step), step=step)
 
-    steps = [SafeReader(src.format, sp.root, sp.files, src.name, problems_folder=str(base / "problems"))]
+    steps = [SafeReader(src.format, sp.root, sp.files, src.name, problems_folder=str(base / "problems"),
+                        max_doc_bytes=cfg.max_doc_bytes, exclusion_writer=rejects("read"))]
     if src.format == "warc":
         steps.append(b.RecordingTrafilatura(exclusion_writer=rejects("extract"), timeout=st.extract.timeout,
                                             favour_precision=st.extract.favour_precision))
@@ -170,14 +177,56 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
         execs = build_executors(cfg, plans, work.resolve(), outputs, "slurm")
         execs[-1].run()  # launches its dependency chain first
         return None
-    outputs.curated.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".curate-work-", dir=outputs.curated.parent))
     t0 = time.perf_counter()
-    try:
+    with work_dir(outputs.curated.parent) as work:
         for ex in build_executors(cfg, plans, work, outputs, "local"):
             ex.run()
         metrics = finalize(cfg, work, outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     return metrics
+
+
+WORK_PREFIX, LOCK, GRACE_S = ".curate-work-", ".lock", 60.0
+
+
+@contextlib.contextmanager
+def work_dir(parent: Path) -> Iterator[Path]:
+    """A fresh work folder in ``parent``, locked while in use, removed afterwards.
+
+    The lock is an ``flock`` on ``<work>/.lock``, held by the run's main process: the kernel
+    releases it when that process ends, however it ends (no pid to go stale or be reused), so a
+    later run can tell a killed run's folder from a live one and remove it (``remove_stale_work``).
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_work(parent)
+    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=parent))
+    fd = os.open(work / LOCK, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        os.close(fd)
+
+
+def remove_stale_work(parent: Path) -> list[Path]:
+    """Remove the work folders in ``parent`` that no live run holds; return them."""
+    stale = [d for d in sorted(parent.glob(WORK_PREFIX + "*")) if d.is_dir() and not _in_use(d)]
+    for d in stale:
+        shutil.rmtree(d, ignore_errors=True)
+        logger.warning(f"removed {d}: work folder of a curate run that no longer runs")
+    return stale
+
+
+def _in_use(work: Path) -> bool:
+    try:
+        fd = os.open(work / LOCK, os.O_WRONLY)
+    except FileNotFoundError:  # a run that has not taken its lock yet, or one from before locks
+        return time.time() - work.stat().st_mtime < GRACE_S
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the probe's lock
+    return False

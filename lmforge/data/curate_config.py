@@ -157,6 +157,12 @@ class SlurmParams:
     sbatch_args: dict = field(default_factory=dict)
 
 
+# 2 MB. Common Crawl truncates HTTP payloads at 1 MiB, so no real web page record is refused, and
+# Gopher's max_doc_words (100,000 words, ~0.6 MB of English) rejects any larger text anyway:
+# the cap loses nothing the filters would keep. It bounds memory: one 50 MB document took
+# 4.9 GB in extraction and the filters.
+MAX_DOC_BYTES = 2_000_000
+
 FILTER_KEYS = tuple(f.name for f in dataclasses.fields(FilterParams))
 OVERRIDABLE = (*FILTER_KEYS, "language", "extract", "url_filter")
 
@@ -186,6 +192,9 @@ class DataConfig:
     slurm: SlurmParams = field(default_factory=SlurmParams)
     val_fraction: float = 0.05
     rows_per_shard: int = 5000
+    # documents larger than this (WARC: record Content-Length; JSONL/Parquet: UTF-8 bytes of the
+    # text) are rejected as `read:too_large` before extraction; null = no cap. See MAX_DOC_BYTES.
+    max_doc_bytes: Optional[int] = MAX_DOC_BYTES
     extract: ExtractParams = field(default_factory=ExtractParams)
     url_filter: URLFilterParams = field(default_factory=URLFilterParams)
     language: LanguageParams = field(default_factory=LanguageParams)
@@ -204,6 +213,8 @@ class DataConfig:
         require(self.workers >= 1, f"data.workers must be >= 1, got {self.workers}")
         require(0.0 <= self.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         require(self.rows_per_shard >= 1, f"data.rows_per_shard must be >= 1, got {self.rows_per_shard}")
+        require(self.max_doc_bytes is None or self.max_doc_bytes >= 1,
+                f"data.max_doc_bytes must be >= 1 (or null for no cap), got {self.max_doc_bytes}")
         for s in self.sources:  # validate overrides now, not in a worker later
             self.for_source(s)
 

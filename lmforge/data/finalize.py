@@ -7,7 +7,10 @@ decides duplicates with ``lmforge.data.dedup`` (earlier source in ``data.sources
 URL, then id), assigns the deterministic train/val split by hash of id, and writes
 ``data/curated/`` and ``data/rejected/`` atomically (temp folder, then rename), plus the
 metrics JSON and the funnel CSV. Corrupt input recorded by the readers is re-raised here as a
-``BadInputWarning`` naming each file, and counted in the metrics.
+``BadInputWarning`` naming each file, and counted in the metrics. Input that cannot be curated
+at all fails here, before any output is touched, with a ``BadInputError`` naming source, file
+and column: a file without the text column, or a source whose files yield no documents (a
+single empty file among others is only a warning).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from lmforge.data.curate_config import DataConfig
 from lmforge.data.dedup import Deduplicator
+from lmforge.data.readers import BadInputError
 from lmforge.io import atomic_dir, write_csv, write_json
 
 FUNNEL_STEPS = ("read", "extract", "url_filter", "language", "gopher_repetition", "gopher_quality",
@@ -88,11 +92,32 @@ def read_step_stats(logs: Path) -> dict[str, Counter]:
     return out
 
 
+def read_problems(work: Path, source: str) -> list[dict]:
+    """What the readers of one source recorded: corrupt files and records, empty files, ..."""
+    return [json.loads(line) for pf in sorted((work / source / "problems").glob("*.jsonl"))
+            for line in pf.read_text().splitlines() if line.strip()]
+
+
+def _listing(items: list[str], limit: int = 5) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def check_inputs(cfg: DataConfig, stats: dict[str, dict], problems: dict[str, list[dict]]) -> None:
+    """Fail on a file without the text column, or a source whose files yield no documents."""
+    for s in cfg.sources:
+        missing = [f"{p['file']}: {p['error']}" for p in problems[s.name] if p["kind"] == "missing_column"]
+        if missing:
+            raise BadInputError(f"data.sources[{s.name}]: {_listing(missing)}")
+        if not stats[s.name].get("read", Counter()).get("documents"):
+            files = sorted({f"{p['file']} ({p['kind'].replace('_', ' ')})" for p in problems[s.name]})
+            raise BadInputError(f"data.sources[{s.name}]: no documents in {_listing(files) or s.path}")
+
+
 def _source_funnel(stats: dict[str, Counter]) -> dict[str, dict]:
     """in/kept/dropped-by-reason per per-shard step of one source (missing steps pass through)."""
-    funnel, n = {}, stats.get("read", Counter()).get("documents", 0)
-    funnel["read"] = {"in": n, "kept": n, "dropped": {}}
-    for step in FUNNEL_STEPS[1:-2]:
+    funnel, n = {}, int(stats.get("read", Counter()).get("documents", 0))
+    for step in FUNNEL_STEPS[:-2]:
         c = stats.get(step)
         if c is None:
             funnel[step] = {"in": n, "kept": n, "dropped": {}}
@@ -109,6 +134,9 @@ def finalize(cfg: DataConfig, work: Path, curated_dir: Path, rejected_dir: Path,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    stats = {s.name: read_step_stats(work / s.name / "logs") for s in cfg.sources}
+    problems = {s.name: read_problems(work, s.name) for s in cfg.sources}
+    check_inputs(cfg, stats, problems)
     order = {s.name: i for i, s in enumerate(cfg.sources)}
     kept = pa.concat_tables([_read_parquets(work / s.name / "kept") for s in cfg.sources]).to_pylist()
     kept.sort(key=lambda r: (order[r["source"]], r["url"] or "", r["id"]))
@@ -147,7 +175,7 @@ def finalize(cfg: DataConfig, work: Path, curated_dir: Path, rejected_dir: Path,
             pq.write_table(pa.Table.from_pylist(rows, schema=_schema(REJECTED_COLUMNS)),
                            tmp / f"{s.name}.parquet", compression="zstd")
 
-    metrics = build_metrics(cfg, work, curated, rejected, dd.stats)
+    metrics = build_metrics(cfg, stats, problems, curated, rejected, dd.stats)
     write_json(metrics_path, metrics)
     write_csv(funnel_path, [{"step": k, "documents": v} for k, v in metrics["funnel"].items()])
     return metrics
@@ -160,20 +188,19 @@ def _schema(columns):
     return pa.schema([(c, types.get(c, pa.string())) for c in columns])
 
 
-def build_metrics(cfg: DataConfig, work: Path, curated: list[dict], rejected: list[dict], dstats: dict) -> dict:
+def build_metrics(cfg: DataConfig, stats: dict[str, dict], by_source: dict[str, list[dict]],
+                  curated: list[dict], rejected: list[dict], dstats: dict) -> dict:
     steps: dict[str, dict] = {}
-    problems, reader, pii = [], Counter(), Counter()
+    reader, pii = Counter(), Counter()
+    problems = [p for s in cfg.sources for p in by_source[s.name]]
     for s in cfg.sources:
-        stats = read_step_stats(work / s.name / "logs")
-        reader.update(stats.get("read", Counter()))
-        pii.update(stats.get("pii", Counter()))
-        for step, f in _source_funnel(stats).items():
+        reader.update(stats[s.name].get("read", Counter()))
+        pii.update(stats[s.name].get("pii", Counter()))
+        for step, f in _source_funnel(stats[s.name]).items():
             agg = steps.setdefault(step, {"in": 0, "kept": 0, "dropped": Counter()})
             agg["in"] += f["in"]
             agg["kept"] += f["kept"]
             agg["dropped"].update(f["dropped"])
-        for pf in sorted((work / s.name / "problems").glob("*.jsonl")):
-            problems += [json.loads(line) for line in pf.read_text().splitlines() if line.strip()]
     n = steps["fineweb_quality"]["kept"]
     reasons = Counter(r["reason"] for r in rejected)
     for step in ("exact_dedup", "near_dedup", "review"):
@@ -194,6 +221,8 @@ def build_metrics(cfg: DataConfig, work: Path, curated: list[dict], rejected: li
                   "corrupt_files": int(reader.get("corrupt_files", 0)),
                   "corrupt_records": int(reader.get("corrupt_records", 0)),
                   "skipped_records": int(reader.get("skipped_records", 0)),
+                  "empty_files": int(reader.get("empty_files", 0)),
+                  "too_large": int(reader.get("dropped_too_large", 0)),
                   "bad_files": sorted({p["file"] for p in problems})},
         "steps": steps,
         "funnel": {k: steps[k]["kept"] for k in FUNNEL_STEPS},

@@ -32,6 +32,7 @@ import numpy as np
 
 from lmforge.config import require
 from lmforge.io import atomic_dir, write_json
+from lmforge.stage import InputError
 
 SPLITS = ("train", "val")
 
@@ -76,14 +77,14 @@ def iter_documents(files: Sequence[Path], chunk_docs: int) -> Iterator[dict[str,
         pf = pq.ParquetFile(f)
         missing = [c for c in cols if c not in pf.schema_arrow.names]
         if missing:
-            raise ValueError(f"{f}: curated shard lacks column(s) {missing} (see docs/CONTRACTS.md)")
+            raise InputError(f"{f}: curated shard lacks column(s) {missing} (see docs/CONTRACTS.md)")
         for batch in pf.iter_batches(batch_size=chunk_docs, columns=cols):
             chunk = batch.to_pydict()
             bad = sorted({s for s in chunk["split"] if s not in SPLITS}, key=str)
             if bad:
-                raise ValueError(f"{f}: split values {bad} not in {list(SPLITS)}")
+                raise InputError(f"{f}: split values {bad} not in {list(SPLITS)}")
             if any(t is None for t in chunk["text"]):
-                raise ValueError(f"{f}: null text in a curated row")
+                raise InputError(f"{f}: null text in a curated row")
             yield chunk
 
 
@@ -173,7 +174,7 @@ def pack(files: Sequence[Path], tokenizer, out_dir: str | os.PathLike, cfg: Toke
     ids = {t: tokenizer.token_to_id(t) for t in ("<|bos|>", "<|eos|>", "<|pad|>")}
     missing = [t for t, i in ids.items() if i is None]
     if missing:
-        raise ValueError(f"tokenizer lacks special token(s) {missing} (see docs/CONTRACTS.md)")
+        raise InputError(f"tokenizer lacks special token(s) {missing} (see docs/CONTRACTS.md)")
     dtype, row_len = dtype_for(vocab), cfg.seq_len + 1
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
     # A document that contains the text "<|eos|>" must not inject a real EOS token.

@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 from lmforge.config import require
 from lmforge.data.corpus import curated_files, file_sha256, iter_texts
 from lmforge.io import atomic_dir
+from lmforge.stage import InputError
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 ROLES = ("system", "user", "assistant")
@@ -91,7 +92,7 @@ def train_tokenizer(texts: Iterator[list[str]], cfg: TokenizerConfig):
 
     tok.train_from_iterator(counted(), trainer=trainer)
     if n == 0:
-        raise ValueError("tokenizer: no training documents (is the train split empty?)")
+        raise InputError("no training documents (is the train split empty?)")
     for i, t in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(t) == i, f"special token {t} has id {tok.token_to_id(t)}, expected {i}"
     return tok

@@ -13,12 +13,18 @@ DPO read next to the instruction pairs:
   document, an extra filter list for the data stage.
 
 Only answers that succeeded and passed the safety classifier become data
-(``pii`` answers only with ``include_pii``); the latest rating of a request
-wins; rows already in the training data or seen twice are dropped. Each table
-goes through Great Expectations (``lmforge.data.checks.run_checks``) before it
-is written, and the three files are swapped in together, so they always exist
-and are never half-written — empty tables included. Every step counts what it
-kept and why it dropped the rest (``metrics/harvest.json``).
+(``pii`` answers only with ``include_pii``). The logged verdict is not trusted
+alone (it may predate a detector, or be missing): every text that would become
+training data (prompt, completion) and every text the user wrote on the feedback
+(correction, comment) is scanned again with the same detectors
+(``lmforge.monitor.safety.find_pii``); without ``include_pii`` a hit drops the
+row (a comment: the whole feedback), counted as
+``<table>:dropped:pii_in_<field>``. The latest rating of a request wins; rows
+already in the training data or seen twice are dropped. Each table goes through
+Great Expectations (``lmforge.data.checks.run_checks``) before it is written,
+and the three files are swapped in together, so they always exist and are never
+half-written — empty tables included. Every step counts what it kept and why it
+dropped the rest (``metrics/harvest.json``).
 """
 from __future__ import annotations
 
@@ -32,7 +38,9 @@ import pandas as pd
 from lmforge.config import require
 from lmforge.io import atomic_dir
 from lmforge.monitor.drift import DriftConfig
+from lmforge.monitor.safety import find_pii
 from lmforge.monitor.store import FEEDBACK, REQUESTS, REVIEW_LABELS, scan_jsonl
+from lmforge.stage import InputError
 
 SFT_COLUMNS = ["prompt", "completion", "source", "request_id", "model_version"]
 PREF_COLUMNS = ["prompt", "chosen", "rejected", "source", "chosen_id", "rejected_id"]
@@ -76,7 +84,7 @@ def load_training_pairs(folder: str | Path) -> pd.DataFrame:
         if "completion" not in df.columns and "response" in df.columns:
             df = df.rename(columns={"response": "completion"})
         if not {"prompt", "completion"} <= set(df.columns):
-            raise ValueError(f"{f}: expected columns prompt and response/completion, got {list(df.columns)}")
+            raise InputError(f"{f}: expected columns prompt and response/completion, got {list(df.columns)}")
         parts.append(df[["prompt", "completion"]].astype(str))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["prompt", "completion"])
 
@@ -125,7 +133,28 @@ class Harvest:
         if sum(1 for m in msgs if m.get("role") == "user") > 1:
             self.stats[f"{why}:dropped:multi_turn"] += 1  # the prompt alone lacks its context
             return None
+        if not self.pii_free(why, prompt=r.get("prompt"), completion=r.get("completion")):
+            return None
         return r
+
+    def pii_free(self, why: str, **texts: str | None) -> bool:
+        """True unless a text holds personal data and ``include_pii`` is off (then counted)."""
+        if self.cfg.include_pii:
+            return True
+        for name, text in texts.items():
+            if isinstance(text, str) and find_pii(text):
+                self.stats[f"{why}:dropped:pii_in_{name}"] += 1
+                return False
+        return True
+
+    def feedback_ok(self, f: dict, why: str) -> bool:
+        """The user's comment on a feedback holds no personal data (else the feedback is unused)."""
+        return self.pii_free(why, comment=f.get("comment"))
+
+    def rated(self, rid: str | None, f: dict, why: str) -> dict | None:
+        """The request behind rating ``f`` if both it and the user's words can become data."""
+        r = self.usable(rid, why)
+        return r if r is not None and self.feedback_ok(f, why) else None
 
     def latest_ratings(self) -> dict[str, dict]:
         latest: dict[str, dict] = {}
@@ -137,7 +166,7 @@ class Harvest:
     def sft(self, ratings: dict[str, dict]) -> pd.DataFrame:
         rows, seen = [], set()
         for rid, f in ratings.items():
-            if f.get("rating") != "up" or (r := self.usable(rid, "sft")) is None:
+            if f.get("rating") != "up" or (r := self.rated(rid, f, "sft")) is None:
                 continue
             key = (norm(r["prompt"]), norm(r["completion"]))
             if key in self.training_keys:
@@ -155,7 +184,7 @@ class Harvest:
     def preferences(self, ratings: dict[str, dict]) -> pd.DataFrame:
         candidates = []
         for f in self.store.feedback:
-            if f.get("kind") == "pairwise":
+            if f.get("kind") == "pairwise" and self.feedback_ok(f, "pref"):
                 c, r = self.usable(f.get("chosen"), "pref"), self.usable(f.get("rejected"), "pref")
                 if c and r:
                     candidates.append((c["prompt"], c["completion"], r["completion"],
@@ -163,24 +192,22 @@ class Harvest:
         ups: dict[str, list[dict]] = collections.defaultdict(list)
         downs = []
         for rid, f in ratings.items():
-            if f.get("rating") == "up" and (r := self.usable(rid, "pref_up")):
+            if f.get("rating") == "up" and (r := self.rated(rid, f, "pref_up")):
                 ups[norm(r["prompt"])].append(r)
             elif f.get("rating") == "down":
                 self.stats["pref:thumbs_down"] += 1
-                if (r := self.usable(rid, "pref")) is not None:
+                if (r := self.rated(rid, f, "pref")) is not None:
                     downs.append((r, f))
         for r, f in downs:
-            paired = False
-            if isinstance(f.get("correction"), str) and f["correction"].strip():
-                candidates.append((r["prompt"], f["correction"], r["completion"],
-                                   "correction", None, r["id"]))
-                paired = True
-            for u in ups.get(norm(r["prompt"]), []):
-                candidates.append((r["prompt"], u["completion"], r["completion"],
-                                   "up_vs_down", u["id"], r["id"]))
-                paired = True
-            if not paired:
+            partners = [(u["completion"], "up_vs_down", u["id"]) for u in ups.get(norm(r["prompt"]), [])]
+            fix = f.get("correction")
+            has_fix = isinstance(fix, str) and bool(fix.strip())
+            if has_fix and self.pii_free("pref", correction=fix):
+                partners.insert(0, (fix, "correction", None))
+            if not partners and not has_fix:
                 self.stats["pref:dropped:thumbs_down_without_partner"] += 1
+            candidates += [(r["prompt"], chosen, r["completion"], source, cid, r["id"])
+                           for chosen, source, cid in partners]
         rows, seen = [], set()
         for prompt, chosen, rejected, source, cid, rid in candidates:
             key = (norm(prompt), norm(chosen), norm(rejected))

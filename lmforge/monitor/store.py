@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from lmforge.io import atomic_dir, fsync_dir
+from lmforge.stage import InputError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ REQUESTS, FEEDBACK, REVIEW_LABELS = "requests.jsonl", "feedback.jsonl", "review_
 STORE_FILES = (REQUESTS, FEEDBACK, REVIEW_LABELS)
 
 
-class StoreError(ValueError):
+class StoreError(InputError):
     """A store file is corrupt (not a torn tail) or the store is in use."""
 
 

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lmforge.stage import InputError
+
 IGNORE = -100
 
 
-class TokenDataError(ValueError):
+class TokenDataError(InputError):
     """The packed token folder is malformed or does not fit the model."""
 
 

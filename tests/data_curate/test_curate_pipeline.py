@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from curate_testdata import HANDBOOK, SAMPLE, fortune_docs, truncated, write_warc
+from curate_testdata import HANDBOOK, REPO, SAMPLE, fortune_docs, truncated, write_warc
 
 PYDOC = ["https://docs.python.org/3.11/c-api/dict.html", "https://docs.python.org/3.11/library/queue.html"]
+HUGE = "Plain words in a plain sentence. " * 70_000   # 2.3 MB > data.max_doc_bytes (2 MB)
+
+
+def killed_run_work(data) -> "os.PathLike":
+    """The work folder of a curate run killed with SIGKILL (a real run of the locking code)."""
+    code = ("import sys, time; from pathlib import Path; from lmforge.data.curate import work_dir\n"
+            "with work_dir(Path(sys.argv[1])) as w:\n    print(w, flush=True); time.sleep(300)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(data)], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    work = p.stdout.readline().strip()
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    return work
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +52,8 @@ def run(cfg, pages, tmp_path_factory):
     full = write_warc(tmp / "cut" / "w.warc.gz", [(u, pages[u]) for u in others]).read_bytes()
     (tmp / "in" / "web-00001.warc.gz").write_bytes(truncated(full, 0.6))
     lines = (SAMPLE / "pydoc-rst-00000.jsonl").read_text().splitlines()[:6]
-    (tmp / "in" / "rst.jsonl").write_text("\n".join(lines[:3] + ["{not json"] + lines[3:]) + "\n")
+    odd = [json.dumps({"id": "int-text", "text": 12345}), json.dumps({"id": "huge", "text": HUGE})]
+    (tmp / "in" / "rst.jsonl").write_text("\n".join(lines[:3] + ["{not json"] + lines[3:] + odd) + "\n")
     pq.write_table(pa.Table.from_pylist(fortune_docs()[:8]), tmp / "in" / "fortunes.parquet")
     srcs = [SourceConfig("web", str(tmp / "in" / "web-*.warc.gz"), "warc"),
             dataclasses.replace(cfg.sources[2], path=str(tmp / "in" / "rst.jsonl")),
@@ -49,17 +68,24 @@ def run(cfg, pages, tmp_path_factory):
     c = dataclasses.replace(cfg, sources=srcs, workers=2, review_labels=str(labels))
     out = CurateOutputs(tmp / "data" / "curated", tmp / "data" / "rejected",
                         tmp / "metrics" / "curate.json", tmp / "metrics" / "funnel.csv")
-    with pytest.warns(BadInputWarning) as caught:
+    from lmforge.data.curate import work_dir
+
+    killed = killed_run_work(tmp / "data")
+    legacy = tmp / "data" / ".curate-work-legacy"  # left by a run before work folders were locked
+    (legacy / "web").mkdir(parents=True)
+    os.utime(legacy, (time.time() - 3600,) * 2)
+    with work_dir(tmp / "data") as live, pytest.warns(BadInputWarning) as caught:
         metrics = run_curate(c, out)
+        work = dict(killed=os.path.exists(killed), legacy=legacy.exists(), live=live.exists())
     curated = pq.read_table(out.curated).to_pandas()
     rejected = pq.read_table(out.rejected).to_pandas()
     return dict(metrics=metrics, curated=curated, rejected=rejected, out=out, tmp=tmp, n_web=len(urls), reviewed=reviewed,
-                warnings=[str(w.message) for w in caught], config=c)
+                warnings=[str(w.message) for w in caught], config=c, work=work)
 
 
 def test_curated_plus_rejected_add_up_to_input(run):
     m, cur, rej = run["metrics"], run["curated"], run["rejected"]
-    n_in = run["n_web"] + 6 + 8
+    n_in = run["n_web"] + 6 + 1 + 8   # + the too-large document (read, then rejected)
     assert n_in < m["input"]["documents"] < n_in + 6      # part of the truncated shard was read
     assert len(cur) + len(rej) == m["input"]["documents"]
     assert m["curated"]["documents"] == len(cur) and m["rejected"]["documents"] == len(rej)
@@ -71,7 +97,7 @@ def test_outputs_follow_the_contract(run):
     assert list(cur.columns)[:7] == ["id", "url", "source", "language", "language_score", "text", "split"]
     assert set(cur.split) <= {"train", "val"} and set(cur.language) <= {"en", "de", "fr", "es"}
     assert {"reason", "duplicate_of"} <= set(rej.columns) and rej.reason.notna().all()
-    steps = {"extract", "url_filter", "language", "gopher_repetition", "gopher_quality", "c4_quality",
+    steps = {"read", "extract", "url_filter", "language", "gopher_repetition", "gopher_quality", "c4_quality",
              "fineweb_quality", "exact_dedup", "near_dedup", "duplicate_id", "review"}
     assert {r.split(":")[0] for r in rej.reason} <= steps
     dups = rej[rej.reason.isin(["exact_dedup", "near_dedup"])]
@@ -95,10 +121,24 @@ def test_review_drop_label_rejects_the_document(run):
 
 def test_bad_input_counted_and_warned(run):
     m = run["metrics"]["input"]
-    assert m["corrupt_files"] == 1 and m["corrupt_records"] == 1
+    assert m["corrupt_files"] == 1 and m["corrupt_records"] == 2
     assert sorted(f.split("/")[-1] for f in m["bad_files"]) == ["rst.jsonl", "web-00001.warc.gz"]
     assert any("web-00001.warc.gz: corrupt file skipped (EOFError" in w for w in run["warnings"])
     assert any("rst.jsonl: corrupt record at record 3 skipped" in w for w in run["warnings"])
+    assert any("rst.jsonl: corrupt record at record 7 skipped (TypeError: 'text' must be a string, got int)" in w
+               for w in run["warnings"])
+
+
+def test_a_too_large_document_is_rejected_before_extraction(run):
+    m, rej = run["metrics"], run["rejected"]
+    assert m["input"]["too_large"] == 1
+    assert m["steps"]["read"]["dropped"] == {"too_large": 1} and m["rejected"]["by_reason"]["read"] == 1
+    row = rej[rej.reason == "read:too_large"]
+    assert row.id.tolist() == ["huge"] and row.source.tolist() == ["pydoc_rst"] and row.text.tolist() == [""]
+
+
+def test_work_folders_of_killed_runs_are_removed_and_live_ones_kept(run):
+    assert run["work"] == {"killed": False, "legacy": False, "live": True}
 
 
 def test_funnel_metrics_and_plot(run):
@@ -146,6 +186,7 @@ def test_failed_global_step_leaves_previous_outputs(run, monkeypatch, tmp_path):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(fz.Deduplicator, "add", boom)
+    monkeypatch.setattr(fz, "check_inputs", lambda *a: None)  # this work folder holds kept documents only
     with pytest.raises(RuntimeError, match="boom"):
         fz.finalize(run["config"], tmp_path, out.curated, out.rejected, out.metrics, out.funnel)
     assert {p.name: p.read_bytes() for p in out.rejected.iterdir()} == before

@@ -121,6 +121,69 @@ def test_harvest_puts_each_kind_of_feedback_in_the_right_file(tmp_path, training
     assert res.metrics["ratings_down"] == 3 and res.new_examples == 4
 
 
+EMAIL, PHONE, SSN, CARD = "jane.roe@example.net", "+1 415 555 2671", "123-45-6789", "4111 1111 1111 1111"
+PERSONAL = f"Write to {EMAIL} or call {PHONE}; my SSN is {SSN} and my card {CARD}."
+
+
+def pii_store(root: Path) -> Path:
+    """Personal data in every place feedback can carry it; each request's logged verdict is `allow`."""
+    requests = [req("r1", "What is pip?", "A fruit."),
+                req("r2", "What is tar?", "tar packs files."),
+                req("r3", "Name a shell", "bash"), req("r4", "Name a shell", "a seashell"),
+                req("r5", "Who is on call?", f"Call {PHONE}."),
+                req("r6", f"My SSN is {SSN}, what now?", "Keep it private.")]
+    feedback = [{"kind": "rating", "request_id": "r1", "rating": "down",
+                 "correction": f"pip installs packages. {PERSONAL}"},
+                {"kind": "rating", "request_id": "r2", "rating": "up", "comment": f"great! mail me: {EMAIL}"},
+                {"kind": "pairwise", "chosen": "r3", "rejected": "r4", "comment": PERSONAL},
+                {"kind": "rating", "request_id": "r5", "rating": "up"},
+                {"kind": "rating", "request_id": "r6", "rating": "up"}]
+    return write_store(root, requests, feedback)
+
+
+def test_personal_data_in_feedback_never_becomes_training_data(tmp_path, training):
+    from lmforge.monitor.safety import find_pii
+
+    assert find_pii(PERSONAL) == ["email", "payment_card", "phone", "ssn"]
+    res = run_harvest(cfg_for(tmp_path, pii_store(tmp_path / "store"), training))
+    assert res.metrics["rows"] == {"sft": 0, "preferences": 0, "review_labels": 0}
+    for name in ("sft", "preferences"):
+        df = pd.read_parquet(tmp_path / "feedback" / f"{name}.parquet")
+        assert not [v for col in df.columns for v in df[col] if isinstance(v, str) and find_pii(v)]
+    steps = res.metrics["steps"]
+    assert steps["pref:dropped:pii_in_correction"] == 1       # the thumbs-down's correction
+    assert steps["pref:dropped:pii_in_comment"] == 1          # the pairwise choice's comment
+    assert steps["sft:dropped:pii_in_comment"] == 1           # the thumbs-up's comment
+    assert steps["sft:dropped:pii_in_completion"] == 1 and steps["sft:dropped:pii_in_prompt"] == 1
+    assert "pref:dropped:thumbs_down_without_partner" not in steps  # it had one: the correction
+
+
+def test_include_pii_lets_personal_data_through(tmp_path, training):
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg_for(tmp_path, pii_store(tmp_path / "store"), training), include_pii=True)
+    res = run_harvest(cfg)
+    prefs = pd.read_parquet(tmp_path / "feedback" / "preferences.parquet")
+    assert set(prefs.source) == {"correction", "pairwise"}
+    assert PERSONAL in prefs.set_index("source").chosen["correction"]
+    assert set(pd.read_parquet(tmp_path / "feedback" / "sft.parquet").request_id) == {"r2", "r5", "r6"}
+    assert not [k for k in res.metrics["steps"] if ":pii_in_" in k]
+
+
+def test_stage_exits_2_with_one_line_naming_the_file_when_the_store_is_corrupt(tmp_path, training):
+    store = write_store(tmp_path / "data" / "feedback_store", [req("r1", "What is DVC?", "DVC versions data.")])
+    with open(store / REQUESTS, "a") as f:
+        f.write("{not json\n" + json.dumps(req("r2", "Hi", "Hello")) + "\n")
+    shutil.copytree(training, tmp_path / "data" / "instructions_checked")
+    (tmp_path / "params.yaml").write_text("harvest: {}\n")
+    out = subprocess.run([sys.executable, "-m", "stages.harvest"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert out.stderr.startswith("harvest: ") and "requests.jsonl:2: not a JSON line" in out.stderr
+
+
 def test_a_bad_review_label_fails_the_great_expectations_check(tmp_path, training):
     store = write_store(tmp_path / "store", labels=[{"doc_id": "d1", "label": "maybe", "set": "curated"}])
     with pytest.raises(DataCheckError, match=r"expect_column_values_to_be_in_set.*review_labels.jsonl"):

@@ -1,0 +1,63 @@
+"""How every pipeline stage ends: with its result, or with one line a person can act on.
+
+Why: ``dvc repro`` and Snakemake show a failed stage's stderr, and a Python traceback for a
+typo in params.yaml or a corrupt input file buries the one line that matters (the key or
+the file). Library code raises ``InputError`` (bad parameters or bad input: exit code 2) or
+``StageFailure`` (the stage ran and a data check or a quality gate said no: exit code 1);
+``run_stage`` turns those, and a missing input file, into a message on stderr that starts
+with the stage's name: one line for bad input; a failed data check adds one line per failed
+expectation. Any other exception is a bug and keeps its traceback.
+``LMFORGE_TRACEBACK=1`` shows the traceback of the expected errors too.
+
+Every ``stages/*.py`` ends with ``if __name__ == "__main__": run_stage(main)``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, NoReturn
+
+BAD_INPUT, FAILED = 2, 1
+
+
+class InputError(ValueError):
+    """Bad parameters or bad input data that the user must fix (exit code 2)."""
+
+
+class StageFailure(RuntimeError):
+    """The stage ran and a data check or a quality gate failed (exit code 1)."""
+
+
+def exit_code(err: BaseException) -> int | None:
+    """The exit code for an expected error, None for a bug."""
+    if isinstance(err, (InputError, FileNotFoundError)):
+        return BAD_INPUT
+    if isinstance(err, StageFailure):
+        return FAILED
+    return None
+
+
+def message(err: BaseException) -> str:
+    """Bad input in one line; a failed check keeps its list of failures, one per line."""
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, StageFailure):
+        return text
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def stage_name(main: Callable) -> str:
+    """``tokenize`` for ``stages.tokenize.main``, also when run as ``python -m stages.tokenize``."""
+    spec = getattr(sys.modules.get(main.__module__), "__spec__", None)
+    return (spec.name if spec else main.__module__).rpartition(".")[2]
+
+
+def run_stage(main: Callable[[], int | None]) -> NoReturn:
+    """Run a stage's ``main`` and exit: its return code, or an expected error as one line."""
+    try:
+        code = main()
+    except Exception as e:  # noqa: BLE001 - re-raised unless it is an expected error
+        code = exit_code(e)
+        if code is None or os.environ.get("LMFORGE_TRACEBACK"):
+            raise
+        print(f"{stage_name(main)}: {message(e)}", file=sys.stderr)
+    raise SystemExit(code or 0)
