@@ -1,9 +1,10 @@
 """The `lmforge` command: one entry point, one subcommand per module.
 
 Each subcommand lives beside the code it runs and registers itself with
-`add_parser(subparsers)` (setting `func`); this file only lists the modules, so adding
-a command is one line here. Subcommand modules keep heavy imports inside their `run`
-so `lmforge --help` stays fast.
+`add_parser(subparsers)` (setting `func`); this file lists the modules, so adding a
+command is one line here, and holds the flag types the server commands share, so a bad
+value is a usage error naming the flag rather than a traceback at start-up. Subcommand
+modules keep heavy imports inside their `run` so `lmforge --help` stays fast.
 """
 from __future__ import annotations
 
@@ -16,6 +17,25 @@ SUBCOMMANDS = (
     "lmforge.serve.cli",    # lmforge serve: local TGI-compatible server
     "lmforge.monitor.cli",  # lmforge gateway: auth, request log, metrics, feedback, web page
 )
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # what both logging and uvicorn accept
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

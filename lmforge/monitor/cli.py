@@ -4,7 +4,9 @@
 endpoint. Settings come from params.yaml's ``gateway`` section when the file is
 there (the run-from-the-repo case), flags override the store and data folders.
 The API key is read from ``LMFORGE_API_KEY`` or ``--api-key-file`` only: a key on
-the command line would be visible to every user of the machine in ``ps``.
+the command line would be visible to every user of the machine in ``ps``. A user
+error (a bad flag or params value, no key, a store that is unusable or already held
+by another gateway) ends the command with one line naming it, never a traceback.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 
+from lmforge.cli import LOG_LEVELS, port_number
 from lmforge.config import ParamsError, build, load_params
 
 
@@ -30,14 +33,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "or --api-key-file.",
         allow_abbrev=False)  # `--api-key SECRET` must not silently mean `--api-key-file SECRET`
     p.add_argument("--upstream", required=True, help="base URL of a TGI endpoint (or lmforge serve)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=port_number, default=8080)
     p.add_argument("--hostname", default="127.0.0.1")
     p.add_argument("--api-key-file", help="file with the API key(s), one per line")
     p.add_argument("--api-key", "--key", nargs="?", action=_RefuseKeyArgument, help=argparse.SUPPRESS)
     p.add_argument("--store", help="feedback store folder (default: params gateway.store)")
     p.add_argument("--data-dir", help="folder holding curated/ and rejected/ for the review view")
     p.add_argument("--params", default=None, help="params file (default: $LMFORGE_PARAMS or params.yaml)")
-    p.add_argument("--log-level", default="warning")
+    p.add_argument("--log-level", default="warning", choices=LOG_LEVELS)
     p.set_defaults(func=run)
     return p
 
@@ -66,10 +69,10 @@ def run(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         cfg = config_from(args)
-        keys = load_api_keys(args.api_key_file)
-    except ValueError as e:  # ParamsError included: name the problem, no traceback
+        app = create_app(cfg, args.upstream, load_api_keys(args.api_key_file))
+        app.state.gw.open_store()  # before serving: a store in use is a refusal, not a failed start-up
+    except (ValueError, OSError) as e:  # ParamsError and StoreError included: name the problem, no traceback
         raise SystemExit(f"lmforge gateway: error: {e}") from None
-    app = create_app(cfg, args.upstream, keys)
     print(f"lmforge gateway: http://{args.hostname}:{args.port} -> {args.upstream} "
           f"(store {cfg.store})", flush=True)
     uvicorn.run(app, host=args.hostname, port=args.port, log_level=args.log_level,

@@ -15,7 +15,10 @@ TGI client works through it by adding an API key. What it adds:
   each line is fsynced before the reply, so an answer the user saw is in the log;
 * ``POST /feedback`` (thumbs up/down, or a choice between two logged completions)
   and the data review API, with the same durability;
-* its own Prometheus metrics on ``/metrics``, and the chat + review page on ``/``.
+* its own Prometheus metrics on ``/metrics``, and the chat + review page on ``/``;
+* the same defences as ``lmforge serve`` (``lmforge.serve.http``): a body over
+  ``gateway.max_body_bytes`` is refused with 413 while it streams in, and a body that is
+  not strict JSON (NaN, lone surrogates, deep nesting) is a 422, never a 5xx.
 
 Generation routes live in ``lmforge.monitor.proxy``; this module holds the app,
 auth, feedback and review.
@@ -25,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import os
 import time
@@ -45,6 +47,7 @@ from lmforge.monitor.metrics import GatewayMetrics
 from lmforge.monitor.review import SETS, DocIndex
 from lmforge.monitor.store import FEEDBACK, REQUESTS, REVIEW_LABELS, StoreWriter, read_jsonl
 from lmforge.monitor.upstream import UpstreamClient, UpstreamUnavailable
+from lmforge.serve.http import ApiError, exception_handlers, read_json
 
 log = logging.getLogger(__name__)
 WEB = Path(__file__).parent / "web"
@@ -69,18 +72,6 @@ class GatewayConfig:
         require(self.cost_per_1k_output_tokens >= 0, "gateway.cost_per_1k_output_tokens: must be >= 0")
         require(self.upstream_timeout_s > 0, "gateway.upstream_timeout_s: must be > 0")
         require(self.max_body_bytes > 0, "gateway.max_body_bytes: must be > 0")
-
-
-class HTTPError(Exception):
-    """A reply in TGI's error shape: ``{"error": ..., "error_type": ...}``."""
-
-    def __init__(self, status: int, message: str, error_type: str = "validation"):
-        super().__init__(message)
-        self.status, self.message, self.error_type = status, message, error_type
-
-    def response(self, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse({"error": self.message, "error_type": self.error_type},
-                            status_code=self.status, headers=headers)
 
 
 def load_api_keys(key_file: str | None = None) -> set[str]:
@@ -121,8 +112,14 @@ class GatewayState:
         self.requests: dict[str, tuple[str, bool]] = {}  # request id -> (prompt key, succeeded)
         self.labels: dict[str, str] = {}  # doc id -> latest review label
 
+    def open_store(self) -> None:
+        """Take the store (and its lock); the CLI calls this before serving, so an unusable
+        store is a one-line error rather than a failed start-up."""
+        if self.writer is None:
+            self.writer = StoreWriter(self.cfg.store, on_commit=self.metrics.on_commit)
+
     async def start(self) -> None:
-        self.writer = StoreWriter(self.cfg.store, on_commit=self.metrics.on_commit)
+        self.open_store()
         for r in read_jsonl(self.writer.root / REQUESTS):
             self.requests[r["id"]] = (prompt_key(r.get("prompt") or ""), r.get("status") == 200)
         for r in read_jsonl(self.writer.root / REVIEW_LABELS):
@@ -161,8 +158,8 @@ class GatewayState:
     def check_auth(self, request: Request, write: bool) -> None:
         if (write or self.cfg.auth_reads) and not self.authorized(request):
             self.metrics.auth_failures.inc()
-            raise HTTPError(401, "missing or invalid API key (Authorization: Bearer <key>)",
-                            "authentication")
+            raise ApiError(401, "missing or invalid API key (Authorization: Bearer <key>)",
+                           "authentication")
 
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float:
         return round((input_tokens or 0) / 1000 * self.cfg.cost_per_1k_input_tokens
@@ -170,15 +167,9 @@ class GatewayState:
 
 
 async def json_body(request: Request, max_bytes: int) -> dict:
-    raw = await request.body()
-    if len(raw) > max_bytes:
-        raise HTTPError(413, f"request body of {len(raw)} bytes exceeds {max_bytes}")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HTTPError(422, f"malformed JSON body: {e}") from e
+    body = await read_json(request, max_bytes)
     if not isinstance(body, dict):
-        raise HTTPError(422, "the JSON body must be an object")
+        raise ApiError(422, "the JSON body must be an object")
     return body
 
 
@@ -191,9 +182,9 @@ def _str_field(body: dict, key: str, required: bool = True, choices: tuple | Non
     if v is None and not required:
         return None
     if not isinstance(v, str) or not v:
-        raise HTTPError(422, f"`{key}` must be a non-empty string")
+        raise ApiError(422, f"`{key}` must be a non-empty string")
     if choices and v not in choices:
-        raise HTTPError(422, f"`{key}` must be one of {list(choices)}, got {v!r}")
+        raise ApiError(422, f"`{key}` must be one of {list(choices)}, got {v!r}")
     return v
 
 
@@ -206,21 +197,21 @@ async def feedback(request: Request) -> Response:
            "correction": body.get("correction")}
     for k in ("comment", "correction"):
         if rec[k] is not None and not isinstance(rec[k], str):
-            raise HTTPError(422, f"`{k}` must be a string")
+            raise ApiError(422, f"`{k}` must be a string")
 
     def known(rid: str) -> tuple[str, bool]:
         if rid not in gw.requests:
-            raise HTTPError(404, f"no logged request with id {rid!r}", "not_found")
+            raise ApiError(404, f"no logged request with id {rid!r}", "not_found")
         if not gw.requests[rid][1]:
-            raise HTTPError(422, f"request {rid!r} did not produce a completion")
+            raise ApiError(422, f"request {rid!r} did not produce a completion")
         return gw.requests[rid]
 
     if "chosen" in body or "rejected" in body:
         chosen, rejected = _str_field(body, "chosen"), _str_field(body, "rejected")
         if chosen == rejected:
-            raise HTTPError(422, "`chosen` and `rejected` must be different requests")
+            raise ApiError(422, "`chosen` and `rejected` must be different requests")
         if known(chosen)[0] != known(rejected)[0]:
-            raise HTTPError(422, "`chosen` and `rejected` must answer the same prompt")
+            raise ApiError(422, "`chosen` and `rejected` must answer the same prompt")
         rec.update(kind="pairwise", chosen=chosen, rejected=rejected)
         kind = "pairwise"
     else:
@@ -240,13 +231,13 @@ async def review_docs(request: Request) -> Response:
     q = request.query_params
     which = q.get("set", "rejected")
     if which not in SETS:
-        raise HTTPError(422, f"`set` must be one of {list(SETS)}")
+        raise ApiError(422, f"`set` must be one of {list(SETS)}")
     try:
         offset, limit = int(q.get("offset", 0)), int(q.get("limit", 20))
     except ValueError as e:
-        raise HTTPError(422, "`offset` and `limit` must be integers") from e
+        raise ApiError(422, "`offset` and `limit` must be integers") from e
     if offset < 0 or not 0 < limit <= 200:
-        raise HTTPError(422, "need offset >= 0 and 0 < limit <= 200")
+        raise ApiError(422, "need offset >= 0 and 0 < limit <= 200")
     return JSONResponse(gw.docs.page(which, offset, limit, q.get("reason") or None, gw.labels))
 
 
@@ -259,9 +250,9 @@ async def review_label(request: Request) -> Response:
     which = _str_field(body, "set", choices=SETS)
     note = body.get("note")
     if note is not None and not isinstance(note, str):
-        raise HTTPError(422, "`note` must be a string")
+        raise ApiError(422, "`note` must be a string")
     if not gw.docs.has(which, doc_id):
-        raise HTTPError(404, f"no document {doc_id!r} in data/{which}", "not_found")
+        raise ApiError(404, f"no document {doc_id!r} in data/{which}", "not_found")
     rec = {"id": new_id(), "ts": time.time(), "doc_id": doc_id, "label": label, "set": which,
            "note": note}
     await gw.writer.append_async(REVIEW_LABELS, rec)
@@ -288,10 +279,6 @@ async def metrics(request: Request) -> Response:
 
 async def index(request: Request) -> Response:
     return FileResponse(WEB / "index.html", media_type="text/html")
-
-
-async def _http_error(request: Request, exc: HTTPError) -> Response:
-    return exc.response()
 
 
 def create_app(cfg: GatewayConfig, upstream: str, api_keys: set[str]) -> Starlette:
@@ -321,6 +308,6 @@ def create_app(cfg: GatewayConfig, upstream: str, api_keys: set[str]) -> Starlet
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", StaticFiles(directory=WEB), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPError: _http_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers())
     app.state.gw = gw
     return app

@@ -23,11 +23,12 @@ from text_generation import errors as tge
 from text_generation.types import ChatRequest, Message
 from text_generation.types import Request as TGIRequest
 
-from lmforge.monitor.gateway import GatewayState, HTTPError, json_body, new_id, prompt_key
+from lmforge.monitor.gateway import GatewayState, json_body, new_id, prompt_key
 from lmforge.monitor.safety import classify
 from lmforge.monitor.store import REQUESTS
 from lmforge.monitor.upstream import (CLIENT_VALIDATION_ERRORS, UpstreamUnavailable, build_request,
                                       chat_kwargs, generate_kwargs)
+from lmforge.serve.http import ApiError
 
 _TGI_ERRORS = [(tge.ValidationError, 422, "validation"), (tge.OverloadedError, 429, "overloaded"),
                (tge.GenerationError, 424, "generation"),
@@ -37,13 +38,13 @@ _TGI_ERRORS = [(tge.ValidationError, 422, "validation"), (tge.OverloadedError, 4
                (tge.RateLimitExceededError, 429, "overloaded"), (tge.UnknownError, 502, "upstream")]
 
 
-def upstream_error(gw: GatewayState, e: BaseException) -> HTTPError | None:
+def upstream_error(gw: GatewayState, e: BaseException) -> ApiError | None:
     for cls, status, kind in _TGI_ERRORS:
         if isinstance(e, cls):
-            return HTTPError(status, str(e), kind)
+            return ApiError(status, str(e), kind)
     if isinstance(e, (aiohttp.ClientError, asyncio.TimeoutError, UpstreamUnavailable,
                       json.JSONDecodeError)):
-        return HTTPError(502, f"upstream {gw.upstream_url}: {type(e).__name__}: {e}", "upstream")
+        return ApiError(502, f"upstream {gw.upstream_url}: {type(e).__name__}: {e}", "upstream")
     return None
 
 
@@ -66,8 +67,8 @@ class Call:
         self.rec.update(prompt=prompt, parameters=params, messages=messages,
                         safety=verdict.as_dict())
         if verdict.verdict == "block" and self.gw.cfg.block_unsafe:
-            raise HTTPError(400, "request refused by the safety policy "
-                            f"(categories: {', '.join(verdict.categories)})", "safety")
+            raise ApiError(400, "request refused by the safety policy "
+                           f"(categories: {', '.join(verdict.categories)})", "safety")
 
     def record(self, status: int, completion: str | None = None, input_tokens: int | None = None,
                output_tokens: int | None = None, finish_reason: str | None = None,
@@ -95,7 +96,7 @@ class Call:
     async def log(self, status: int, **kw) -> None:
         await self.gw.writer.append_async(REQUESTS, self.record(status, **kw))
 
-    async def fail(self, err: HTTPError) -> Response:
+    async def fail(self, err: ApiError) -> Response:
         if "prompt" in self.rec:  # refused before parsing (bad JSON): nothing worth a line
             await self.log(err.status, error=err.message)
         else:
@@ -106,9 +107,9 @@ class Call:
 def _gen_body(body: dict) -> tuple[str, dict]:
     prompt, params = body.get("inputs"), body.get("parameters") or {}
     if not isinstance(prompt, str) or not prompt:
-        raise HTTPError(422, "`inputs` must be a non-empty string")
+        raise ApiError(422, "`inputs` must be a non-empty string")
     if not isinstance(params, dict):
-        raise HTTPError(422, "`parameters` must be an object")
+        raise ApiError(422, "`parameters` must be an object")
     return prompt, params
 
 
@@ -117,23 +118,32 @@ def _validated(prompt: str, kwargs: dict, stream: bool) -> TGIRequest:
     try:
         return build_request(prompt, kwargs, stream)
     except CLIENT_VALIDATION_ERRORS as e:
-        raise HTTPError(422, f"invalid parameters: {e}") from e
+        raise ApiError(422, f"invalid parameters: {e}") from e
 
 
-async def _parse_generate(request: Request, gw: GatewayState) -> tuple[str, dict, dict]:
+def _parse_generate(body: dict) -> tuple[str, dict, dict]:
     """Body → (prompt, params, text-generation client kwargs); bad input is a 422."""
-    prompt, params = _gen_body(await json_body(request, gw.cfg.max_body_bytes))
+    prompt, params = _gen_body(body)
     try:
         return prompt, params, generate_kwargs(params)
     except TypeError as e:
-        raise HTTPError(422, str(e)) from e
+        raise ApiError(422, str(e)) from e
 
 
-async def _generate(request: Request, route: str, as_list: bool) -> Response:
-    gw: GatewayState = request.app.state.gw
-    call = Call(gw, request, route)
+async def _with_body(request: Request, route: str, handler, **kw) -> Response:
+    """Check the key, read the JSON body once (bounded and strict), then run the route's handler."""
+    call = Call(request.app.state.gw, request, route)
     try:
-        prompt, params, kwargs = await _parse_generate(request, gw)
+        body = await json_body(request, call.gw.cfg.max_body_bytes)
+    except ApiError as err:
+        return await call.fail(err)
+    return await handler(call, body, **kw)
+
+
+async def _generate(call: Call, body: dict, as_list: bool) -> Response:
+    gw, route = call.gw, call.route
+    try:
+        prompt, params, kwargs = _parse_generate(body)
         call.start(prompt, params)
         kwargs["decoder_input_details"] = True  # prefill length = input tokens
         tgi_request = _validated(prompt, kwargs, stream=False)
@@ -151,7 +161,7 @@ async def _generate(request: Request, route: str, as_list: bool) -> Response:
         finally:
             gw.metrics.inflight.dec()
             gw.metrics.upstream.labels(route).observe(time.perf_counter() - t_up)
-    except HTTPError as err:
+    except ApiError as err:
         return await call.fail(err)
     d = resp.details
     await call.log(200, completion=resp.generated_text, input_tokens=len(d.prefill) or None,
@@ -165,7 +175,7 @@ async def _generate(request: Request, route: str, as_list: bool) -> Response:
 
 
 async def generate(request: Request) -> Response:
-    return await _generate(request, "/generate", as_list=False)
+    return await _with_body(request, "/generate", _generate, as_list=False)
 
 
 async def _prefetch(call: Call, agen) -> tuple:
@@ -173,7 +183,7 @@ async def _prefetch(call: Call, agen) -> tuple:
     try:
         return await agen.__anext__()
     except StopAsyncIteration:
-        raise HTTPError(502, "upstream closed the stream before the first event", "upstream")
+        raise ApiError(502, "upstream closed the stream before the first event", "upstream")
     except Exception as e:  # noqa: BLE001
         err = upstream_error(call.gw, e)
         if err is None:
@@ -186,12 +196,11 @@ def _stream_response(call: Call, events) -> StreamingResponse:
                              headers={"X-Request-Id": call.id, "Cache-Control": "no-cache"})
 
 
-async def _generate_stream(request: Request, route: str) -> Response:
-    gw: GatewayState = request.app.state.gw
-    call = Call(gw, request, route)
+async def _generate_stream(call: Call, body: dict) -> Response:
+    gw, route = call.gw, call.route
     call.rec["stream"] = True
     try:
-        prompt, params, kwargs = await _parse_generate(request, gw)
+        prompt, params, kwargs = _parse_generate(body)
         kwargs.pop("decoder_input_details", None)
         call.start(prompt, params)
         tgi_request = _validated(prompt, kwargs, stream=True)
@@ -199,7 +208,7 @@ async def _generate_stream(request: Request, route: str) -> Response:
             await gw.model_info()
         agen = gw.client.stream_generate(tgi_request)
         first = await _prefetch(call, agen)
-    except HTTPError as err:
+    except ApiError as err:
         return await call.fail(err)
     ttft = time.perf_counter() - call.t0
     gw.metrics.ttft.labels(route).observe(ttft)
@@ -225,14 +234,14 @@ async def _generate_stream(request: Request, route: str) -> Response:
                     item = await agen.__anext__()
                 except StopAsyncIteration:
                     item = None
-            raise HTTPError(502, "upstream stream ended without its final event", "upstream")
+            raise ApiError(502, "upstream stream ended without its final event", "upstream")
         except (asyncio.CancelledError, GeneratorExit):
             if not done:  # the client went away: log what it got, without waiting
                 gw.writer.append(REQUESTS, call.record(499, error="client disconnected",
                                                        output_tokens=n, ttft=ttft))
             raise
         except Exception as e:  # noqa: BLE001 - an error mid-stream becomes an SSE error event
-            err = e if isinstance(e, HTTPError) else upstream_error(gw, e)
+            err = e if isinstance(e, ApiError) else upstream_error(gw, e)
             if err is None:
                 raise
             await call.log(err.status, error=err.message, output_tokens=n, ttft=ttft)
@@ -242,38 +251,40 @@ async def _generate_stream(request: Request, route: str) -> Response:
 
 
 async def generate_stream(request: Request) -> Response:
-    return await _generate_stream(request, "/generate_stream")
+    return await _with_body(request, "/generate_stream", _generate_stream)
+
+
+async def _compat(call: Call, body: dict) -> Response:
+    if body.get("stream", False) is True:
+        return await _generate_stream(call, body)
+    return await _generate(call, body, as_list=True)
 
 
 async def compat(request: Request) -> Response:
     """TGI's ``POST /``: ``stream: true`` streams, otherwise a one-element list."""
-    try:
-        stream = json.loads(await request.body()).get("stream", False) is True
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        stream = False  # _generate reports the malformed body
-    if stream:
-        return await _generate_stream(request, "/")
-    return await _generate(request, "/", as_list=True)
+    return await _with_body(request, "/", _compat)
 
 
 def _chat_body(body: dict) -> tuple[list[dict], str, dict]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise HTTPError(422, "`messages` must be a non-empty list of objects")
+        raise ApiError(422, "`messages` must be a non-empty list of objects")
     try:
         kwargs = chat_kwargs(body)
         ChatRequest(model="tgi", messages=[Message(**m) for m in messages], **kwargs)
     except CLIENT_VALIDATION_ERRORS as e:
-        raise HTTPError(422, f"invalid chat request: {e}") from e
+        raise ApiError(422, f"invalid chat request: {e}") from e
     users = [m.get("content") or "" for m in messages if m.get("role") == "user"]
     return messages, (users[-1] if users else ""), kwargs
 
 
 async def chat(request: Request) -> Response:
-    gw: GatewayState = request.app.state.gw
-    call = Call(gw, request, "/v1/chat/completions")
+    return await _with_body(request, "/v1/chat/completions", _chat)
+
+
+async def _chat(call: Call, body: dict) -> Response:
+    gw = call.gw
     try:
-        body = await json_body(request, gw.cfg.max_body_bytes)
         messages, prompt, kwargs = _chat_body(body)
         stream = body.get("stream", False) is True
         call.rec["stream"] = stream
@@ -294,7 +305,7 @@ async def chat(request: Request) -> Response:
                 raise err from e
             finally:
                 gw.metrics.upstream.labels(call.route).observe(time.perf_counter() - t_up)
-    except HTTPError as err:
+    except ApiError as err:
         return await call.fail(err)
     if not stream:
         out = resp.model_dump(mode="json")

@@ -6,30 +6,29 @@
 the OpenAI-style routes from openai.py. Admission is bounded like TGI's router: at most
 `max_concurrent_requests` requests are in flight (queued or generating); one more gets
 429 `overloaded` at once instead of waiting. Every error, including malformed JSON and
-unknown routes, is TGI's `{"error", "error_type"}` body with a 4xx status.
+unknown routes, is TGI's `{"error", "error_type"}` body with a 4xx status (http.py);
+a body over `payload_limit` bytes is refused with 413 while it streams in.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import threading
 import time
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from lmforge.serve.engine import Engine, ErrorEvent, Finish, Generation, TokenEvent
+from lmforge.serve.http import ApiError, exception_handlers, read_json
 from lmforge.serve.metrics import ServerMetrics
-from lmforge.serve.protocol import (ApiError, Limits, fit_tokens, generate_json, invalid, parse_generate,
-                                    parse_json, require_object, sse, stream_json)
+from lmforge.serve.protocol import (Limits, fit_tokens, generate_json, invalid, parse_generate, require_object, sse,
+                                    stream_json)
 from lmforge.serve.sampling import SamplingParams
 
-log = logging.getLogger("lmforge.serve")
 VERSION = "0.1.0"
 
 
@@ -81,7 +80,7 @@ class Pending:
     def __init__(self, state: ServerState, input_ids: list[int], params: SamplingParams, *, stream: bool = True):
         self.closed = True
         if state.inflight >= state.limits.max_concurrent_requests:
-            raise ApiError(429, "overloaded", "Model is overloaded")
+            raise ApiError(429, "Model is overloaded", "overloaded")
         self.state, self.params, self.closed = state, params, False
         state.inflight += 1
         state.metrics.inflight.set(state.inflight)
@@ -98,7 +97,7 @@ class Pending:
         while True:
             ev = await self.queue.get()
             if isinstance(ev, ErrorEvent):
-                raise ApiError(ev.status, ev.error_type, ev.message)
+                raise ApiError(ev.status, ev.message, ev.error_type)
             yield ev
             if ev.finish is not None:
                 return
@@ -107,7 +106,7 @@ class Pending:
         async for ev in self.events():
             if ev.finish is not None:
                 return ev.finish
-        raise ApiError(500, "incomplete_generation", "Incomplete generation")
+        raise ApiError(500, "Incomplete generation", "incomplete_generation")
 
     def close(self) -> None:
         if not self.closed:
@@ -136,7 +135,7 @@ def observe(state: ServerState, f: Finish, t0: float, validated: float, params: 
 async def read_body(request: Request, state: ServerState, *, count: bool = True):
     if count:
         state.metrics.counters.inc("tgi_request_count")
-    return parse_json(await request.body())
+    return await read_json(request, state.limits.payload_limit)
 
 
 def event_stream(state: ServerState, pending: Pending, fmt, t0: float, validated: float, *, done: bool = False):
@@ -234,18 +233,7 @@ async def _api_error(request: Request, exc: ApiError):
     state = getattr(request.app.state, "lmforge", None)
     if state is not None:
         state.metrics.counters.inc("tgi_request_failure", err=exc.error_type)
-    return JSONResponse(exc.body(), status_code=exc.status)
-
-
-async def _http_error(request: Request, exc: HTTPException):
-    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
-    return JSONResponse({"error": str(exc.detail), "error_type": kind}, status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
-
-
-async def _internal_error(request: Request, exc: Exception):
-    log.exception("unhandled error on %s", request.url.path)
-    return JSONResponse({"error": f"Internal server error: {exc}", "error_type": "internal"}, status_code=500)
+    return exc.response()
 
 
 def create_app(state: ServerState, *, manage_engine: bool = True) -> Starlette:
@@ -272,7 +260,6 @@ def create_app(state: ServerState, *, manage_engine: bool = True) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         *openai.routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(_api_error))
     app.state.lmforge = state
     return app

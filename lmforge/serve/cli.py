@@ -4,7 +4,8 @@ The same flag names (``--model-id``, ``--port``, ``--hostname``, ``--max-input-t
 ``--max-total-tokens``, ``--max-concurrent-requests``, ``--max-batch-size``) and, as in
 TGI, each may come from the environment variable of the same name (``MODEL_ID``,
 ``PORT``, …), so the environment written for the TGI container also configures the
-local server. Heavy imports (torch, transformers) happen only when the command runs.
+local server; that includes TGI's ``--payload-limit`` (bytes of a request body, default
+2 MB). Heavy imports (torch, transformers) happen only when the command runs.
 """
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import argparse
 import os
 import sys
 
+from lmforge.cli import LOG_LEVELS, port_number, positive_int
 
-def _env(name: str, default, cast=str):
-    v = os.environ.get(name)
-    return default if v in (None, "") else cast(v)
+
+def _env(name: str, default):
+    """The variable's text if set (argparse then applies the flag's type to it, so a bad
+    value is a usage error naming the flag), else `default`."""
+    return os.environ.get(name) or default
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -27,19 +31,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="local model folder (default: models/release; env MODEL_ID)")
     p.add_argument("--hostname", default="127.0.0.1",
                    help="address to bind (TGI binds 0.0.0.0; lmforge defaults to loopback)")
-    p.add_argument("--port", type=int, default=_env("PORT", 3000, int), help="port (default 3000; env PORT)")
-    p.add_argument("--max-input-tokens", type=int, default=_env("MAX_INPUT_TOKENS", None, int),
+    p.add_argument("--port", type=port_number, default=_env("PORT", 3000), help="port (default 3000; env PORT)")
+    p.add_argument("--max-input-tokens", type=int, default=_env("MAX_INPUT_TOKENS", None),
                    help="longest accepted input (default: max-total-tokens - 1)")
-    p.add_argument("--max-total-tokens", type=int, default=_env("MAX_TOTAL_TOKENS", None, int),
+    p.add_argument("--max-total-tokens", type=int, default=_env("MAX_TOTAL_TOKENS", None),
                    help="input + generated tokens limit (default: the model's context)")
-    p.add_argument("--max-concurrent-requests", type=int, default=_env("MAX_CONCURRENT_REQUESTS", 32, int),
+    p.add_argument("--max-concurrent-requests", type=int, default=_env("MAX_CONCURRENT_REQUESTS", 32),
                    help="requests in flight before answering 429 (default 32)")
-    p.add_argument("--max-batch-size", type=int, default=_env("MAX_BATCH_SIZE", 8, int),
+    p.add_argument("--max-batch-size", type=int, default=_env("MAX_BATCH_SIZE", 8),
                    help="rows decoded together (default 8)")
-    p.add_argument("--batch-wait-ms", type=float, default=_env("LMFORGE_BATCH_WAIT_MS", 5.0, float),
+    p.add_argument("--batch-wait-ms", type=float, default=_env("LMFORGE_BATCH_WAIT_MS", 5.0),
                    help="when idle, how long a first request waits for others to share its prefill")
+    p.add_argument("--payload-limit", type=positive_int, default=_env("PAYLOAD_LIMIT", 2_000_000),
+                   help="largest request body in bytes; larger ones get 413 (default 2000000; env PAYLOAD_LIMIT)")
     p.add_argument("--dtype", default=_env("DTYPE", "float32"), help="float32 (default), bfloat16, float16")
-    p.add_argument("--log-level", default="warning")
+    p.add_argument("--log-level", default="warning", choices=LOG_LEVELS)
     p.set_defaults(func=run)
     return p
 
@@ -51,7 +57,8 @@ def run(args) -> int:
         state = load_state(args.model_id, max_input_tokens=args.max_input_tokens,
                            max_total_tokens=args.max_total_tokens,
                            max_concurrent_requests=args.max_concurrent_requests,
-                           max_batch_size=args.max_batch_size, batch_wait_ms=args.batch_wait_ms, dtype=args.dtype)
+                           max_batch_size=args.max_batch_size, batch_wait_ms=args.batch_wait_ms,
+                           payload_limit=args.payload_limit, dtype=args.dtype)
     except ServeError as e:
         print(f"lmforge serve: {e}", file=sys.stderr)
         return 2

@@ -12,8 +12,11 @@ which is how TGI's router batches, in a few hundred lines of Python.
 When idle, the first arrival waits up to `batch_wait_ms` for company before its
 prefill, so a burst of requests is prefilled together. Each row chooses its token with
 its own parameters and seeded generator (sampling.py). Every token is handed to the
-request's `emit` callback (thread-safe on the HTTP side); a failed forward pass ends the
-affected requests with a TGI "generation" error and the engine carries on.
+request's `emit` callback (thread-safe on the HTTP side).
+
+A failure ends only the request that causes it, with a TGI "generation" error (424): a
+row whose token choice raises is evicted alone, and a batched forward pass that raises is
+retried one row at a time, so the rows that succeed alone carry on.
 """
 from __future__ import annotations
 
@@ -146,15 +149,11 @@ class Engine:
                 if new is None:
                     break
                 if new:
-                    try:
-                        self._prefill(new)
-                    except Exception as e:  # a failed prefill ends only its own requests
-                        log.exception("prefill failed")
-                        self._fail([g for g in new], e)
+                    self._admit(new)
                 if self._rows:
                     try:
                         self._decode()
-                    except Exception as e:
+                    except Exception as e:  # last resort: rows are isolated in _decode already
                         log.exception("decode failed")
                         self._fail([r.gen for r in self._rows], e)
                         self._reset()
@@ -178,6 +177,19 @@ class Engine:
                     taken.append(g)
             self.metrics.queue_size.set(len(self._queue))
             return taken
+
+    def _admit(self, gens: list[Generation]) -> None:
+        """Prefill newcomers together or, if that fails, one by one: only a request that fails alone ends."""
+        try:
+            self._prefill(gens)
+        except Exception as e:
+            if len(gens) == 1:
+                log.exception("prefill failed")
+                return self._fail(gens, e)
+            # safe to retry: nothing is emitted before the forward pass, and _advance_all never raises
+            log.warning("prefill of %d requests failed (%s); prefilling them one by one", len(gens), e)
+            for g in gens:
+                self._admit([g])
 
     def _fail(self, gens: list[Generation], err: Exception) -> None:
         for g in gens:
@@ -233,18 +245,42 @@ class Engine:
         if not self._rows:
             return
         t0 = time.perf_counter()
-        rows = self._rows
-        mask = torch.cat([self._mask, torch.ones((len(rows), 1), dtype=torch.long)], 1)
+        try:
+            self._cache, self._mask = self._step(self._rows, self._cache, self._mask)
+        except Exception as e:
+            if len(self._rows) == 1:
+                raise
+            log.warning("decode of %d rows failed (%s); stepping them one by one", len(self._rows), e)
+            self._step_each()
+        self._filter()
+        self.metrics.batch_inference_duration.labels("decode").observe(time.perf_counter() - t0)
+
+    def _step(self, rows: list[_Row], cache, mask: torch.Tensor):
+        """One decode step of `rows` over their cache and mask; returns the grown cache and mask."""
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], 1)
         out = self._forward("decode", input_ids=torch.tensor([[r.pending] for r in rows]),
                             attention_mask=mask, position_ids=torch.tensor([[r.pos] for r in rows]),
-                            past_key_values=self._cache)
-        self._cache, self._mask = out.past_key_values, mask
+                            past_key_values=cache)
         self.metrics.decode_batch_size.observe(len(rows))
         for r in rows:
             r.pos += 1
         self._advance_all(rows, out.logits[:, -1])
-        self._filter()
-        self.metrics.batch_inference_duration.labels("decode").observe(time.perf_counter() - t0)
+        return out.past_key_values, mask
+
+    def _step_each(self) -> None:
+        """After a failed batched step, step every row alone: only a row that fails by itself ends."""
+        rows, mask, width = self._rows, self._mask, self._mask.shape[1]
+        # the failed pass may have grown some layers' cache already: cut them back to the mask
+        cache = DynamicCache([(k[:, :, :width], v[:, :, :width]) for k, v in self._layers(self._cache)])
+        self._reset()
+        for i, row in enumerate(rows):
+            try:
+                stepped = self._step([row], *self._select(cache, mask, [i]))
+            except Exception as e:
+                log.exception("decode failed for one row")
+                self._fail([row.gen], e)
+            else:
+                self._merge(*stepped, [row])
 
     def _advance_all(self, rows: list[_Row], logits: torch.Tensor) -> None:
         """Next token for every row; plain greedy rows share one batched argmax/log_softmax."""
@@ -258,12 +294,17 @@ class Engine:
             picked = logp.gather(1, best[:, None])[:, 0]
             greedy = {i: (int(t), float(lp)) for i, t, lp in zip(plain, best.tolist(), picked.tolist())}
         for i, row in enumerate(rows):
-            if i in greedy:
-                token, logprob = greedy[i]
-                row.chooser.counts[token] += 1
-                self._advance(row, token, logprob, [])
-            else:
-                self._advance(row, *row.chooser.choose(logits[i]))
+            try:
+                if i in greedy:
+                    token, logprob = greedy[i]
+                    row.chooser.counts[token] += 1
+                    self._advance(row, token, logprob, [])
+                else:
+                    self._advance(row, *row.chooser.choose(logits[i]))
+            except Exception as e:  # this row's own parameters or tokens: evict it alone
+                log.exception("token choice failed for one row")
+                row.done = True
+                self._fail([row.gen], e)
 
     def _advance(self, row: _Row, token: int, logprob: float, top: list[tuple[int, float]]) -> None:
         """Record the row's chosen token, emit it, and decide whether the row is done."""

@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from lmforge.serve.app import VERSION, Pending, ServerState, event_stream, observe, read_body
-from lmforge.serve.protocol import (ApiError, _get, fit_tokens, invalid, require_object, sampling_params, sse)
+from lmforge.serve.http import ApiError
+from lmforge.serve.protocol import _get, fit_tokens, invalid, require_object, sampling_params, sse
 
 
 def _finish_reason(reason: str) -> str:

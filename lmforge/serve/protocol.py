@@ -1,10 +1,11 @@
 """TGI's request validation and response shapes, as plain functions.
 
-Everything a client sends is checked here before it reaches the engine, with TGI's
-own messages ("Input validation error: `temperature` must be strictly positive") and
-TGI's error body `{"error": ..., "error_type": ...}`: 422 `validation` for bad input
-of any kind (malformed JSON, wrong types, out-of-range values, too many tokens), 429
-`overloaded`, 424 `generation`. Unknown keys are ignored, as TGI's serde does. The
+Everything a client sends is checked here before it reaches the engine (the JSON
+itself, strictly, by http.parse_json), with TGI's own messages ("Input validation
+error: `temperature` must be strictly positive") and TGI's error body `{"error": ...,
+"error_type": ...}`: 422 `validation` for bad input of any kind (malformed JSON, wrong
+types, non-finite or out-of-range values, too many tokens), 429 `overloaded`, 424
+`generation`. Unknown keys are ignored, as TGI's serde does. The
 response builders turn the engine's `Finish`/`TokenEvent` into TGI's
 GenerateResponse / StreamResponse JSON (../shared/contracts/tgi-openapi.json).
 """
@@ -12,24 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
+from lmforge.serve.http import invalid
 from lmforge.serve.sampling import SamplingParams
-
-
-class ApiError(Exception):
-    """An error reply in TGI's shape."""
-
-    def __init__(self, status: int, error_type: str, message: str):
-        super().__init__(message)
-        self.status, self.error_type, self.message = status, error_type, message
-
-    def body(self) -> dict:
-        return {"error": self.message, "error_type": self.error_type}
-
-
-def invalid(msg: str) -> ApiError:
-    return ApiError(422, "validation", f"Input validation error: {msg}")
 
 
 @dataclasses.dataclass
@@ -43,13 +31,7 @@ class Limits:
     max_stop_sequences: int = 4
     max_top_n_tokens: int = 5
     max_best_of: int = 1
-
-
-def parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise invalid(f"request body is not valid JSON: {e}") from None
+    payload_limit: int = 2_000_000  # bytes of a request body (TGI's --payload-limit)
 
 
 def _get(d: dict, key: str, kind: str, where: str) -> Any:
@@ -60,7 +42,7 @@ def _get(d: dict, key: str, kind: str, where: str) -> Any:
     name = f"{where}{key}"
     ok = {
         "int": isinstance(v, int) and not isinstance(v, bool),
-        "number": isinstance(v, (int, float)) and not isinstance(v, bool),
+        "number": isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v),
         "bool": isinstance(v, bool),
         "str": isinstance(v, str),
         "strlist": isinstance(v, list) and all(isinstance(s, str) for s in v),
@@ -70,6 +52,13 @@ def _get(d: dict, key: str, kind: str, where: str) -> Any:
                 "strlist": "a list of strings"}[kind]
         raise invalid(f"`{name}` must be {want}, got {json.dumps(v)[:80]}")
     return float(v) if kind == "number" else v
+
+
+def _finite(v: int | float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def require_object(body: Any, what: str = "request body") -> dict:

@@ -5,7 +5,8 @@
 collects the stop ids (generation_config's eos ids, the tokenizer's EOS and the chat
 end marker `<|end|>`), and derives TGI's defaults for limits that were not given
 (max_total_tokens = the model's context, max_input_tokens = one less), refusing limits
-the model cannot honour with an error naming the flag.
+the model cannot honour, and a folder transformers cannot load, with a one-line error
+naming the flag.
 """
 from __future__ import annotations
 
@@ -36,9 +37,8 @@ def stop_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max_total_tokens: int | None = None,
-               max_concurrent_requests: int = 32, max_batch_size: int = 8, batch_wait_ms: float = 5.0,
-               dtype: str = "float32") -> ServerState:
+def _load(model_id: str | Path, dtype: str):
+    """Tokenizer and model from local files; a folder that will not load is a ServeError."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -48,8 +48,19 @@ def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max
                          "run `dvc repro release` or point --model-id at an HF model folder")
     if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
         raise ServeError(f"--dtype {dtype}: not a torch dtype (float32, bfloat16, float16)")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    except Exception as e:  # OSError, ValueError, ImportError, KeyError...: all mean "this folder"
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise ServeError(f"--model-id {model_id}: cannot load the model ({type(e).__name__}: {reason})") from e
+    return tokenizer, model
+
+
+def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max_total_tokens: int | None = None,
+               max_concurrent_requests: int = 32, max_batch_size: int = 8, batch_wait_ms: float = 5.0,
+               payload_limit: int = 2_000_000, dtype: str = "float32") -> ServerState:
+    tokenizer, model = _load(model_id, dtype)
     context = int(getattr(model.config, "max_position_embeddings", 0) or 4096)
     total = max_total_tokens or min(context, 4096)
     inp = max_input_tokens or total - 1
@@ -57,10 +68,11 @@ def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max
         raise ServeError(f"--max-total-tokens {total} exceeds the model's context of {context} tokens")
     if not 0 < inp < total:
         raise ServeError(f"--max-input-tokens {inp} must be positive and below --max-total-tokens {total}")
-    if max_concurrent_requests < 1 or max_batch_size < 1:
-        raise ServeError("--max-concurrent-requests and --max-batch-size must be at least 1")
-    limits = Limits(max_input_tokens=inp, max_total_tokens=total,
-                    max_concurrent_requests=max_concurrent_requests, max_batch_size=max_batch_size)
+    if min(max_concurrent_requests, max_batch_size, payload_limit) < 1 or batch_wait_ms < 0:
+        raise ServeError("--max-concurrent-requests, --max-batch-size and --payload-limit must be at least 1, "
+                         "--batch-wait-ms at least 0")
+    limits = Limits(max_input_tokens=inp, max_total_tokens=total, max_concurrent_requests=max_concurrent_requests,
+                    max_batch_size=max_batch_size, payload_limit=payload_limit)
     metrics = ServerMetrics()
     engine = Engine(model, tokenizer, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
                     eos_ids=stop_ids(model, tokenizer), metrics=metrics)

@@ -5,10 +5,11 @@ import asyncio
 import threading
 import time
 
+import pytest
 from text_generation import AsyncClient
 
-from lmforge.serve.engine import Engine, Generation, TokenEvent
-from lmforge.serve.sampling import SamplingParams
+from lmforge.serve.engine import Engine, ErrorEvent, Generation, TokenEvent
+from lmforge.serve.sampling import SamplingParams, TokenChooser
 
 PROMPTS = ["Hello world", "The quick brown fox jumps over", "A", "Python is a programming language that lets"]
 
@@ -20,7 +21,7 @@ def _engine(tiny_model, **kw):
     return tok, Engine(AutoModelForCausalLM.from_pretrained(tiny_model), tok, **kw).start()
 
 
-def _submit(engine, tok, prompt, n, done: dict, key, first: threading.Event | None = None):
+def _submit(engine, tok, prompt, n, done: dict, key, first: threading.Event | None = None, **params):
     ev = threading.Event()
 
     def emit(e):
@@ -30,7 +31,7 @@ def _submit(engine, tok, prompt, n, done: dict, key, first: threading.Event | No
             done[key] = e.finish if isinstance(e, TokenEvent) else e
             ev.set()
 
-    engine.submit(Generation(tok(prompt)["input_ids"], SamplingParams(max_new_tokens=n), emit))
+    engine.submit(Generation(tok(prompt)["input_ids"], SamplingParams(max_new_tokens=n, **params), emit))
     return ev
 
 
@@ -74,3 +75,60 @@ def test_concurrent_http_requests_are_batched(tiny_model, server_factory):
         assert srv.metric("tgi_request_success") == 4
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("bad_call", [1, 3], ids=["at prefill", "mid-decode"])
+def test_a_row_whose_sampler_fails_fails_alone(tiny_model, monkeypatch, bad_call):
+    choose = TokenChooser.choose
+
+    def poisoned(self, logits):  # what a NaN temperature did: multinomial raises for that row only
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.p.seed == 13 and self.calls == bad_call:
+            raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+        return choose(self, logits)
+
+    monkeypatch.setattr(TokenChooser, "choose", poisoned)
+    tok, engine = _engine(tiny_model, max_batch_size=4, batch_wait_ms=5000)  # all four share one prefill
+    try:
+        done = {}
+        events = [_submit(engine, tok, p, 6, done, i, do_sample=True, seed=13 if i == 1 else 100 + i)
+                  for i, p in enumerate(PROMPTS)]
+        assert all(e.wait(30) for e in events)
+    finally:
+        engine.stop()
+    assert isinstance(done[1], ErrorEvent) and done[1].status == 424 and "nan" in done[1].message
+    for i in (0, 2, 3):
+        assert not isinstance(done[i], ErrorEvent), done[i]
+        assert done[i].generated_tokens >= 1 and done[i].reason in ("length", "eos_token")
+
+
+def test_a_failed_batched_forward_is_retried_row_by_row(tiny_model):
+    tok, engine = _engine(tiny_model, max_batch_size=4, batch_wait_ms=0)
+    try:
+        seq = {}
+        for i, p in enumerate(PROMPTS):
+            _submit(engine, tok, p, 8, seq, i).wait(30)
+        longest = max(len(tok(p)["input_ids"]) for p in PROMPTS) + 8
+        bad_prompt = "word " * longest  # longer than any healthy row will ever be
+        width = len(tok(bad_prompt)["input_ids"])
+        forward = engine.model.forward
+
+        def flaky(*a, **kw):  # any batch of two or more fails; the bad row fails even alone, at decode
+            if kw["input_ids"].shape[0] > 1:
+                raise RuntimeError("batched forward failed")
+            if kw["attention_mask"].shape[1] > width:
+                raise RuntimeError("poisoned row")
+            return forward(*a, **kw)
+
+        engine.model.forward = flaky
+        engine.batch_wait = 5.0  # the five requests below share their prefill
+        got = {}
+        events = [_submit(engine, tok, p, 8, got, i) for i, p in enumerate(PROMPTS)]
+        events.append(_submit(engine, tok, bad_prompt, 8, got, "bad"))
+        assert all(e.wait(60) for e in events)
+    finally:
+        engine.stop()
+    assert isinstance(got["bad"], ErrorEvent) and "poisoned row" in got["bad"].message
+    for i in range(len(PROMPTS)):
+        assert not isinstance(got[i], ErrorEvent), got[i]
+        assert [t["id"] for t in got[i].tokens] == [t["id"] for t in seq[i].tokens], PROMPTS[i]

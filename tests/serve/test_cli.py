@@ -1,6 +1,11 @@
 """`lmforge serve` is started like TGI's launcher: same flags, same environment variables."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from lmforge.cli import build_parser, main
@@ -28,3 +33,33 @@ def test_serve_refuses_bad_model_dir_and_limits(tmp_path, tiny_model, capsys):
     assert "exceeds the model's context" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", "--port", "notaport"])
+
+
+def _lmforge(*args: str, env: dict | None = None):
+    """Run `python -m lmforge.cli ARGS` as a user would, with this checkout on the path."""
+    repo = str(Path(__file__).resolve().parents[2])
+    full_env = {**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "lmforge.cli", *args], env=full_env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args,env,needle", [
+    (["--log-level", "bogus"], None, "--log-level"),
+    (["--port", "99999"], None, "--port"),
+    ([], {"PORT": "abc"}, "--port"),
+    (["--payload-limit", "0"], None, "--payload-limit"),
+    ([], None, "cannot load"),
+], ids=["log-level", "port-range", "port-env", "payload-limit", "broken-model"])
+def test_serve_user_errors_exit_with_one_line_not_a_traceback(tmp_path, args, env, needle):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    r = _lmforge("serve", "--model-id", str(broken), *args, env=env)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and needle in r.stderr, r.stderr
+
+
+def test_payload_limit_flag_matches_tgi(monkeypatch):
+    monkeypatch.setenv("PAYLOAD_LIMIT", "4096")
+    assert build_parser().parse_args(["serve"]).payload_limit == 4096
+    assert build_parser().parse_args(["serve", "--payload-limit", "100"]).payload_limit == 100

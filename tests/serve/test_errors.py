@@ -120,3 +120,105 @@ def test_failed_forward_is_424_and_server_recovers(server):
     assert "simulated device failure" in json.loads(events.split("data:", 1)[1])["error"]
     ok = httpx.post(server.url + "/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 2}})
     assert ok.status_code == 200
+
+
+# ---- hostile bodies: non-finite numbers, lone surrogates, deep nesting, oversized ----------------
+NON_FINITE = [
+    ("/generate", b'{"inputs": "hi", "parameters": {"temperature": NaN}}'),
+    ("/generate", b'{"inputs": "hi", "parameters": {"top_p": Infinity}}'),
+    ("/generate", b'{"inputs": "hi", "parameters": {"repetition_penalty": -Infinity}}'),
+    ("/generate", b'{"inputs": "hi", "parameters": {"typical_p": 1e999}}'),  # overflows to inf
+    ("/generate", b'{"inputs": "hi", "parameters": {"temperature": 1' + b"0" * 400 + b"}}"),  # int past float
+    ("/generate_stream", b'{"inputs": "hi", "parameters": {"frequency_penalty": NaN}}'),
+    ("/", b'{"inputs": "hi", "parameters": {"temperature": NaN, "top_k": 5}}'),
+    ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'),
+    ("/v1/completions", b'{"prompt": "hi", "top_p": Infinity}'),
+]
+
+
+@pytest.mark.parametrize("path,raw", NON_FINITE, ids=[f"{p}:{r[-36:]!r}" for p, r in NON_FINITE])
+def test_non_finite_numbers_are_422_not_a_failed_batch(server, path, raw):
+    r = httpx.post(server.url + path, content=raw, timeout=30)
+    assert r.status_code == 422, r.text
+    assert r.json()["error_type"] == "validation"
+
+
+HOSTILE = {
+    "escaped lone surrogate": lambda s: s.replace("TEXT", "\\ud800"),
+    "lone low surrogate in a nested list": lambda s: s[:-1] + ', "tags": [["\\udfff"]]}',
+    "raw UTF-8 surrogate bytes": lambda s: s.replace("TEXT", "\udced\udca0\udc80"),  # bytes ED A0 80
+    "surrogate in a key": lambda s: s[:-1] + ', "\\udbff": 1}',
+    "nested 100,000 levels": lambda s: "[" * 100_000 + "]" * 100_000,
+    "deep inside an object": lambda s: s[:-1] + ', "x": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001,
+}
+SHAPES = {
+    "/generate": '{"inputs": "TEXT", "parameters": {"max_new_tokens": 2}}',
+    "/generate_stream": '{"inputs": "TEXT", "parameters": {"max_new_tokens": 2}}',
+    "/": '{"inputs": "TEXT", "stream": true}',
+    "/tokenize": '{"inputs": "TEXT"}',
+    "/v1/chat/completions": '{"messages": [{"role": "user", "content": "TEXT"}], "max_tokens": 2}',
+    "/v1/completions": '{"prompt": "TEXT", "max_tokens": 2}',
+}
+
+
+def hostile_bodies(shapes: dict) -> list:
+    """(path, raw bytes) for every hostile body on every route shape."""
+    return [pytest.param(path, make(shape).encode("utf-8", "surrogateescape"), id=f"{path}:{name}")
+            for path, shape in shapes.items() for name, make in HOSTILE.items()]
+
+
+@pytest.mark.parametrize("path,raw", hostile_bodies(SHAPES))
+def test_undecodable_bodies_are_4xx_in_tgi_shape(server, path, raw):
+    r = httpx.post(server.url + path, content=raw, timeout=30)
+    assert r.status_code == 422, r.text
+    assert set(r.json()) == {"error", "error_type"}
+    ok = httpx.post(server.url + "/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 2}})
+    assert ok.status_code == 200
+
+
+def test_oversized_bodies_are_413_with_and_without_content_length(server):
+    limit = server.state.limits.payload_limit
+    big = b'{"inputs": "' + b"x" * (limit + 1) + b'"}'
+
+    def chunked():
+        yield b'{"inputs": "'
+        for _ in range(limit // 100_000 + 2):
+            yield b"x" * 100_000
+        yield b'"}'
+
+    for content in (big, chunked()):
+        r = httpx.post(server.url + "/generate", content=content, timeout=30)
+        assert r.status_code == 413, r.text
+        assert r.json()["error_type"] == "validation" and str(limit) in r.json()["error"]
+    pad = b"x" * (limit - 100)  # an ignored key: a body just under the limit is read in full
+    ok = httpx.post(server.url + "/generate", content=b'{"inputs": "hi", "parameters": {"max_new_tokens": 1}, '
+                    b'"pad": "' + pad + b'"}', timeout=30)
+    assert ok.status_code == 200, ok.text
+
+
+def test_errors_the_input_caused_are_4xx_and_the_rest_500_all_in_json():
+    import warnings
+
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from lmforge.serve.http import exception_handlers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette nudges toward httpx2; httpx works
+        from starlette.testclient import TestClient
+
+    def raising(exc):
+        async def route(request):
+            raise exc
+        return route
+
+    app = Starlette(exception_handlers=exception_handlers(), routes=[
+        Route("/encode", raising(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))),
+        Route("/deep", raising(RecursionError("maximum recursion depth exceeded"))),
+        Route("/bug", raising(KeyError("oops")))])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path, status, kind in [("/encode", 422, "validation"), ("/deep", 422, "validation"),
+                                   ("/bug", 500, "internal"), ("/missing", 404, "not_found")]:
+            r = client.get(path)
+            assert (r.status_code, r.json()["error_type"]) == (status, kind), r.text
