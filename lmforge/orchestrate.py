@@ -157,8 +157,8 @@ def _context(doc: dict, params: _Params, path: Path) -> dict:
 def _interpolate(value: Any, ctx: dict, where: str, used: set[str]) -> Any:
     if isinstance(value, list):
         return [_interpolate(v, ctx, where, used) for v in value]
-    if isinstance(value, dict):
-        return {k: _interpolate(v, ctx, where, used) for k, v in value.items()}
+    if isinstance(value, dict):  # keys too: an out with options is a one-key mapping
+        return {_interpolate(k, ctx, where, used): _interpolate(v, ctx, where, used) for k, v in value.items()}
     if not isinstance(value, str) or "${" not in value:
         return value
 

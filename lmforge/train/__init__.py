@@ -10,10 +10,5 @@ from lmforge.train.recipe import (CosineSchedule, deepspeed_config, grad_accum_s
                                   make_optimizer, param_groups)
 
 __all__ = ["PretrainConfig", "CosineSchedule", "deepspeed_config", "grad_accum_steps", "lr_at",
-           "make_optimizer", "param_groups", "pretrain"]
+           "make_optimizer", "param_groups"]
 
-
-def pretrain(*args, **kwargs):
-    from lmforge.train.trainer import pretrain as _pretrain
-
-    return _pretrain(*args, **kwargs)

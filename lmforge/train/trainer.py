@@ -12,8 +12,8 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,12 +143,39 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int, out: Outputs = Outputs()) -> dict:
-    """Run (or resume) pretraining; return the final metrics (same on every rank)."""
-    import deepspeed
+@dataclass
+class Run:
+    """What one pretraining run holds between its phases (setup, resume, steps, finish)."""
 
-    from lmforge.train.export import export_checkpoint
-    from lmforge.train.logs import StepLog
+    cfg: PretrainConfig
+    model_cfg: ModelConfig
+    seed: int
+    engine: object
+    conf: object            # the model's LlamaConfig
+    train: PackedTokens
+    val: PackedTokens
+    state: dict             # step, data position, metric history: what a checkpoint stores
+    ckroot: Path
+    rank: int
+    world: int
+    device: torch.device
+    gas: int                # gradient-accumulation steps
+    bf16: bool
+    vocab: int
+    seq_len: int
+    peak: float | None      # peak FLOP/s per device (MFU's denominator)
+    device_name: str
+    log: object = None
+    skips_in_a_row: int = 0
+
+    @property
+    def rows_per_step(self) -> int:
+        return self.cfg.micro_batch_size * self.gas * self.world
+
+
+def setup(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int) -> Run:
+    """Process group, data checked against tokenizer and model, DeepSpeed engine."""
+    import deepspeed
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -165,128 +192,163 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int, out: Output
     ds_config = deepspeed_config(cfg.zero_stage, cfg.micro_batch_size, gas, world, cfg.grad_clip, bf16)
     _seed_all(seed)
     model = build_model(model_cfg, vocab, seq_len, special)
-    conf = model.config
     optimizer = make_optimizer(model, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
 
     def schedule(opt):
         return CosineSchedule(opt, cfg.lr, cfg.max_steps, cfg.warmup_steps, cfg.min_lr_ratio)
 
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
-                                               config=ds_config)
+                                           config=ds_config)
     if cfg.compile:
         engine.compile()
-    ckroot = Path(cfg.out_dir) / "checkpoints"
     state = {"step": 0, "samples": 0, "tokens": 0, "skipped": 0, "history": [], "evals": [],
              "timing": [], "train_seconds": 0.0, "zero_stage": cfg.zero_stage, "world_size": world}
-    state["fingerprint"] = run_fingerprint(cfg, conf, seed, train.meta)
-    if cfg.resume == "auto":
-        set_aside_stale(ckroot, state["fingerprint"], rank)
-    resume_from = C.latest(ckroot)
-    if cfg.resume == "never" and resume_from is not None:
-        raise ValueError(f"{ckroot}: holds checkpoints of an earlier run and pretrain.resume is 'never'; "
-                         f"delete the folder or set resume: auto")
-    if resume_from is not None:
-        saved = json.loads((resume_from / "trainer_state.json").read_text())
-        if (saved.get("zero_stage"), saved.get("world_size")) != (cfg.zero_stage, world):
-            raise ValueError(f"{resume_from}: saved with ZeRO stage {saved.get('zero_stage')} on "
-                             f"{saved.get('world_size')} process(es), this run is stage {cfg.zero_stage} on "
-                             f"{world}; DeepSpeed cannot reshard it - resume with the same layout")
-        state = C.load(engine, resume_from, rank)
-        if rank == 0:
-            print(f"[pretrain] resumed from {resume_from} (step {state['step']}, "
-                  f"data position {state['samples']} rows)", flush=True)
-    rows_per_step = cfg.micro_batch_size * gas * world
+    state["fingerprint"] = run_fingerprint(cfg, model.config, seed, train.meta)
     peak, device_name = device_peak(device, cfg.peak_flops)
-    fpt = flops_per_token(model_cfg, vocab, seq_len)
-    log = StepLog(cfg, rank, out, state, total=cfg.max_steps)
-    if not state["evals"]:
-        init_loss = evaluate(engine, val, cfg.eval_rows, cfg.micro_batch_size, rank, world, device)
-        log.eval(0, init_loss)
+    return Run(cfg, model_cfg, seed, engine, model.config, train, val, state, Path(cfg.out_dir) / "checkpoints",
+               rank, world, device, gas, bf16, vocab, seq_len, peak, device_name)
 
-    consecutive = 0
-    engine.train()
-    while state["step"] < cfg.max_steps:
-        step = state["step"]
-        t0 = time.perf_counter()
-        losses, bad = [], False
-        own_norm = None
-        for micro in range(gas):
-            pos = state["samples"] + rank * cfg.micro_batch_size
-            x, y = train.shuffled_batch(seed, pos, cfg.micro_batch_size)
-            state["samples"] += cfg.micro_batch_size * world
-            x, y = x.to(device), y.to(device)
-            logits = engine(input_ids=x).logits
-            loss = lm_loss(logits, y)
-            finite = D.all_reduce_sum([0.0 if torch.isfinite(loss) else 1.0], device)[0] == 0
-            if not finite:
-                bad = True
-                if cfg.nan_policy == "stop":
-                    raise NonFiniteLoss(f"pretrain: non-finite loss {float(loss.detach())} at step {step + 1} "
-                                        f"(data rows {pos}..{pos + cfg.micro_batch_size}); "
-                                        f"policy pretrain.nan_policy=stop")
-                # skip: this micro-batch contributes a zero gradient (NaN-free by nan_to_num)
-                loss = logits.float().nan_to_num(0.0, 0.0, 0.0).sum() * 0.0
-            else:
-                losses.append(float(loss.detach()))
-            engine.backward(loss)
-            if micro == gas - 1 and cfg.zero_stage == 0 and not bf16:
-                own_norm = grad_norm(engine.module)  # DeepSpeed clips stage 0 but drops the norm
-            engine.step()
-        if bad:
-            state["skipped"] += 1
-            consecutive += 1
-            print(f"[pretrain] step {step + 1}: non-finite loss, batch skipped "
-                  f"(policy skip, {consecutive} in a row)", flush=True)
-            if consecutive >= cfg.max_consecutive_skips:
-                raise NonFiniteLoss(f"pretrain: {consecutive} consecutive non-finite steps up to step "
-                                    f"{step + 1}; stopping (pretrain.max_consecutive_skips)")
+
+def resume(run: Run) -> None:
+    """Continue from the newest complete checkpoint of this same run, if there is one."""
+    cfg = run.cfg
+    if cfg.resume == "auto":
+        set_aside_stale(run.ckroot, run.state["fingerprint"], run.rank)
+    resume_from = C.latest(run.ckroot)
+    if cfg.resume == "never" and resume_from is not None:
+        raise ValueError(f"{run.ckroot}: holds checkpoints of an earlier run and pretrain.resume is 'never'; "
+                         f"delete the folder or set resume: auto")
+    if resume_from is None:
+        return
+    saved = json.loads((resume_from / "trainer_state.json").read_text())
+    if (saved.get("zero_stage"), saved.get("world_size")) != (cfg.zero_stage, run.world):
+        raise ValueError(f"{resume_from}: saved with ZeRO stage {saved.get('zero_stage')} on "
+                         f"{saved.get('world_size')} process(es), this run is stage {cfg.zero_stage} on "
+                         f"{run.world}; DeepSpeed cannot reshard it - resume with the same layout")
+    run.state = C.load(run.engine, resume_from, run.rank)
+    if run.rank == 0:
+        print(f"[pretrain] resumed from {resume_from} (step {run.state['step']}, "
+              f"data position {run.state['samples']} rows)", flush=True)
+
+
+def _micro_batches(run: Run, step: int) -> tuple[list[float], bool, float | None]:
+    """Forward and backward over one step's micro-batches: losses, any non-finite, stage-0 norm."""
+    cfg, state, engine = run.cfg, run.state, run.engine
+    losses, bad, own_norm = [], False, None
+    for micro in range(run.gas):
+        pos = state["samples"] + run.rank * cfg.micro_batch_size
+        x, y = run.train.shuffled_batch(run.seed, pos, cfg.micro_batch_size)
+        state["samples"] += cfg.micro_batch_size * run.world
+        x, y = x.to(run.device), y.to(run.device)
+        logits = engine(input_ids=x).logits
+        loss = lm_loss(logits, y)
+        finite = D.all_reduce_sum([0.0 if torch.isfinite(loss) else 1.0], run.device)[0] == 0
+        if not finite:
+            bad = True
+            if cfg.nan_policy == "stop":
+                raise NonFiniteLoss(f"pretrain: non-finite loss {float(loss.detach())} at step {step + 1} "
+                                    f"(data rows {pos}..{pos + cfg.micro_batch_size}); "
+                                    f"policy pretrain.nan_policy=stop")
+            # skip: this micro-batch contributes a zero gradient (NaN-free by nan_to_num)
+            loss = logits.float().nan_to_num(0.0, 0.0, 0.0).sum() * 0.0
         else:
-            consecutive = 0
-        dt = time.perf_counter() - t0
-        state["step"] = step + 1
-        tokens = rows_per_step * seq_len
-        state["tokens"] += tokens
-        state["train_seconds"] += dt
-        mean_loss = sum(D.all_reduce_sum([sum(losses) / max(len(losses), 1)], device)) / world
-        gn = engine.get_global_grad_norm()
-        gn = own_norm if gn is None else gn
-        tps = tokens / dt
-        lr = lr_at(step, cfg.lr, cfg.max_steps, cfg.warmup_steps, cfg.min_lr_ratio)
-        log.step(state["step"], mean_loss, lr, float(gn) if gn is not None else float("nan"), tps,
-                 fpt * tps / (peak * world) if peak else float("nan"))
-        last = state["step"] == cfg.max_steps
-        if state["step"] % cfg.eval_every == 0 or last:
-            log.eval(state["step"], evaluate(engine, val, cfg.eval_rows, cfg.micro_batch_size,
-                                             rank, world, device))
-        if state["step"] % cfg.checkpoint_every == 0 or last:
-            C.save(engine, ckroot, state["step"], log.state_for_save(), conf, rank)
-            if rank == 0:
-                C.prune(ckroot, cfg.keep_last)
-            log.flush()
-        C._fault("kill_after_step", state["step"])
-    log.close()
+            losses.append(float(loss.detach()))
+        engine.backward(loss)
+        if micro == run.gas - 1 and cfg.zero_stage == 0 and not run.bf16:
+            own_norm = grad_norm(engine.module)  # DeepSpeed clips stage 0 but drops the norm
+        engine.step()
+    return losses, bad, own_norm
 
-    final = ckroot / C.name(state["step"])
-    if rank == 0:
+
+def _count_skip(run: Run, step: int, bad: bool) -> None:
+    if not bad:
+        run.skips_in_a_row = 0
+        return
+    run.state["skipped"] += 1
+    run.skips_in_a_row += 1
+    print(f"[pretrain] step {step + 1}: non-finite loss, batch skipped "
+          f"(policy skip, {run.skips_in_a_row} in a row)", flush=True)
+    if run.skips_in_a_row >= run.cfg.max_consecutive_skips:
+        raise NonFiniteLoss(f"pretrain: {run.skips_in_a_row} consecutive non-finite steps up to step "
+                            f"{step + 1}; stopping (pretrain.max_consecutive_skips)")
+
+
+def train_step(run: Run, flops_per_tok: float) -> None:
+    """One optimizer step, then its log row, eval and checkpoint when they are due."""
+    cfg, state, engine = run.cfg, run.state, run.engine
+    step = state["step"]
+    t0 = time.perf_counter()
+    losses, bad, own_norm = _micro_batches(run, step)
+    _count_skip(run, step, bad)
+    dt = time.perf_counter() - t0
+    state["step"] = step + 1
+    tokens = run.rows_per_step * run.seq_len
+    state["tokens"] += tokens
+    state["train_seconds"] += dt
+    mean_loss = sum(D.all_reduce_sum([sum(losses) / max(len(losses), 1)], run.device)) / run.world
+    gn = engine.get_global_grad_norm()
+    gn = own_norm if gn is None else gn
+    tps = tokens / dt
+    lr = lr_at(step, cfg.lr, cfg.max_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+    run.log.step(state["step"], mean_loss, lr, float(gn) if gn is not None else float("nan"), tps,
+                 flops_per_tok * tps / (run.peak * run.world) if run.peak else float("nan"))
+    last = state["step"] == cfg.max_steps
+    if state["step"] % cfg.eval_every == 0 or last:
+        run.log.eval(state["step"], evaluate(engine, run.val, cfg.eval_rows, cfg.micro_batch_size,
+                                             run.rank, run.world, run.device))
+    if state["step"] % cfg.checkpoint_every == 0 or last:
+        C.save(engine, run.ckroot, state["step"], run.log.state_for_save(), run.conf, run.rank)
+        if run.rank == 0:
+            C.prune(run.ckroot, cfg.keep_last)
+        run.log.flush()
+    C._fault("kill_after_step", state["step"])
+
+
+def finish(run: Run, flops_per_tok: float) -> dict:
+    """Export the final checkpoint (rank 0) and the run's metrics (same on every rank)."""
+    from lmforge.train.export import export_checkpoint
+
+    state, cfg = run.state, run.cfg
+    final = run.ckroot / C.name(state["step"])
+    if run.rank == 0:
         export_checkpoint(final, Path(cfg.out_dir) / "hf", cfg.tokenizer_dir)
     D.barrier()
     evals = state["evals"]
-    n = count_params(model_cfg, vocab)
-    metrics = {
+    n = count_params(run.model_cfg, run.vocab)
+    seconds = max(state["train_seconds"], 1e-9)
+    return {
         "steps": state["step"], "tokens": state["tokens"], "skipped_steps": state["skipped"],
         "init_val_loss": evals[0]["val_loss"], "init_val_ppl": evals[0]["val_ppl"],
         "val_loss": evals[-1]["val_loss"], "val_ppl": evals[-1]["val_ppl"],
         "ppl_reduction": evals[0]["val_ppl"] / evals[-1]["val_ppl"],
         "train_loss": state["history"][-1]["loss"] if state["history"] else float("nan"),
-        "tokens_per_s": state["tokens"] / max(state["train_seconds"], 1e-9),
-        "mfu": fpt * state["tokens"] / max(state["train_seconds"], 1e-9) / (peak * world) if peak else None,
+        "tokens_per_s": state["tokens"] / seconds,
+        "mfu": flops_per_tok * state["tokens"] / seconds / (run.peak * run.world) if run.peak else None,
         "train_seconds": round(state["train_seconds"], 3),
-        "device": device_name, "peak_flops_per_device": peak, "world_size": world,
-        "zero_stage": cfg.zero_stage, "precision": "bf16" if bf16 else "fp32",
-        "grad_accum_steps": gas, "global_batch_tokens": rows_per_step * seq_len,
-        "params": n["total"], "params_non_embedding": n["non_embedding"], "seq_len": seq_len,
-        "vocab_size": vocab, "checkpoint": str(final),
+        "device": run.device_name, "peak_flops_per_device": run.peak, "world_size": run.world,
+        "zero_stage": cfg.zero_stage, "precision": "bf16" if run.bf16 else "fp32",
+        "grad_accum_steps": run.gas, "global_batch_tokens": run.rows_per_step * run.seq_len,
+        "params": n["total"], "params_non_embedding": n["non_embedding"], "seq_len": run.seq_len,
+        "vocab_size": run.vocab, "checkpoint": str(final),
     }
-    if rank == 0:
-        log.finish(metrics)
+
+
+def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int, out: Outputs = Outputs()) -> dict:
+    """Run (or resume) pretraining; return the final metrics (same on every rank)."""
+    from lmforge.train.logs import StepLog
+
+    run = setup(cfg, model_cfg, seed)
+    resume(run)
+    fpt = flops_per_token(model_cfg, run.vocab, run.seq_len)
+    run.log = StepLog(cfg, run.rank, out, run.state, total=cfg.max_steps)
+    if not run.state["evals"]:
+        run.log.eval(0, evaluate(run.engine, run.val, cfg.eval_rows, cfg.micro_batch_size,
+                                 run.rank, run.world, run.device))
+    run.engine.train()
+    while run.state["step"] < cfg.max_steps:
+        train_step(run, fpt)
+    run.log.close()
+    metrics = finish(run, fpt)
+    if run.rank == 0:
+        run.log.finish(metrics)
     return metrics

@@ -17,8 +17,35 @@ def test_project_dvc_config():
     cfg = dict(line.split("=", 1) for line in run(["dvc", "config", "--list", "--project"], ROOT).stdout.split())
     assert cfg["core.analytics"] == "false" and cfg["core.check_update"] == "false"
     default = cfg["core.remote"]
-    assert cfg[f"remote.{default}.url"].startswith("/"), "default remote is a local path"
+    url = cfg[f"remote.{default}.url"]
+    # a local folder in the user's home: it survives a reboot, unlike /tmp
+    assert url.startswith("~/") and not url.startswith(("/tmp", "/var/tmp", "/dev/shm"))
     assert (ROOT / ".dvc" / cfg["plots.html_template"]).resolve() == TEMPLATE.resolve()
+
+
+def test_default_remote_round_trip_under_home(tmp_path):
+    """`dvc push` from one clone and `dvc pull` into another, through the committed default
+    remote (HOME points at a scratch folder, so the test never touches the real one)."""
+    import os
+    import shutil
+    import subprocess
+
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    clones = []
+    for name in ("a", "b"):
+        repo = tmp_path / name
+        (repo / ".dvc").mkdir(parents=True)
+        shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+        clones.append(repo)
+    a, b = clones
+    (a / "data.txt").write_text("feedback\n")
+    for cmd in (["dvc", "add", "-q", "data.txt"], ["dvc", "push", "-q"]):
+        subprocess.run(cmd, cwd=a, env=env, check=True, capture_output=True)
+    assert list((tmp_path / "home" / ".local/share/lmforge/dvc-remote").rglob("*"))
+    shutil.copy(a / "data.txt.dvc", b / "data.txt.dvc")
+    subprocess.run(["dvc", "pull", "-q"], cwd=b, env=env, check=True, capture_output=True)
+    assert (b / "data.txt").read_text() == "feedback\n"
 
 
 def test_offline_plot_template():

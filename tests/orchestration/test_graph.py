@@ -73,3 +73,44 @@ def test_project_snakefile_matches_dvc(tmp_path):
     if not rules_from_dvc(ROOT / "dvc.yaml"):
         pytest.skip("dvc.yaml has no stages yet")
     check_repo(scratch_copy(ROOT, tmp_path / "project"))
+
+
+# params keys that name a stage's inputs or outputs (the rest are knobs)
+_PATH_KEY = ("base_model", "sft_model", "reward_model", "source", "model_dir", "data_dir", "feedback_dir",
+             "pairs_dir", "out_dir", "out", "path", "instructions", "store", "rejection_out")
+
+
+def test_paths_chosen_in_params_are_the_stage_deps_and_outs():
+    """Every path a stage reads from its params section reaches dvc.yaml by ${...}, so
+    pointing a stage elsewhere (your own base model, say) changes what DVC and
+    Snakemake track, instead of leaving a stale literal behind."""
+    import yaml
+
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    missing = []
+    for name, stage in dvc.items():
+        text = yaml.safe_dump({k: stage.get(k) for k in ("deps", "outs", "metrics", "plots")})
+        for entry in stage.get("params") or []:
+            section = entry if isinstance(entry, str) else None
+            if section not in params or not isinstance(params[section], dict):
+                continue
+            for key, val in params[section].items():
+                if key in _PATH_KEY and isinstance(val, str) and f"${{{section}.{key}}}" not in text:
+                    missing.append(f"{name}: {section}.{key}")
+    assert missing == []
+
+
+def test_sft_depends_on_the_model_it_starts_from(tmp_path):
+    """With sft.base_model pointing at an outside model, sft no longer waits for pretraining."""
+    import yaml
+
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["sft"]["base_model"] = "models/my-own-llama"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    sft = {s.name: s for s in rules_from_dvc(tmp_path / "dvc.yaml")}["sft"]
+    assert "models/my-own-llama" in sft.inputs
+    assert not any(i.startswith("models/pretrain") for i in sft.inputs)
+    default = {s.name: s for s in rules_from_dvc(ROOT / "dvc.yaml")}["sft"]
+    assert "models/pretrain/hf" in default.inputs
