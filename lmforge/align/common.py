@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.config import ParamsError, require
-from lmforge.data.tokenizer import CHAT_TEMPLATE
+from lmforge.data.tokenizer import CHAT_TEMPLATE, stop_token_ids
 from lmforge.io import atomic_dir
 
 log = logging.getLogger("lmforge.align")
@@ -153,22 +153,6 @@ def prompt_text(tok, prompt: str) -> str:
     """A one-turn user prompt rendered by the tokenizer's template, ready for the reply."""
     return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                    add_generation_prompt=True)
-
-
-def stop_token_ids(tok) -> list[int]:
-    """EOS plus the token that closes an assistant turn in this tokenizer's template."""
-    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
-    marker = "XyZzY"
-    text = tok.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}],
-                                   tokenize=False)
-    tail = text.split(marker, 1)[1] if marker in text else ""
-    if tail:
-        first = tok(tail, add_special_tokens=False)["input_ids"][:1]
-        if first and first[0] in set(tok.all_special_ids) | set(tok.added_tokens_decoder):
-            ids.add(first[0])
-    if not ids:
-        raise ValueError("tokenizer has neither an EOS token nor a special end-of-turn token")
-    return sorted(ids)
 
 
 def generate(model, tok, prompts: list[str], max_new_tokens: int = 48, sample: bool = False,

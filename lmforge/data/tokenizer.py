@@ -113,6 +113,28 @@ def to_transformers(tok):
     return fast
 
 
+def stop_token_ids(tok) -> list[int]:
+    """EOS plus the token that closes an assistant turn in this tokenizer's own chat template.
+
+    The one rule for where generation stops, read from the template rather than written
+    down again: the server, the release's generation config and post-training's sampling
+    all call it, so a model that brings its own template (``<|im_end|>``, say) stops right.
+    A tokenizer without a chat template stops at EOS only.
+    """
+    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    if getattr(tok, "chat_template", None):
+        marker = "XyZzY"
+        text = tok.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}],
+                                       tokenize=False)
+        tail = text.split(marker, 1)[1] if marker in text else ""
+        first = tok(tail, add_special_tokens=False)["input_ids"][:1] if tail else []
+        if first and first[0] in set(tok.all_special_ids) | set(tok.added_tokens_decoder):
+            ids.add(first[0])
+    if not ids:
+        raise ValueError("tokenizer has neither an EOS token nor a special end-of-turn token")
+    return sorted(ids)
+
+
 def save_tokenizer(tok, out_dir: str | os.PathLike) -> Path:
     """Write ``out_dir`` atomically with ``save_pretrained`` (tokenizer.json + configs)."""
     fast = to_transformers(tok)

@@ -19,10 +19,9 @@ from typing import Literal
 import yaml
 
 from lmforge.config import require
+from lmforge.data.tokenizer import stop_token_ids
 from lmforge.io import atomic_dir
 from lmforge.serve.lineage import Artifact, git_commit, load_lock, upstream
-
-END_MARKER = "<|end|>"
 
 
 @dataclasses.dataclass
@@ -77,9 +76,7 @@ def generation_config(model, tokenizer, source: Path):
         gen = GenerationConfig.from_model_config(model.config)
     eos = gen.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    ids.add(tokenizer.eos_token_id)
-    if END_MARKER in tokenizer.get_vocab():
-        ids.add(tokenizer.convert_tokens_to_ids(END_MARKER))
+    ids.update(stop_token_ids(tokenizer))
     gen.eos_token_id = sorted(i for i in ids if i is not None)
     gen.pad_token_id = tokenizer.pad_token_id
     if tokenizer.bos_token_id is not None:

@@ -10,16 +10,15 @@ naming the flag.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
+from lmforge.data.tokenizer import stop_token_ids
 from lmforge.serve.app import ServerState, create_app
 from lmforge.serve.engine import Engine
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.protocol import Limits
-
-END_MARKER = "<|end|>"
-
 
 class ServeError(ValueError):
     """The model folder or a limit is unusable; the message names which."""
@@ -29,11 +28,8 @@ def stop_ids(model, tokenizer) -> set[int]:
     ids: set[int] = set()
     eos = getattr(model.generation_config, "eos_token_id", None)
     ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    end = tokenizer.convert_tokens_to_ids(END_MARKER)
-    if END_MARKER in tokenizer.get_vocab() and end is not None:
-        ids.add(end)
+    with contextlib.suppress(ValueError):  # neither EOS nor an end-of-turn token: the model's own
+        ids.update(stop_token_ids(tokenizer))
     return ids
 
 
