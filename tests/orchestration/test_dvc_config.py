@@ -7,6 +7,7 @@ vega-embed and leave out dvc-render's CDN script placeholder.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from .conftest import ROOT, run
 
@@ -18,8 +19,10 @@ def test_project_dvc_config():
     assert cfg["core.analytics"] == "false" and cfg["core.check_update"] == "false"
     default = cfg["core.remote"]
     url = cfg[f"remote.{default}.url"]
-    # a local folder in the user's home: it survives a reboot, unlike /tmp
-    assert url.startswith("~/") and not url.startswith(("/tmp", "/var/tmp", "/dev/shm"))
+    # a local folder in the user's home (the committed config says `~/`, DVC expands it):
+    # it survives a reboot, unlike /tmp
+    assert url == str(Path.home() / ".local/share/lmforge/dvc-remote")
+    assert "url = ~/.local/share/lmforge/dvc-remote" in (ROOT / ".dvc" / "config").read_text()
     assert (ROOT / ".dvc" / cfg["plots.html_template"]).resolve() == TEMPLATE.resolve()
 
 
