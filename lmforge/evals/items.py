@@ -186,6 +186,3 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
 
     write_text(str(path), "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
 
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
