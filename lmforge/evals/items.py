@@ -81,7 +81,7 @@ def multiple_choice(facts: list[dict], n: int, seed: int, task: str) -> list[dic
         gold = rng.randrange(4)
         choices = distractors[:gold] + [f["answer"]] + distractors[gold:]
         rows.append({"id": f"{task}-{i:04d}", "question": f"What does `{f['subject']}` do?", "choices": choices,
-                     "answer": gold, "decontam_text": f"{f['subject']} {f['answer']}",
+                     "answer": gold, "decontam_text": f["answer"],
                      "origin": f["origin"], "licence": f["licence"]})
     return rows
 
