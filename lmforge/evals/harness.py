@@ -14,8 +14,22 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 from lmforge.config import require
+
+
+@dataclasses.dataclass
+class EvalGate:
+    """Thresholds on the scores, keyed ``task.metric``; like the post-training gates
+    (lmforge.align.evaluate), ``mode: fail`` stops the graph and ``warn`` only reports."""
+    mode: Literal["fail", "warn"] = "fail"
+    min: dict[str, float] = dataclasses.field(default_factory=dict)   # e.g. lmforge_manpages_mc.acc: 0.3
+    max: dict[str, float] = dataclasses.field(default_factory=dict)   # e.g. lmforge_pydoc_bpb.bits_per_byte: 3.0
+
+    def __post_init__(self):
+        for key in [*self.min, *self.max]:
+            require(key.count(".") == 1, f"evals.gate: keys are task.metric, got {key!r}")
 
 
 @dataclasses.dataclass
@@ -28,6 +42,7 @@ class EvalsConfig:
     batch_size: int = 16
     threads: int = 1           # torch threads
     tasks_dir: str = "evals/tasks"
+    gate: EvalGate = dataclasses.field(default_factory=EvalGate)
 
     def __post_init__(self):
         require(self.limit is None or self.limit > 0, f"evals.limit must be > 0 or null, got {self.limit}")
@@ -87,3 +102,17 @@ def evaluate(model_dir: str, cfg: EvalsConfig) -> dict:
                                   random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
             scores.update(flatten(res))
     return scores
+
+
+def gate_failures(scores: dict, gate: EvalGate) -> list[str]:
+    """Every threshold of ``gate`` the flat ``scores`` miss (or did not measure), one line each."""
+    failures = []
+    for bound, op, ok in ((gate.min, ">=", lambda v, t: v >= t), (gate.max, "<=", lambda v, t: v <= t)):
+        for key, threshold in sorted(bound.items()):
+            task, metric = key.split(".")
+            value = scores.get(task, {}).get(metric)
+            if value is None:
+                failures.append(f"{key}: not measured but evals.gate sets a threshold")
+            elif not ok(value, threshold):
+                failures.append(f"{key} = {value:.4g}, required {op} {threshold:g}")
+    return failures

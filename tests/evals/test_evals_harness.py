@@ -69,3 +69,36 @@ def test_stage_names_a_missing_model_in_one_line(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("evaluate: ")
     assert "nope: no model folder" in r.stderr
+
+
+def test_gate_names_every_missed_threshold():
+    from lmforge.evals.harness import EvalGate, gate_failures
+
+    scores = {"lmforge_manpages_mc": {"acc": 0.25}, "lmforge_pydoc_bpb": {"bits_per_byte": 4.0}}
+    gate = EvalGate(min={"lmforge_manpages_mc.acc": 0.3, "lmforge_refusal.refusal_rate": 0.5},
+                    max={"lmforge_pydoc_bpb.bits_per_byte": 5.0})
+    assert gate_failures(scores, gate) == ["lmforge_manpages_mc.acc = 0.25, required >= 0.3",
+                                           "lmforge_refusal.refusal_rate: not measured but evals.gate sets a threshold"]
+
+
+def test_release_card_reports_the_scores_as_model_index(tiny_model, tmp_path):
+    from lmforge.serve.release import ReleaseConfig, release
+
+    scores = {"model": "models/dpo", "limit": 40, "tasks": {
+        "lmforge_manpages_mc": {"acc": 0.275, "acc_norm": 0.3, "n": 40},
+        "lmforge_pydoc_bpb": {"bits_per_byte": 3.5, "byte_perplexity": 11.3, "word_perplexity": 900.0, "n": 40}}}
+    (tmp_path / "eval.json").write_text(json.dumps(scores))
+    release(ReleaseConfig(source=str(tiny_model), out_dir=str(tmp_path / "rel"), lock_file=str(tmp_path / "none"),
+                          eval_metrics=str(tmp_path / "eval.json")), {})
+    card = (tmp_path / "rel" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    (entry,) = front["model-index"]
+    by_task = {r["task"]["name"]: r for r in entry["results"]}
+    assert by_task["lmforge_manpages_mc"]["task"]["type"] == "multiple-choice"
+    assert {m["type"]: m["value"] for m in by_task["lmforge_manpages_mc"]["metrics"]} == {"acc": 0.275, "acc_norm": 0.3}
+    assert {m["type"]: m["value"] for m in by_task["lmforge_pydoc_bpb"]["metrics"]}["bits_per_byte"] == 3.5
+    assert "## Evaluation" in card and "the first 40 items" in card
+    release(ReleaseConfig(source=str(tiny_model), out_dir=str(tmp_path / "rel2"), lock_file=str(tmp_path / "none"),
+                          eval_metrics=str(tmp_path / "missing.json")), {})
+    card = (tmp_path / "rel2" / "README.md").read_text()
+    assert "model-index" not in card.split("---")[1] and "Not evaluated" in card
