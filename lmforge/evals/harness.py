@@ -93,6 +93,10 @@ def evaluate(model_dir: str, cfg: EvalsConfig) -> dict:
 
     torch.set_num_threads(cfg.threads)
     lm = HFLM(batch_size=cfg.batch_size, **model_args(model_dir))
+    # lm-eval bounds generation by max_length (context + the task's max_gen_toks), but a
+    # max_new_tokens in the model's generation_config.json takes precedence over it in
+    # transformers; drop it so the task's budget holds
+    lm.model.generation_config.max_new_tokens = None
     tm = TaskManager(include_path=str(Path(cfg.tasks_dir).resolve()), include_defaults=False)
     scores = {}
     for tasks, chat in ((cfg.tasks, False), (cfg.chat_tasks, True)):
