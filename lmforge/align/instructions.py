@@ -68,11 +68,16 @@ def _bucket(text: str) -> float:
     return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
+def in_safety_split(prompt: str, safety_fraction: float) -> bool:
+    """Whether a refusal example is held out as a safety prompt (also lmforge.evals.items)."""
+    return _bucket(prompt) < safety_fraction
+
+
 def assign_split(df: pd.DataFrame, p: InstructionsParams) -> pd.Series:
     b = df["prompt"].map(_bucket)
     refusal = df["source"] == REFUSAL_SOURCE
     split = pd.Series("train", index=df.index)
-    split[refusal & (b < p.safety_fraction)] = "safety"
+    split[refusal & df["prompt"].map(lambda t: in_safety_split(t, p.safety_fraction))] = "safety"
     split[~refusal & (b < p.val_fraction)] = "val"
     return split
 

@@ -187,18 +187,15 @@ def man_pages(man_dir: str, limit: int, max_chars: int, stats: Counter) -> Itera
         if not licence:
             stats.skip("no_licence")
             continue
-        try:
-            page = gzip.open(path, "rt", errors="replace").read()
-        except OSError:
+        secs = man_sections(path)
+        if secs is None:
             stats.skip("unreadable")
             continue
-        secs = _sections(page)
-        name_line = _roff_text(secs.get("NAME", []))
-        m = re.match(r"^([\w.+-]+)(?:,\s*[\w.+-]+)*\s+-+\s+(.+)$", name_line)
-        if not m:
+        parsed = name_line(secs)
+        if not parsed:
             stats.skip("no_name_line")
             continue
-        cmd, what = m.group(1), m.group(2).rstrip(".")
+        cmd, what = parsed
         desc = _roff_text(_first_paragraph(secs.get("DESCRIPTION", [])))
         desc = " ".join(re.split(r"(?<=[.!?])\s+", desc)[:3])
         response = f"`{cmd}` is a command-line program: {what}." + (f" {desc}" if desc else "")
@@ -206,6 +203,20 @@ def man_pages(man_dir: str, limit: int, max_chars: int, stats: Counter) -> Itera
             n += 1
             yield dict(prompt=f"What does `{cmd}` do?", response=response, source="manpages",
                        licence=f"{licence} (Debian package {pkg})", origin=path)
+
+
+def name_line(secs: dict[str, list[str]]) -> tuple[str, str] | None:
+    """(command, one-line description) from a man page's NAME section, or None."""
+    m = re.match(r"^([\w.+-]+)(?:,\s*[\w.+-]+)*\s+-+\s+(.+)$", _roff_text(secs.get("NAME", [])))
+    return (m.group(1), m.group(2).rstrip(".")) if m else None
+
+
+def man_sections(path: str) -> dict[str, list[str]] | None:
+    """The sections of one gzip man page, or None when it cannot be read."""
+    try:
+        return _sections(gzip.open(path, "rt", errors="replace").read())
+    except OSError:
+        return None
 
 
 def _first_paragraph(lines: list[str]) -> list[str]:

@@ -185,6 +185,19 @@ class SourceConfig:
 
 
 @dataclass
+class DecontaminationParams:
+    """Drop training documents that share an n-gram with an eval item (lmforge/evals/decontam.py)."""
+    enabled: bool = True
+    eval_data: str = "evals/data"   # the committed eval items, one <set>.jsonl per eval set
+    ngram: int = 13                 # words per n-gram of normalised text
+    min_words: int = 8              # shorter items are matched whole from this many words; fewer: skipped
+
+    def __post_init__(self):
+        require(0 < self.min_words <= self.ngram, f"data.decontamination.min_words must be in (0, ngram], "
+                                                  f"got {self.min_words}")
+
+
+@dataclass
 class DataConfig:
     sources: list[SourceConfig]
     workers: int = 2
@@ -204,6 +217,7 @@ class DataConfig:
     # keep/drop labels from the review page, harvested from the feedback store; a `drop`
     # label rejects the document (reason `review`). null = ignore; a missing file = no labels.
     review_labels: Optional[str] = "data/feedback/review_labels.parquet"
+    decontamination: DecontaminationParams = field(default_factory=DecontaminationParams)
 
     def __post_init__(self):
         require(len(self.sources) > 0, "data.sources must list at least one source")

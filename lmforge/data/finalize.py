@@ -4,7 +4,9 @@ Why a separate global step: per-shard steps run in parallel (one datatrove task 
 file), but duplicates cross shards and sources, so exact and near dedup must see every kept
 document at once. This step reads the per-source work folders written by the shard pipelines,
 decides duplicates with ``lmforge.data.dedup`` (earlier source in ``data.sources`` wins, then
-URL, then id), assigns the deterministic train/val split by hash of id, and writes
+URL, then id), drops documents that share a 13-gram with an evaluation item (reason
+``decontamination:<eval set>``, lmforge/evals/decontam.py), assigns the deterministic
+train/val split by hash of id, and writes
 ``data/curated/`` and ``data/rejected/`` atomically (temp folder, then rename), plus the
 metrics JSON and the funnel CSV. Corrupt input recorded by the readers is re-raised here as a
 ``BadInputWarning`` naming each file, and counted in the metrics. Input that cannot be curated
@@ -28,7 +30,7 @@ from lmforge.data.readers import BadInputError
 from lmforge.io import atomic_dir, write_csv, write_json
 
 FUNNEL_STEPS = ("read", "extract", "url_filter", "language", "gopher_repetition", "gopher_quality",
-                "c4_quality", "fineweb_quality", "exact_dedup", "near_dedup", "review")
+                "c4_quality", "fineweb_quality", "exact_dedup", "near_dedup", "review", "decontamination")
 CURATED_COLUMNS = ("id", "url", "source", "language", "language_score", "text", "split")
 REJECTED_COLUMNS = (*CURATED_COLUMNS, "reason", "duplicate_of")
 
@@ -63,6 +65,22 @@ def apply_review_labels(curated: list[dict], rejected: list[dict], drop: set[str
         else:
             kept.append(row)
     return kept
+
+
+def decontaminate(curated: list[dict], rejected: list[dict], cfg: DataConfig) -> tuple[list[dict], dict]:
+    """Move curated documents sharing an n-gram with an eval item to ``rejected``
+    (reason ``decontamination:<eval set>``); return the rest and the per-set report."""
+    from lmforge.evals.decontam import load_index, report, split_contaminated
+
+    d = cfg.decontamination
+    if not d.enabled:
+        return curated, {"enabled": False}
+    index = load_index(d.eval_data, d.ngram, d.min_words)
+    kept, dropped = split_contaminated(curated, index, lambda r: r["text"])
+    for row, eval_set in dropped:
+        row.update(reason=f"decontamination:{eval_set}", duplicate_of=None)
+        rejected.append(row)
+    return kept, {"enabled": True, **report(index, dropped, len(curated))}
 
 
 def _read_parquets(folder: Path):
@@ -157,6 +175,7 @@ def finalize(cfg: DataConfig, work: Path, curated_dir: Path, rejected_dir: Path,
         else:
             curated.append(row)
     curated = apply_review_labels(curated, rejected, read_drop_labels(cfg.review_labels))
+    curated, decont = decontaminate(curated, rejected, cfg)
     for row in curated + rejected:
         row["split"] = split_of(row["id"], cfg.val_fraction)
 
@@ -176,6 +195,7 @@ def finalize(cfg: DataConfig, work: Path, curated_dir: Path, rejected_dir: Path,
                            tmp / f"{s.name}.parquet", compression="zstd")
 
     metrics = build_metrics(cfg, stats, problems, curated, rejected, dd.stats)
+    metrics["decontamination"] = decont
     write_json(metrics_path, metrics)
     write_csv(funnel_path, [{"step": k, "documents": v} for k, v in metrics["funnel"].items()])
     return metrics
@@ -203,8 +223,8 @@ def build_metrics(cfg: DataConfig, stats: dict[str, dict], by_source: dict[str, 
             agg["dropped"].update(f["dropped"])
     n = steps["fineweb_quality"]["kept"]
     reasons = Counter(r["reason"] for r in rejected)
-    for step in ("exact_dedup", "near_dedup", "review"):
-        dropped = Counter({step: reasons[step]} if reasons.get(step) else {})
+    for step in ("exact_dedup", "near_dedup", "review", "decontamination"):
+        dropped = Counter({r: c for r, c in reasons.items() if r and r.split(":")[0] == step})
         if step == "near_dedup" and reasons.get("duplicate_id"):
             dropped["duplicate_id"] = reasons["duplicate_id"]
         steps[step] = {"in": n, "kept": n - sum(dropped.values()), "dropped": dropped}

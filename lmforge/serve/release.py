@@ -4,8 +4,9 @@
 as safetensors (a LoRA adapter folder is merged here if post-training left one),
 the tokenizer with its chat template, a generation_config.json whose stop ids include
 the chat end marker, and a model card (README.md, Hugging Face front matter) that
-names the git commit, the params sections that shaped the model, and the md5 of every
-upstream artifact from dvc.lock back to the crawl shards (lineage.py). A
+names the git commit, the params sections that shaped the model, the md5 of every
+upstream artifact from dvc.lock back to the crawl shards (lineage.py), and the scores of
+the ``eval_dpo`` stage (lm-evaluation-harness, lmforge/evals) as its ``model-index``. A
 machine-readable lineage.json sits beside it. The folder is written atomically.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ReleaseConfig:
     license: str = "apache-2.0"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     lock_file: str = "dvc.lock"
+    eval_metrics: str | None = "metrics/eval_dpo.json"   # lm-eval scores for the card; missing = none
     card_params: list[str] = dataclasses.field(default_factory=lambda: [
         "seed", "data", "tokenizer", "tokenize", "pretrain", "sft", "reward", "dpo", "release"])
 
@@ -98,8 +100,40 @@ def _table(rows: list[list[str]], head: list[str]) -> str:
     return "\n".join(lines)
 
 
+def load_scores(path: str | None) -> dict | None:
+    """The metrics JSON an eval stage wrote (lmforge.evals), or None when there is none."""
+    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else None
+
+
+def model_index(name: str, scores: dict) -> list[dict]:
+    """Hugging Face ``model-index`` results: one entry per lm-eval task, unverified."""
+    n_note = "all items" if scores.get("limit") is None else f"first {scores['limit']} items"
+    results = []
+    for task, metrics in sorted(scores.get("tasks", {}).items()):
+        kind = "multiple-choice" if "acc" in metrics else "text-generation"
+        results.append({"task": {"type": kind, "name": task},
+                        "dataset": {"type": f"lmforge/{task.removeprefix('lmforge_')}", "name": task,
+                                    "config": n_note},
+                        "metrics": [{"type": k, "value": round(v, 6), "verified": False}
+                                    for k, v in sorted(metrics.items()) if k != "n"],
+                        "source": {"name": "lm-evaluation-harness (evals/tasks)",
+                                   "url": "https://github.com/EleutherAI/lm-evaluation-harness"}})
+    return [{"name": name, "results": results}] if results else []
+
+
+def _scores_section(scores: dict | None) -> str:
+    if not scores:
+        return "Not evaluated: no lm-eval scores were found (the `eval_dpo` stage writes them)."
+    rows = [[f"`{t}`", str(m.get("n", "")), ", ".join(f"{k} {v:.4g}" for k, v in sorted(m.items()) if k != "n")]
+            for t, m in sorted(scores.get("tasks", {}).items())]
+    limit = "every item" if scores.get("limit") is None else f"the first {scores['limit']} items of each task"
+    return (f"lm-evaluation-harness on `{scores.get('model', '')}`, {limit} (params `evals`); "
+            "tasks and data in `evals/`.\n\n" + _table(rows, ["task", "items", "scores"]))
+
+
 def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: str, dirty: bool,
-               params: dict, artifacts: list[Artifact], stages: list[str], files: dict[str, str]) -> str:
+               params: dict, artifacts: list[Artifact], stages: list[str], files: dict[str, str],
+               scores: dict | None = None) -> str:
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
     sections = {k: params[k] for k in cfg.card_params if k in params}
@@ -107,7 +141,9 @@ def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: st
     sources = [a for a in artifacts if not a.stage]
     src = next((a for a in produced if a.path == cfg.source.rstrip("/")), None)
     front = yaml.safe_dump({"license": cfg.license, "library_name": "transformers", "pipeline_tag": "text-generation",
-                            "tags": ["lmforge", c.model_type, "text-generation-inference"]}, sort_keys=False)
+                            "tags": ["lmforge", c.model_type, "text-generation-inference"],
+                            **({"model-index": model_index(cfg.name, scores)} if scores else {})},
+                           sort_keys=False)
     model_rows = [
         ["architecture", f"`{type(model).__name__}`"], ["parameters", f"{n_params:,}"],
         ["layers / hidden size / heads", f"{c.num_hidden_layers} / {c.hidden_size} / {c.num_attention_heads}"],
@@ -140,6 +176,10 @@ def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: st
 Chat format (the tokenizer's `chat_template`): each message is `<|role|>\\n{{content}}<|end|>\\n`;
 generation starts after `<|assistant|>\\n` and stops at `<|end|>` or `<|eos|>`
 (generation_config.json `eos_token_id`: {json.dumps(getattr(model.generation_config, "eos_token_id", None))}).
+
+## Evaluation
+
+{_scores_section(scores)}
 
 ## Provenance
 
@@ -213,7 +253,7 @@ def release(cfg: ReleaseConfig, params: dict) -> dict:
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / "README.md").write_text(model_card(
             cfg, model=model, tokenizer=tokenizer, merged=merged, commit=commit, dirty=dirty, params=params,
-            artifacts=artifacts, stages=stages, files=files))
+            artifacts=artifacts, stages=stages, files=files, scores=load_scores(cfg.eval_metrics)))
         (tmp / "lineage.json").write_text(json.dumps({
             "git_commit": commit, "git_dirty": dirty, "source": cfg.source, "stages": stages,
             "artifacts": [dataclasses.asdict(a) for a in artifacts], "files_sha256": files}, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Evaluation: items built offline (items), lm-eval runs (harness), decontamination (decontam)."""

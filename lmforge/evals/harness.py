@@ -1,0 +1,122 @@
+"""Run lmforge's evaluation tasks with lm-evaluation-harness and flatten the scores.
+
+Why lm-eval and not our own loop: its task YAMLs (``evals/tasks/``) are the format other
+groups publish scores in, and its scoring (acc/acc_norm, rolling log-likelihood to bits per
+byte, generate-until) is the reference implementation. lmforge only chooses the data
+(lmforge/evals/items.py), the model folder and the subsample; nothing here downloads.
+
+Two ``simple_evaluate`` calls on one loaded model: knowledge and language-modelling tasks on
+raw text, then the chat tasks (refusal) through the tokenizer's chat template, as served.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from lmforge.config import require
+
+
+@dataclasses.dataclass
+class EvalGate:
+    """Thresholds on the scores, keyed ``task.metric``; like the post-training gates
+    (lmforge.align.evaluate), ``mode: fail`` stops the graph and ``warn`` only reports."""
+    mode: Literal["fail", "warn"] = "fail"
+    min: dict[str, float] = dataclasses.field(default_factory=dict)   # e.g. lmforge_manpages_mc.acc: 0.3
+    max: dict[str, float] = dataclasses.field(default_factory=dict)   # e.g. lmforge_pydoc_bpb.bits_per_byte: 3.0
+
+    def __post_init__(self):
+        for key in [*self.min, *self.max]:
+            require(key.count(".") == 1, f"evals.gate: keys are task.metric, got {key!r}")
+
+
+@dataclasses.dataclass
+class EvalsConfig:
+    tasks: list[str] = dataclasses.field(default_factory=lambda: [
+        "lmforge_manpages_mc", "lmforge_docstrings_mc", "lmforge_pydoc_bpb"])
+    chat_tasks: list[str] = dataclasses.field(default_factory=lambda: ["lmforge_refusal"])
+    limit: int | None = 40     # items per task (the first ones); null = all
+    full: bool = False         # true = every item of every task, whatever limit says
+    batch_size: int = 16
+    threads: int = 1           # torch threads
+    tasks_dir: str = "evals/tasks"
+    gate: EvalGate = dataclasses.field(default_factory=EvalGate)
+
+    def __post_init__(self):
+        require(self.limit is None or self.limit > 0, f"evals.limit must be > 0 or null, got {self.limit}")
+        require(self.batch_size > 0 and self.threads > 0, "evals.batch_size and evals.threads must be > 0")
+        require(bool(self.tasks or self.chat_tasks), "evals.tasks and evals.chat_tasks are both empty")
+
+    @property
+    def item_limit(self) -> int | None:
+        return None if self.full else self.limit
+
+
+def model_args(model_dir: str) -> dict:
+    """lm-eval ``hf`` model arguments for a local folder (a LoRA adapter folder loads its base)."""
+    adapter = Path(model_dir) / "adapter_config.json"
+    args = {"pretrained": model_dir, "dtype": "float32", "device": "cpu"}
+    if adapter.exists():
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        args.update(pretrained=base, peft=model_dir, tokenizer=model_dir)
+    return args
+
+
+def flatten(results: dict) -> dict:
+    """``{task: {metric: value}}`` from lm-eval's results (``acc,none`` -> ``acc``), plus ``n``."""
+    out = {}
+    for task, scores in sorted(results.get("results", {}).items()):
+        row = {}
+        for key, v in scores.items():
+            metric, _, filt = key.partition(",")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and metric not in ("alias", "sample_len"):
+                row[metric if filt in ("none", "") else f"{metric}_{filt}"] = float(v)
+        n = results.get("n-samples", {}).get(task, {})
+        row["n"] = int(n.get("effective", 0))
+        out[task] = row
+    return out
+
+
+def evaluate(model_dir: str, cfg: EvalsConfig) -> dict:
+    """Every task of ``cfg`` on the HF folder ``model_dir``, on CPU, offline; flat scores."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not (Path(model_dir) / "config.json").exists() and not (Path(model_dir) / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{model_dir}: no model folder (config.json) to evaluate")
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    torch.set_num_threads(cfg.threads)
+    lm = HFLM(batch_size=cfg.batch_size, **model_args(model_dir))
+    # lm-eval bounds generation by max_length (context + the task's max_gen_toks), but a
+    # max_new_tokens in the model's generation_config.json takes precedence over it in
+    # transformers; drop it so the task's budget holds
+    lm.model.generation_config.max_new_tokens = None
+    tm = TaskManager(include_path=str(Path(cfg.tasks_dir).resolve()), include_defaults=False)
+    scores = {}
+    for tasks, chat in ((cfg.tasks, False), (cfg.chat_tasks, True)):
+        if tasks:
+            res = simple_evaluate(model=lm, tasks=list(tasks), task_manager=tm, limit=cfg.item_limit,
+                                  apply_chat_template=chat, log_samples=False, bootstrap_iters=0,
+                                  random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
+            scores.update(flatten(res))
+    return scores
+
+
+def gate_failures(scores: dict, gate: EvalGate) -> list[str]:
+    """Every threshold of ``gate`` the flat ``scores`` miss (or did not measure), one line each."""
+    failures = []
+    for bound, op, ok in ((gate.min, ">=", lambda v, t: v >= t), (gate.max, "<=", lambda v, t: v <= t)):
+        for key, threshold in sorted(bound.items()):
+            task, metric = key.split(".")
+            value = scores.get(task, {}).get(metric)
+            if value is None:
+                failures.append(f"{key}: not measured but evals.gate sets a threshold")
+            elif not ok(value, threshold):
+                failures.append(f"{key} = {value:.4g}, required {op} {threshold:g}")
+    return failures
