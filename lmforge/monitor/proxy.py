@@ -130,7 +130,7 @@ def _parse_generate(body: dict, stream: bool) -> tuple[str, dict, dict]:
     sampling_params({k: v for k, v in params.items() if k not in _PASSED_UNCHECKED}, _VALUE_LIMITS)
     sent = {k: v for k, v in params.items() if v is not None}
     sent.update(details=True, decoder_input_details=not stream)  # prefill length = input tokens
-    return prompt, params, {"inputs": prompt, "parameters": sent, "stream": stream}
+    return prompt, params, {"inputs": prompt, "parameters": sent}
 
 
 async def _with_body(request: Request, route: str, handler, **kw) -> Response:

@@ -132,7 +132,10 @@ class UpstreamClient:
             params = body.get("parameters") or {}
             out = await self._post("/v1/completions", openai_compat.completion_request(body, self.model_id, stream=False))
             return openai_compat.generate_response(out, params)
-        return await self._post("/generate", body)
+        out = await self._post("/generate", body)
+        if not isinstance(out, dict) or not isinstance(out.get("details"), dict):
+            raise UpstreamUnavailable(f"{self.base_url}/generate answered without details")
+        return out
 
     async def stream_generate(self, body: dict) -> AsyncIterator[dict]:
         """TGI ``StreamResponse`` events, the last one with ``details`` (and ``input_length``)."""

@@ -33,19 +33,19 @@ class SmokeError(RuntimeError):
     """The endpoint answered wrongly; the message names the call."""
 
 
-def _body(prompt: str, max_new_tokens: int, stream: bool) -> dict:
-    return {"inputs": prompt, "stream": stream, "parameters": {"max_new_tokens": max_new_tokens, "details": True}}
+def _body(prompt: str, max_new_tokens: int) -> dict:
+    return {"inputs": prompt, "parameters": {"max_new_tokens": max_new_tokens, "details": True}}
 
 
 async def _smoke(url: str, max_new_tokens: int, timeout: int) -> dict:
     client = UpstreamClient(url, timeout=timeout)
     try:
         await client.info()
-        r = await client.generate(_body(PROMPTS[0], max_new_tokens, False))
+        r = await client.generate(_body(PROMPTS[0], max_new_tokens))
         n = r["details"]["generated_tokens"]
         if not 1 <= n <= max_new_tokens:
             raise SmokeError(f"{url} generate: {n} tokens for max_new_tokens={max_new_tokens}")
-        events = [e async for e in client.stream_generate(_body(PROMPTS[1], max_new_tokens, True))]
+        events = [e async for e in client.stream_generate(_body(PROMPTS[1], max_new_tokens))]
         if not events or events[-1].get("details") is None or events[-1].get("generated_text") is None:
             raise SmokeError(f"{url} generate_stream: no final event with details")
         chat = await client.chat({"model": "tgi", "messages": [{"role": "user", "content": PROMPTS[2]}],
@@ -67,10 +67,10 @@ def smoke(url: str, max_new_tokens: int = 8, timeout: int = 60) -> dict:
 async def _one(client: UpstreamClient, prompt: str, max_new_tokens: int, stream: bool) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     if not stream:
-        r = await client.generate(_body(prompt, max_new_tokens, False))
+        r = await client.generate(_body(prompt, max_new_tokens))
         return time.perf_counter() - t0, float("nan"), r["details"]["generated_tokens"]
     ttft, n = None, 0
-    async for _ in client.stream_generate(_body(prompt, max_new_tokens, True)):
+    async for _ in client.stream_generate(_body(prompt, max_new_tokens)):
         if ttft is None:
             ttft = time.perf_counter() - t0
         n += 1

@@ -30,7 +30,9 @@ def test_chat_streamed_equals_chat_whole(client):
     chunks = list(client.chat.completions.create(model="tgi", messages=msgs, max_tokens=6, stream=True,
                                                  stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == whole.choices[0].message.content
+    # the stream holds back an incomplete trailing UTF-8 character; the whole answer shows it as U+FFFD
+    assert whole.choices[0].message.content.startswith(text)
+    assert not whole.choices[0].message.content[len(text):].strip("\ufffd")
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
     assert [c.usage for c in chunks if c.usage][-1].completion_tokens == whole.usage.completion_tokens
 
