@@ -18,7 +18,7 @@ RUN_DEBS := libmagic1
 TEST_DEBS := chromium chromium-driver python3.11-doc debian-handbook
 DEBS ?= $(RUN_DEBS)
 
-.PHONY: setup system-deps repro test bench
+.PHONY: setup system-deps repro test bench lock
 
 system-deps:
 	@missing=""; for p in $(DEBS); do \
@@ -26,11 +26,25 @@ system-deps:
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
-$(VENV)/.installed: pyproject.toml
+# The environment is the lock file's exact set; the project itself goes in without
+# resolving again, so what runs is what was locked.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e '.[dev]'
 	touch $@
+
+# Re-resolve pyproject.toml's ranges in a scratch venv and write requirements.lock.
+# torch keeps its plain pin (no local '+cpu' tag) so pip takes the CPU wheel here.
+LOCK_VENV ?= /tmp/lmforge-lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && python3.11 -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/pip install -q -e '.[dev]'
+	{ sed -n '1,3p' requirements.lock; $(LOCK_VENV)/bin/pip freeze --exclude-editable \
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' | grep -v '^lmforge'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 setup: system-deps $(VENV)/.installed
 

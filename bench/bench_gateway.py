@@ -6,7 +6,7 @@ machine load affects both alike. The upstream is the real `lmforge serve` on a
 model folder (``--model-id``; default: a tiny model built on the fly), asked for
 one new token so the model's own time stays small next to what is measured. The
 gateway does everything it does in production: auth, safety check, upstream call
-through ``text_generation.AsyncClient``, a request-log line fsynced before the reply.
+through ``lmforge.monitor.upstream`` (httpx), a request-log line fsynced before the reply.
 
     .venv/bin/python bench/bench_gateway.py [--requests 200] [--model-id DIR]
 """

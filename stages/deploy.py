@@ -3,7 +3,7 @@
 Reads params `serve` and `deploy`; writes deploy/ (tgi-run.sh, kubernetes.yaml,
 tgi.sbatch), metrics/serve.json (the smoke test's answers) and
 metrics/timing/serve.json: latency p50/p95, time to first token and tokens/s at each
-concurrency in deploy.smoke.concurrency, measured through the `text-generation` client
+concurrency in deploy.smoke.concurrency, measured over plain HTTP (lmforge.serve.loadtest)
 against `lmforge serve` on models/release, which the stage starts in a subprocess and
 stops. The timing file is listed at the top level of dvc.yaml, not as a stage output,
 so the speed of the machine never changes dvc.lock.

@@ -105,7 +105,7 @@ def to_transformers(tok):
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=None,
-        additional_special_tokens=[*ROLE_TOKENS, END],
+        extra_special_tokens=[*ROLE_TOKENS, END],  # transformers 5 name (was additional_)
         clean_up_tokenization_spaces=False,
         model_input_names=["input_ids", "attention_mask"],  # Llama takes no token_type_ids
     )

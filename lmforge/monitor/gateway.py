@@ -2,7 +2,8 @@
 
 The gateway is where the model meets its users and where what they say starts
 its way back into training data. It sits in front of any TGI endpoint (the
-official server on a GPU cluster or ``lmforge serve``) and speaks TGI's own API
+official server on a GPU cluster or ``lmforge serve``) or an OpenAI-only one (vLLM
+and TGI's other successors; ``lmforge.monitor.upstream``) and speaks TGI's own API
 (``/generate``, ``/generate_stream``, ``/``, ``/v1/chat/completions``), so any
 TGI client works through it by adding an API key. What it adds:
 
@@ -11,7 +12,8 @@ TGI client works through it by adding an API key. What it adds:
   or a key file, never the command line (it would show in ``ps``);
 * one JSONL line per request in the feedback store (``lmforge.monitor.store``):
   prompt, completion, latency, input/output tokens, a cost estimate, a safety
-  verdict (``lmforge.monitor.safety``) and the model version from upstream ``/info``;
+  verdict (``lmforge.monitor.safety``) and the model version from upstream ``/info``
+  (TGI) or ``/v1/models`` (an OpenAI-only upstream such as vLLM);
   each line is fsynced before the reply, so an answer the user saw is in the log;
 * ``POST /feedback`` (thumbs up/down, or a choice between two logged completions)
   and the data review API, with the same durability;
@@ -134,14 +136,13 @@ class GatewayState:
             self.writer.close()
 
     async def model_info(self) -> dict:
-        """Upstream ``/info``, fetched once (retried while upstream is down)."""
+        """Upstream ``/info`` or ``/v1/models``, fetched once (retried while upstream is down)."""
         if self.model is None:
             try:
                 info = await self.client.info()
             except UpstreamUnavailable as e:
                 log.warning("upstream /info not available yet: %s", e)
                 return {"model_id": None, "model_sha": None, "version": None, "model_version": None}
-            info["model_version"] = f"{info.get('model_id')}@{info.get('model_sha') or 'unknown'}"
             self.model = info
         return self.model
 

@@ -1,8 +1,8 @@
-"""The gateway's generation routes: TGI's API in, ``AsyncClient`` out, one log line each.
+"""The gateway's generation routes: TGI's API in, ``UpstreamClient`` out, one log line each.
 
 Every route follows the same order, because a reply the user sees must already
-be in the log: check the key, parse and validate the body with the client's own
-request types (a bad request is the caller's 422, never a 5xx), classify it for
+be in the log: check the key, parse and validate the body with ``lmforge serve``'s
+own TGI checks (a bad request is the caller's 422, never a 5xx), classify it for
 safety (blocked requests never reach the model), call upstream, then append the
 request's line to ``requests.jsonl`` and wait for its fsync, and only then send
 the reply — or, for a stream, the final event (``/generate_stream``) or the
@@ -16,34 +16,38 @@ import asyncio
 import json
 import time
 
-import aiohttp
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from text_generation import errors as tge
-from text_generation.types import ChatRequest, Message
-from text_generation.types import Request as TGIRequest
 
 from lmforge.monitor.gateway import GatewayState, json_body, new_id, prompt_key
 from lmforge.monitor.safety import classify
 from lmforge.monitor.store import REQUESTS
-from lmforge.monitor.upstream import (CLIENT_VALIDATION_ERRORS, UpstreamUnavailable, build_request,
-                                      chat_kwargs, generate_kwargs)
+from lmforge.monitor.upstream import UpstreamError, UpstreamUnavailable
 from lmforge.serve.http import ApiError
+from lmforge.serve.protocol import Limits, sampling_params
 
-_TGI_ERRORS = [(tge.ValidationError, 422, "validation"), (tge.OverloadedError, 429, "overloaded"),
-               (tge.GenerationError, 424, "generation"),
-               (tge.IncompleteGenerationError, 500, "incomplete_generation"),
-               (tge.BadRequestError, 400, "validation"), (tge.ShardNotReadyError, 503, "unavailable"),
-               (tge.ShardTimeoutError, 504, "timeout"), (tge.NotFoundError, 404, "not_found"),
-               (tge.RateLimitExceededError, 429, "overloaded"), (tge.UnknownError, 502, "upstream")]
+# TGI GenerateParameters keys; unknown keys are refused (a typo would silently change nothing).
+_GENERATE_KEYS = {"do_sample", "max_new_tokens", "best_of", "repetition_penalty", "frequency_penalty",
+                  "return_full_text", "seed", "stop", "temperature", "top_k", "top_p", "truncate",
+                  "typical_p", "watermark", "decoder_input_details", "top_n_tokens", "grammar",
+                  "details", "adapter_id"}
+_PASSED_UNCHECKED = {"watermark", "grammar", "adapter_id"}  # the upstream's to accept or refuse
+_CHAT_KEYS = {"repetition_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
+              "max_tokens", "n", "presence_penalty", "seed", "temperature", "top_p", "tools",
+              "tool_choice"}
+# Token limits are the upstream's; the gateway checks types and value ranges only.
+_BIG = 2 ** 31
+_VALUE_LIMITS = Limits(max_input_tokens=_BIG, max_total_tokens=_BIG, max_stop_sequences=_BIG,
+                       max_top_n_tokens=_BIG, max_best_of=_BIG)
+# Upstream statuses passed on as they are; anything else is the gateway's 502.
+_PASSED_STATUSES = {400, 404, 413, 422, 424, 429, 500, 503, 504}
 
 
 def upstream_error(gw: GatewayState, e: BaseException) -> ApiError | None:
-    for cls, status, kind in _TGI_ERRORS:
-        if isinstance(e, cls):
-            return ApiError(status, str(e), kind)
-    if isinstance(e, (aiohttp.ClientError, asyncio.TimeoutError, UpstreamUnavailable,
-                      json.JSONDecodeError)):
+    if isinstance(e, UpstreamError):
+        return ApiError(e.status if e.status in _PASSED_STATUSES else 502, e.message, e.error_type)
+    if isinstance(e, (httpx.HTTPError, asyncio.TimeoutError, UpstreamUnavailable, json.JSONDecodeError)):
         return ApiError(502, f"upstream {gw.upstream_url}: {type(e).__name__}: {e}", "upstream")
     return None
 
@@ -113,21 +117,20 @@ def _gen_body(body: dict) -> tuple[str, dict]:
     return prompt, params
 
 
-def _validated(prompt: str, kwargs: dict, stream: bool) -> TGIRequest:
-    """The client's own request validation, before any upstream call: failures are the caller's."""
-    try:
-        return build_request(prompt, kwargs, stream)
-    except CLIENT_VALIDATION_ERRORS as e:
-        raise ApiError(422, f"invalid parameters: {e}") from e
+def _parse_generate(body: dict, stream: bool) -> tuple[str, dict, dict]:
+    """Body → (prompt, params, upstream body); bad input is a 422 before any upstream call.
 
-
-def _parse_generate(body: dict) -> tuple[str, dict, dict]:
-    """Body → (prompt, params, text-generation client kwargs); bad input is a 422."""
+    ``details`` is always on upstream (the log needs token counts) and trimmed by the
+    gateway if not asked for.
+    """
     prompt, params = _gen_body(body)
-    try:
-        return prompt, params, generate_kwargs(params)
-    except TypeError as e:
-        raise ApiError(422, str(e)) from e
+    unknown = set(params) - _GENERATE_KEYS
+    if unknown:
+        raise ApiError(422, f"unknown parameter(s): {sorted(unknown)}")
+    sampling_params({k: v for k, v in params.items() if k not in _PASSED_UNCHECKED}, _VALUE_LIMITS)
+    sent = {k: v for k, v in params.items() if v is not None}
+    sent.update(details=True, decoder_input_details=not stream)  # prefill length = input tokens
+    return prompt, params, {"inputs": prompt, "parameters": sent}
 
 
 async def _with_body(request: Request, route: str, handler, **kw) -> Response:
@@ -143,16 +146,14 @@ async def _with_body(request: Request, route: str, handler, **kw) -> Response:
 async def _generate(call: Call, body: dict, as_list: bool) -> Response:
     gw, route = call.gw, call.route
     try:
-        prompt, params, kwargs = _parse_generate(body)
+        prompt, params, upstream_body = _parse_generate(body, stream=False)
         call.start(prompt, params)
-        kwargs["decoder_input_details"] = True  # prefill length = input tokens
-        tgi_request = _validated(prompt, kwargs, stream=False)
         if gw.model is None:
             await gw.model_info()
         t_up = time.perf_counter()
         gw.metrics.inflight.inc()
         try:
-            resp = await gw.client.send_generate(tgi_request)
+            resp = await gw.client.generate(upstream_body)
         except Exception as e:  # noqa: BLE001 - mapped below or re-raised
             err = upstream_error(gw, e)
             if err is None:
@@ -163,12 +164,13 @@ async def _generate(call: Call, body: dict, as_list: bool) -> Response:
             gw.metrics.upstream.labels(route).observe(time.perf_counter() - t_up)
     except ApiError as err:
         return await call.fail(err)
-    d = resp.details
-    await call.log(200, completion=resp.generated_text, input_tokens=len(d.prefill) or None,
-                   output_tokens=d.generated_tokens, finish_reason=str(d.finish_reason.value))
-    out = resp.model_dump(mode="json")
+    d = resp["details"]
+    await call.log(200, completion=resp["generated_text"],
+                   input_tokens=len(d.get("prefill") or []) or d.get("input_length"),
+                   output_tokens=d["generated_tokens"], finish_reason=d["finish_reason"])
+    out = {**resp, "details": {k: v for k, v in d.items() if k != "input_length"}}  # TGI's Details
     if not params.get("details"):
-        out = {"generated_text": resp.generated_text}
+        out = {"generated_text": resp["generated_text"]}
     elif not params.get("decoder_input_details"):
         out["details"]["prefill"] = []
     return JSONResponse([out] if as_list else out, headers={"X-Request-Id": call.id})
@@ -178,7 +180,7 @@ async def generate(request: Request) -> Response:
     return await _with_body(request, "/generate", _generate, as_list=False)
 
 
-async def _prefetch(call: Call, agen) -> tuple:
+async def _prefetch(call: Call, agen) -> dict:
     """First upstream event, so an upstream error becomes a proper HTTP status."""
     try:
         return await agen.__anext__()
@@ -200,13 +202,11 @@ async def _generate_stream(call: Call, body: dict) -> Response:
     gw, route = call.gw, call.route
     call.rec["stream"] = True
     try:
-        prompt, params, kwargs = _parse_generate(body)
-        kwargs.pop("decoder_input_details", None)
+        prompt, params, upstream_body = _parse_generate(body, stream=True)
         call.start(prompt, params)
-        tgi_request = _validated(prompt, kwargs, stream=True)
         if gw.model is None:
             await gw.model_info()
-        agen = gw.client.stream_generate(tgi_request)
+        agen = gw.client.stream_generate(upstream_body)
         first = await _prefetch(call, agen)
     except ApiError as err:
         return await call.fail(err)
@@ -217,12 +217,12 @@ async def _generate_stream(call: Call, body: dict) -> Response:
         item, n, done = first, 0, False
         try:
             while item is not None:
-                resp, raw = item
-                if resp.details is not None:  # the final event: log it before sending it
+                raw = item
+                if raw.get("details") is not None:  # the final event: log it before sending it
                     await call.log(200, completion=raw.get("generated_text"),
                                    input_tokens=raw["details"].get("input_length"),
-                                   output_tokens=resp.details.generated_tokens,
-                                   finish_reason=str(resp.details.finish_reason.value), ttft=ttft)
+                                   output_tokens=raw["details"].get("generated_tokens"),
+                                   finish_reason=raw["details"].get("finish_reason"), ttft=ttft)
                     done = True
                     if not params.get("details"):
                         raw = {**raw, "details": None}
@@ -269,11 +269,14 @@ def _chat_body(body: dict) -> tuple[list[dict], str, dict]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise ApiError(422, "`messages` must be a non-empty list of objects")
-    try:
-        kwargs = chat_kwargs(body)
-        ChatRequest(model="tgi", messages=[Message(**m) for m in messages], **kwargs)
-    except CLIENT_VALIDATION_ERRORS as e:
-        raise ApiError(422, f"invalid chat request: {e}") from e
+    unknown = set(body) - _CHAT_KEYS - {"messages", "stream", "model", "stream_options"}
+    if unknown:
+        raise ApiError(422, f"invalid chat request: unknown field(s): {sorted(unknown)}")
+    for m in messages:
+        if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), (str, list, type(None))):
+            raise ApiError(422, "invalid chat request: every message needs a string `role` and a "
+                                "string or list `content`")
+    kwargs = {k: v for k, v in body.items() if k in _CHAT_KEYS and v is not None}
     users = [m.get("content") or "" for m in messages if m.get("role") == "user"]
     return messages, (users[-1] if users else ""), kwargs
 
@@ -292,12 +295,13 @@ async def _chat(call: Call, body: dict) -> Response:
         if gw.model is None:
             await gw.model_info()
         if stream:
-            agen = gw.client.stream_chat(messages, **kwargs).__aiter__()
+            agen = gw.client.stream_chat({"model": body.get("model") or "tgi", "messages": messages,
+                                          **kwargs}).__aiter__()
             first = await _prefetch(call, agen)
         else:
             t_up = time.perf_counter()
             try:
-                resp = await gw.client.chat([Message(**m) for m in messages], **kwargs)
+                out = await gw.client.chat({"model": body.get("model") or "tgi", "messages": messages, **kwargs})
             except Exception as e:  # noqa: BLE001
                 err = upstream_error(gw, e)
                 if err is None:
@@ -308,7 +312,6 @@ async def _chat(call: Call, body: dict) -> Response:
     except ApiError as err:
         return await call.fail(err)
     if not stream:
-        out = resp.model_dump(mode="json")
         usage = out.get("usage") or {}
         choice = out["choices"][0]
         await call.log(200, completion=choice["message"].get("content"),

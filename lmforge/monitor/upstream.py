@@ -1,137 +1,120 @@
-"""The gateway's side of the wire: the official ``text-generation`` AsyncClient.
+"""The gateway's side of the wire: one kept-alive httpx client to a TGI or OpenAI-only upstream.
 
-The gateway talks to any TGI endpoint (the real one on a GPU cluster or
-``lmforge serve``) through ``text_generation.AsyncClient``, so what it relies on
-is exactly what TGI's own client relies on. Non-streaming chat goes through the
-client's own ``chat()``. The subclass reuses the client's request types
-(``Parameters``, ``Request``, ``ChatRequest``), response types and
-``parse_error`` everywhere, and changes only the transport where 0.7.0 gets in
-the way of a gateway:
+The gateway used to talk through the ``text-generation`` client (0.7.0), whose
+``huggingface-hub<1.0`` pin held the whole stack back, and TGI itself is archived:
+its successors (vLLM, SGLang, llama.cpp) speak only OpenAI's API. So this module
+speaks plain HTTP, which is all either kind of upstream needs, and it:
 
-* it opens a new HTTP session (and TCP connection) for every call: ~2.6 ms per
-  request measured here, half the gateway's latency budget, so ``generate`` and
-  the chat transport reuse one kept-alive session;
-* ``StreamDetails`` in 0.7.0 has no ``input_length`` (TGI sends it), so the input
-  token count of a streamed generation would be dropped;
-* its chat stream raises on TGI's closing ``data: [DONE]`` line, does not check the
-  HTTP status, and cannot ask for ``stream_options.include_usage``.
+* detects the upstream on first use: ``GET /info`` answering a ``model_id`` is TGI
+  (or ``lmforge serve``), otherwise ``GET /v1/models`` is an OpenAI-only server; the
+  model version in the log comes from whichever route it offers;
+* sends TGI's ``/generate`` and ``/generate_stream`` as they are to TGI, and
+  translates them to ``/v1/completions`` for an OpenAI-only upstream, answering in
+  TGI's shapes either way (``openai_compat``), so the gateway's routes and log do
+  not care which kind is behind them;
+* passes ``/v1/chat/completions`` through to both, asking streams for usage;
+* reuses one connection pool (a new TCP connection per call cost ~2.6 ms here);
+* turns every non-200 reply, TGI's ``{"error", "error_type"}`` or OpenAI's
+  ``{"error": {"message", "type"}}``, into one ``UpstreamError`` with its status.
+
+Huggingface_hub's ``AsyncInferenceClient`` was tried and left: with ``HF_HUB_OFFLINE=1``
+(how the pipeline runs) it refuses every request, localhost included, and it cannot
+ask a TGI stream for ``input_length`` or a chat stream for usage, which the log needs.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
-import aiohttp
-from pydantic import ValidationError as PydanticValidationError
-from text_generation import AsyncClient
-from text_generation.errors import ValidationError as TGIValidationError
-from text_generation.errors import parse_error
-from text_generation.types import (ChatComplete, ChatRequest, Message, Parameters, Request, Response,
-                                   StreamResponse)
+import httpx
 
-# Errors of a request that fails the client's own checks: the caller's fault (422).
-CLIENT_VALIDATION_ERRORS = (PydanticValidationError, TGIValidationError, TypeError, ValueError)
+from lmforge.monitor import openai_compat
 
-# Names of ``AsyncClient.generate``'s keywords for TGI's ``parameters`` keys.
-_RENAMES = {"stop": "stop_sequences"}
-_GENERATE_KEYS = {"do_sample", "max_new_tokens", "best_of", "repetition_penalty", "frequency_penalty",
-                  "return_full_text", "seed", "stop", "temperature", "top_k", "top_p", "truncate",
-                  "typical_p", "watermark", "decoder_input_details", "top_n_tokens", "grammar"}
-_CHAT_KEYS = {"repetition_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
-              "max_tokens", "n", "presence_penalty", "seed", "temperature", "top_p", "tools",
-              "tool_choice"}
+TGI, OPENAI = "tgi", "openai"
+_ERROR_TYPES = {400: "validation", 422: "validation", 424: "generation", 429: "overloaded"}
 
 
 class UpstreamUnavailable(RuntimeError):
     """The upstream server could not be reached or answered garbage (502)."""
 
 
-def generate_kwargs(parameters: dict) -> dict:
-    """TGI ``parameters`` (as sent to ``/generate``) → ``AsyncClient.generate`` keywords.
+class UpstreamError(RuntimeError):
+    """The upstream answered an error: its HTTP status, message and TGI error type."""
 
-    Unknown keys are rejected like TGI rejects them; ``details`` is always on
-    upstream (the log needs token counts) and trimmed by the gateway if not asked.
-    """
-    if not isinstance(parameters, dict):
-        raise TypeError("`parameters` must be an object")
-    unknown = set(parameters) - _GENERATE_KEYS - {"details", "adapter_id"}
-    if unknown:
-        raise TypeError(f"unknown parameter(s): {sorted(unknown)}")
-    return {_RENAMES.get(k, k): v for k, v in parameters.items()
-            if k in _GENERATE_KEYS and v is not None}
+    def __init__(self, status: int, message: str, error_type: str):
+        super().__init__(message)
+        self.status, self.message, self.error_type = status, message, error_type
 
-
-def chat_kwargs(body: dict) -> dict:
-    unknown = set(body) - _CHAT_KEYS - {"messages", "stream", "model", "stream_options"}
-    if unknown:
-        raise TypeError(f"unknown field(s): {sorted(unknown)}")
-    return {k: v for k, v in body.items() if k in _CHAT_KEYS and v is not None}
+    @classmethod
+    def from_reply(cls, status: int, payload) -> "UpstreamError":
+        err = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(err, dict):  # OpenAI: {"error": {"message", "type"}}
+            message, kind = err.get("message"), None
+        elif isinstance(err, str):  # TGI: {"error", "error_type"}
+            message, kind = err, payload.get("error_type")
+        else:  # vLLM's {"object": "error", "message", "type"} or anything else
+            message = payload.get("message") if isinstance(payload, dict) else None
+            kind = None
+        return cls(status, str(message or payload)[:1000], kind or _ERROR_TYPES.get(status, "upstream"))
 
 
-def build_request(prompt: str, kwargs: dict, stream: bool) -> Request:
-    """The client's own ``Request`` for ``generate`` keywords (raises on invalid values)."""
-    kw = dict(kwargs)
-    stop = kw.pop("stop_sequences", None)
-    return Request(inputs=prompt, stream=stream, parameters=Parameters(details=True, stop=stop or [], **kw))
+class UpstreamClient:
+    """TGI's generate/stream and OpenAI chat against either kind of upstream."""
 
-
-class UpstreamClient(AsyncClient):
-    """``text_generation.AsyncClient`` plus log-complete streaming and ``/info``."""
-
-    def __init__(self, base_url: str, timeout: int = 60, headers: dict | None = None):
-        super().__init__(base_url.rstrip("/"), headers=headers, timeout=timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _sess(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self.headers, timeout=self.timeout)
-        return self._session
+    def __init__(self, base_url: str, timeout: float = 60, headers: dict | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.kind: str | None = None
+        self.model_id: str | None = None
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._http.aclose()
+
+    async def _get_json(self, path: str) -> tuple[int, object]:
+        try:
+            resp = await self._http.get(path)
+            return resp.status_code, resp.json() if resp.status_code == 200 else None
+        except (httpx.HTTPError, json.JSONDecodeError) as e:
+            raise UpstreamUnavailable(f"{self.base_url}{path}: {type(e).__name__}: {e}") from e
 
     async def info(self) -> dict:
-        """TGI's ``GET /info`` (model id and sha name the model version in the log)."""
+        """Model id and version from TGI's ``/info`` or, failing that, OpenAI's ``/v1/models``."""
+        status, info = await self._get_json("/info")
+        if status == 200 and isinstance(info, dict) and info.get("model_id"):
+            self.kind = TGI
+            return {**info, "upstream_kind": TGI,
+                    "model_version": f"{info['model_id']}@{info.get('model_sha') or 'unknown'}"}
+        status, models = await self._get_json("/v1/models")
+        data = models.get("data") if status == 200 and isinstance(models, dict) else None
+        if not data or not isinstance(data[0], dict) or not data[0].get("id"):
+            raise UpstreamUnavailable(f"{self.base_url} answers neither /info nor /v1/models")
+        self.kind, model = OPENAI, data[0]
+        self.model_id = model["id"]
+        version = model.get("root") or model.get("created") or "unknown"
+        return {"model_id": model["id"], "model_sha": None, "upstream_kind": OPENAI,
+                "max_model_len": model.get("max_model_len"), "model_version": f"{model['id']}@{version}"}
+
+    async def _post(self, path: str, body: dict) -> dict:
         try:
-            async with self._sess().get(f"{self.base_url}/info") as resp:
-                if resp.status != 200:
-                    raise UpstreamUnavailable(f"{self.base_url}/info answered {resp.status}")
-                return await resp.json()
-        except aiohttp.ClientError as e:
-            raise UpstreamUnavailable(f"{self.base_url}/info: {e}") from e
+            resp = await self._http.post(path, json=body)
+            payload = resp.json()
+        except json.JSONDecodeError as e:
+            raise UpstreamUnavailable(f"{self.base_url}{path} answered {resp.status_code} without JSON") from e
+        if resp.status_code != 200:
+            raise UpstreamError.from_reply(resp.status_code, payload)
+        return payload
 
-    async def generate(self, prompt: str, **kwargs: Any) -> Response:
-        """``AsyncClient.generate`` (same keywords, types and errors) on the kept-alive session."""
-        return await self.send_generate(build_request(prompt, kwargs, stream=False))
-
-    async def send_generate(self, request: Request) -> Response:
-        """Send an already validated ``Request`` (the gateway validates before it logs)."""
-        async with self._sess().post(self.base_url, json=request.model_dump()) as resp:
-            payload = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise parse_error(resp.status, payload)
-            return Response(**payload[0])
-
-    async def _chat_single_response(self, request: ChatRequest) -> ChatComplete:
-        async with self._sess().post(f"{self.base_url}/v1/chat/completions",
-                                     json=request.model_dump()) as resp:
-            payload = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise parse_error(resp.status, payload)
-            return ChatComplete(**payload)
-
-    async def _sse(self, url: str, body: dict) -> AsyncIterator[dict]:
+    async def _sse(self, path: str, body: dict) -> AsyncIterator[dict]:
         """POST ``body`` and yield each SSE ``data:`` JSON payload until ``[DONE]``."""
-        async with self._sess().post(url, json=body) as resp:
-            if resp.status != 200:
+        async with self._http.stream("POST", path, json=body) as resp:
+            if resp.status_code != 200:
+                raw = await resp.aread()
                 try:
-                    payload = await resp.json(content_type=None)
-                except (json.JSONDecodeError, aiohttp.ContentTypeError) as e:
-                    raise UpstreamUnavailable(f"{url} answered {resp.status} without JSON") from e
-                raise parse_error(resp.status, payload)
-            async for raw in resp.content:
-                line = raw.decode("utf-8").strip()
+                    payload = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise UpstreamUnavailable(f"{path} answered {resp.status_code} without JSON") from e
+                raise UpstreamError.from_reply(resp.status_code, payload)
+            async for line in resp.aiter_lines():
                 if not line.startswith("data:"):
                     continue
                 data = line[len("data:"):].strip()
@@ -139,23 +122,36 @@ class UpstreamClient(AsyncClient):
                     return
                 payload = json.loads(data)
                 if "error" in payload and "token" not in payload and "choices" not in payload:
-                    raise parse_error(resp.status, payload)
+                    raise UpstreamError.from_reply(422 if payload.get("error_type") == "validation" else 500,
+                                                   payload)
                 yield payload
 
-    async def stream_generate(self, request: Request) -> AsyncIterator[tuple[StreamResponse, dict]]:
-        """Like ``generate_stream`` but also yields each raw event (``input_length``)."""
-        async for payload in self._sse(self.base_url, request.model_dump()):
-            yield StreamResponse(**payload), payload
+    async def generate(self, body: dict) -> dict:
+        """TGI ``/generate`` body in, TGI ``GenerateResponse`` JSON out (details always on)."""
+        if self.kind == OPENAI:
+            params = body.get("parameters") or {}
+            out = await self._post("/v1/completions", openai_compat.completion_request(body, self.model_id, stream=False))
+            return openai_compat.generate_response(out, params)
+        out = await self._post("/generate", body)
+        if not isinstance(out, dict) or not isinstance(out.get("details"), dict):
+            raise UpstreamUnavailable(f"{self.base_url}/generate answered without details")
+        return out
 
-    async def stream_chat(self, messages: list[dict], **kwargs: Any) -> AsyncIterator[dict]:
-        """Chat stream that asks for usage, stops at ``[DONE]`` and checks the status.
+    async def stream_generate(self, body: dict) -> AsyncIterator[dict]:
+        """TGI ``StreamResponse`` events, the last one with ``details`` (and ``input_length``)."""
+        if self.kind == OPENAI:
+            chunks = self._sse("/v1/completions", openai_compat.completion_request(body, self.model_id, stream=True))
+            async for event in openai_compat.stream_events(chunks, body.get("parameters") or {}):
+                yield event
+            return
+        async for event in self._sse("/generate_stream", body):
+            yield event
 
-        Yields the raw chunks: 0.7.0's ``ChatCompletionChunk`` requires a
-        ``tool_calls`` key that TGI leaves out of plain text deltas.
-        """
-        request = ChatRequest(model="tgi", messages=[Message(**m) for m in messages],
-                              stream=True, **kwargs)
-        body = request.model_dump(exclude_none=True)
-        body["stream_options"] = {"include_usage": True}
-        async for payload in self._sse(f"{self.base_url}/v1/chat/completions", body):
-            yield payload
+    async def chat(self, body: dict) -> dict:
+        return await self._post("/v1/chat/completions", {**body, "stream": False})
+
+    async def stream_chat(self, body: dict) -> AsyncIterator[dict]:
+        """Chat chunks up to ``[DONE]``, asking for the usage chunk the log needs."""
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        async for chunk in self._sse("/v1/chat/completions", body):
+            yield chunk

@@ -14,6 +14,10 @@ prefill, so a burst of requests is prefilled together. Each row chooses its toke
 its own parameters and seeded generator (sampling.py). Every token is handed to the
 request's `emit` callback (thread-safe on the HTTP side).
 
+The KV cache is transformers 5's `DynamicCache` (`cache=` in, `out.cache` out). It cannot
+left-pad or trim leading columns itself, so `_rebuild` remakes it from each layer's
+`keys`/`values`, with the model's config so every layer keeps the model's kind.
+
 A failure ends only the request that causes it, with a TGI "generation" error (424): a
 row whose token choice raises is evicted alone, and a batched forward pass that raises is
 retried one row at a time, so the rows that succeed alone carry on.
@@ -236,7 +240,7 @@ class Engine:
         if keep:
             if self._rows:
                 self.metrics.counters.inc("tgi_batch_concat")
-            cache, mask = self._select(out.past_key_values, mask, keep)
+            cache, mask = self._select(out.cache, mask, keep)
             self._merge(cache, mask, [rows[i] for i in keep])
         self.metrics.batch_inference_duration.labels("prefill").observe(time.perf_counter() - t0)
 
@@ -260,18 +264,18 @@ class Engine:
         mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], 1)
         out = self._forward("decode", input_ids=torch.tensor([[r.pending] for r in rows]),
                             attention_mask=mask, position_ids=torch.tensor([[r.pos] for r in rows]),
-                            past_key_values=cache)
+                            cache=cache)
         self.metrics.decode_batch_size.observe(len(rows))
         for r in rows:
             r.pos += 1
         self._advance_all(rows, out.logits[:, -1])
-        return out.past_key_values, mask
+        return out.cache, mask
 
     def _step_each(self) -> None:
         """After a failed batched step, step every row alone: only a row that fails by itself ends."""
         rows, mask, width = self._rows, self._mask, self._mask.shape[1]
         # the failed pass may have grown some layers' cache already: cut them back to the mask
-        cache = DynamicCache([(k[:, :, :width], v[:, :, :width]) for k, v in self._layers(self._cache)])
+        cache = self._rebuild(lambda t: t[:, :, :width], self._cache)
         self._reset()
         for i, row in enumerate(rows):
             try:
@@ -344,9 +348,11 @@ class Engine:
         return out
 
     # ---- batch bookkeeping ----------------------------------------------------------
-    @staticmethod
-    def _layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(layer.keys, layer.values) for layer in cache.layers]
+    def _rebuild(self, fn: Callable[..., torch.Tensor], *caches: DynamicCache) -> DynamicCache:
+        """A new cache whose every layer holds `fn(tensors)` of that layer in each of `caches`."""
+        kv = [(fn(*(layer.keys for layer in layers)), fn(*(layer.values for layer in layers)))
+              for layers in zip(*(c.layers for c in caches))]
+        return DynamicCache(kv, config=self.model.config)
 
     def _select(self, cache, mask: torch.Tensor, keep: list[int]):
         """Keep batch rows `keep`; drop leading columns that are padding in every row."""
@@ -358,23 +364,16 @@ class Engine:
         first = int((mask.sum(0) > 0).nonzero()[0]) if mask.numel() else 0
         if idx is None and first == 0:
             return cache, mask
-        kv = [((k if idx is None else k[idx])[:, :, first:], (v if idx is None else v[idx])[:, :, first:])
-              for k, v in self._layers(cache)]
-        return DynamicCache(kv), mask[:, first:]
+        return self._rebuild(lambda t: (t if idx is None else t[idx])[:, :, first:], cache), mask[:, first:]
 
     def _merge(self, cache, mask: torch.Tensor, rows: list[_Row]) -> None:
         if not self._rows:
             self._cache, self._mask, self._rows = cache, mask, rows
         else:
             L1, L2 = self._mask.shape[1], mask.shape[1]
-            L = max(L1, L2)
-
-            def pad(t: torch.Tensor, n: int) -> torch.Tensor:
-                return F.pad(t, (0, 0, n, 0)) if n else t
-
-            kv = [(torch.cat([pad(k1, L - L1), pad(k2, L - L2)]), torch.cat([pad(v1, L - L1), pad(v2, L - L2)]))
-                  for (k1, v1), (k2, v2) in zip(self._layers(self._cache), self._layers(cache))]
-            self._cache = DynamicCache(kv)
+            L = max(L1, L2)  # left-pad the shorter cache's sequence dimension (dim 2)
+            self._cache = self._rebuild(lambda a, b: torch.cat([F.pad(a, (0, 0, L - L1, 0)),
+                                                                F.pad(b, (0, 0, L - L2, 0))]), self._cache, cache)
             self._mask = torch.cat([F.pad(self._mask, (L - L1, 0)), F.pad(mask, (L - L2, 0))])
             self._rows = self._rows + rows
         self._gauges()

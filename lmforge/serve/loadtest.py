@@ -1,10 +1,12 @@
-"""Smoke test and load measurement of any TGI endpoint through the `text-generation` client.
+"""Smoke test and load measurement of any TGI (or OpenAI-only) endpoint over plain HTTP.
 
 Used by the deploy stage (metrics/serve.json) and bench/bench_serve.py, so the numbers
-they report are measured the same way, by the client users run: every request is a
-`generate_stream`, timed from send to first token (TTFT) and to last token (latency);
-tokens/s is all generated tokens over the wall time of the run. `smoke` checks that
-generate, generate_stream and chat all answer, using the synchronous `Client`.
+they report are measured the same way: every request is a `/generate_stream`, timed
+from send to first token (TTFT) and to last token (latency); tokens/s is all generated
+tokens over the wall time of the run. `smoke` checks that generate, generate_stream and
+chat all answer. Both go through the gateway's `UpstreamClient` (httpx, one kept-alive
+pool), the project's one HTTP client of a generation server, so neither needs the
+archived `text-generation` client nor its huggingface_hub<1 pin.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import asyncio
 import time
 
 import numpy as np
-from text_generation import AsyncClient, Client
+
+from lmforge.monitor.upstream import UpstreamClient
 
 PROMPTS = [
     "What is Debian?",
@@ -30,29 +33,44 @@ class SmokeError(RuntimeError):
     """The endpoint answered wrongly; the message names the call."""
 
 
+def _body(prompt: str, max_new_tokens: int) -> dict:
+    return {"inputs": prompt, "parameters": {"max_new_tokens": max_new_tokens, "details": True}}
+
+
+async def _smoke(url: str, max_new_tokens: int, timeout: int) -> dict:
+    client = UpstreamClient(url, timeout=timeout)
+    try:
+        await client.info()
+        r = await client.generate(_body(PROMPTS[0], max_new_tokens))
+        n = r["details"]["generated_tokens"]
+        if not 1 <= n <= max_new_tokens:
+            raise SmokeError(f"{url} generate: {n} tokens for max_new_tokens={max_new_tokens}")
+        events = [e async for e in client.stream_generate(_body(PROMPTS[1], max_new_tokens))]
+        if not events or events[-1].get("details") is None or events[-1].get("generated_text") is None:
+            raise SmokeError(f"{url} generate_stream: no final event with details")
+        chat = await client.chat({"model": "tgi", "messages": [{"role": "user", "content": PROMPTS[2]}],
+                                  "max_tokens": max_new_tokens})
+        choices = chat.get("choices") or [{}]
+        if (choices[0].get("message") or {}).get("role") != "assistant":
+            raise SmokeError(f"{url} chat: no assistant message")
+        return {"generate_tokens": n, "stream_events": len(events),
+                "chat_finish_reason": choices[0].get("finish_reason")}
+    finally:
+        await client.close()
+
+
 def smoke(url: str, max_new_tokens: int = 8, timeout: int = 60) -> dict:
     """One generate, one generate_stream and one chat call; raise SmokeError if any misbehaves."""
-    client = Client(url, timeout=timeout)
-    r = client.generate(PROMPTS[0], max_new_tokens=max_new_tokens)
-    if not 1 <= r.details.generated_tokens <= max_new_tokens:
-        raise SmokeError(f"{url} generate: {r.details.generated_tokens} tokens for max_new_tokens={max_new_tokens}")
-    events = list(client.generate_stream(PROMPTS[1], max_new_tokens=max_new_tokens))
-    if not events or events[-1].details is None or events[-1].generated_text is None:
-        raise SmokeError(f"{url} generate_stream: no final event with details")
-    chat = client.chat([{"role": "user", "content": PROMPTS[2]}], max_tokens=max_new_tokens)
-    if not chat.choices or chat.choices[0].message.role != "assistant":
-        raise SmokeError(f"{url} chat: no assistant message")
-    return {"generate_tokens": r.details.generated_tokens, "stream_events": len(events),
-            "chat_finish_reason": chat.choices[0].finish_reason}
+    return asyncio.run(_smoke(url, max_new_tokens, timeout))
 
 
-async def _one(client: AsyncClient, prompt: str, max_new_tokens: int, stream: bool) -> tuple[float, float, int]:
+async def _one(client: UpstreamClient, prompt: str, max_new_tokens: int, stream: bool) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     if not stream:
-        r = await client.generate(prompt, max_new_tokens=max_new_tokens)
-        return time.perf_counter() - t0, float("nan"), r.details.generated_tokens
+        r = await client.generate(_body(prompt, max_new_tokens))
+        return time.perf_counter() - t0, float("nan"), r["details"]["generated_tokens"]
     ttft, n = None, 0
-    async for _ in client.generate_stream(prompt, max_new_tokens=max_new_tokens):
+    async for _ in client.stream_generate(_body(prompt, max_new_tokens)):
         if ttft is None:
             ttft = time.perf_counter() - t0
         n += 1
@@ -60,16 +78,20 @@ async def _one(client: AsyncClient, prompt: str, max_new_tokens: int, stream: bo
 
 
 async def _load(url: str, prompts: list[str], concurrency: int, max_new_tokens: int, timeout: int, stream: bool):
-    client = AsyncClient(url, timeout=timeout)
+    client = UpstreamClient(url, timeout=timeout)
     sem = asyncio.Semaphore(concurrency)
 
     async def worker(p: str):
         async with sem:
             return await _one(client, p, max_new_tokens, stream)
 
-    t0 = time.perf_counter()
-    results = await asyncio.gather(*(worker(p) for p in prompts))
-    return results, time.perf_counter() - t0
+    try:
+        await client.info()
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(worker(p) for p in prompts))
+        return results, time.perf_counter() - t0
+    finally:
+        await client.close()
 
 
 def run_load(url: str, *, requests: int, concurrency: int, max_new_tokens: int, timeout: int = 120,

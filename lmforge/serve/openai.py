@@ -221,9 +221,10 @@ async def _merged_stream(state: ServerState, pendings: list[Pending], head: dict
 
 
 async def models(request: Request):
+    """OpenAI's list shape (as vLLM answers), not TGI's single object: `openai` clients read `data`."""
     state: ServerState = request.app.state.lmforge
-    return JSONResponse({"id": state.model_id, "object": "model", "created": int(state.started),
-                         "owned_by": "lmforge"})
+    return JSONResponse({"object": "list", "data": [{"id": state.model_id, "object": "model",
+                                                     "created": int(state.started), "owned_by": "lmforge"}]})
 
 
 def routes() -> list[Route]:

@@ -46,7 +46,7 @@ def build_tokenizer(vocab_size: int = 320):
         bos_token="<|bos|>",
         eos_token="<|eos|>",
         pad_token="<|pad|>",
-        additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+        extra_special_tokens=["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
     )
     fast.chat_template = CHAT_TEMPLATE
     fast.padding_side = "left"

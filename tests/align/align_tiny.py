@@ -52,7 +52,7 @@ def make_llama(out: Path, texts: list[str], vocab: int = 1024, hidden: int = 64,
 
     tok = PreTrainedTokenizerFast(tokenizer_object=_bpe(texts, vocab, SPECIALS), bos_token="<|bos|>",
                                   eos_token="<|eos|>", pad_token="<|pad|>",
-                                  additional_special_tokens=SPECIALS[3:])
+                                  extra_special_tokens=SPECIALS[3:])
     tok.chat_template = CONTRACT_TEMPLATE
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
@@ -70,7 +70,7 @@ def make_gpt2(out: Path, texts: list[str], vocab: int = 768, seed: int = 0) -> P
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tok = PreTrainedTokenizerFast(tokenizer_object=_bpe(texts, vocab, specials), eos_token="<|endoftext|>",
-                                  pad_token="<|endoftext|>", additional_special_tokens=specials[1:])
+                                  pad_token="<|endoftext|>", extra_special_tokens=specials[1:])
     tok.chat_template = CHATML
     torch.manual_seed(seed)
     cfg = GPT2Config(vocab_size=len(tok), n_embd=48, n_layer=2, n_head=4, n_positions=512,

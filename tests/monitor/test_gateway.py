@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from text_generation import Client
-from text_generation.errors import ValidationError
-from text_generation.types import Message
+from huggingface_hub import InferenceClient
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import ValidationError
 
 from lmforge.monitor.store import FEEDBACK, REQUESTS, read_jsonl
 
@@ -65,19 +65,22 @@ def test_streams_are_logged_with_tokens_and_time_to_first_token(gateway):
     assert rec["status"] == 200 and rec["input_tokens"] >= 1 and rec["output_tokens"] >= 1
 
 
-def test_the_official_client_works_through_the_gateway(gateway):
-    client = Client(gateway.url, headers=gateway.auth, timeout=60)
-    out = client.generate("What is Debian?", max_new_tokens=3)
+def test_the_hub_client_works_through_the_gateway(gateway, monkeypatch):
+    # huggingface_hub refuses every request, localhost included, under HF_HUB_OFFLINE=1
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    client = InferenceClient(model=gateway.url, headers=gateway.auth, timeout=60)
+    out = client.text_generation("What is Debian?", max_new_tokens=3, details=True)
     assert out.details.generated_tokens >= 1
-    ids = [t.token.id for t in client.generate_stream("What is Debian?", max_new_tokens=3)]
+    ids = [t.token.id for t in client.text_generation("What is Debian?", max_new_tokens=3, stream=True,
+                                                      details=True)]
     assert ids == [t.id for t in out.details.tokens]  # greedy: same answer streamed or not
-    with pytest.raises(ValidationError):
-        client.generate("What is Debian?", max_new_tokens=-1)
-    chat = client.chat(messages=[Message(role="user", content="Say hi")], max_tokens=3)
+    with pytest.raises(ValidationError, match="max_new_tokens"):  # TGI error_type kept
+        client.text_generation("What is Debian?", max_new_tokens=-1)
+    chat = client.chat_completion(messages=[{"role": "user", "content": "Say hi"}], max_tokens=3)
     rec = logged(gateway, next(r["id"] for r in reversed(read_jsonl(gateway.store / REQUESTS))
                                if r["route"] == "/v1/chat/completions" and not r["stream"]))
     assert rec["completion"] == chat.choices[0].message.content and rec["prompt"] == "Say hi"
-    assert rec["input_tokens"] == chat.usage["prompt_tokens"] and rec["output_tokens"] >= 1
+    assert rec["input_tokens"] == chat.usage.prompt_tokens and rec["output_tokens"] >= 1
 
 
 @pytest.mark.parametrize("raw, json_body", [

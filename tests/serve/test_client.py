@@ -1,77 +1,63 @@
-"""The official `text-generation` client (0.7.0), unchanged, against lmforge serve."""
+"""Conformance: the official `text-generation` client (0.7.0) against lmforge serve.
+
+The client pins huggingface-hub<1.0, which would hold the whole stack back, so it
+lives in its own venv under ~/.cache/lmforge (made once, reused) and runs the checks
+of tg_conformance.py there as a subprocess; the project's env never sees it. Without
+the package (no registry reachable and no cached venv) the tests skip, saying so.
+"""
 from __future__ import annotations
 
-import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
-from text_generation import AsyncClient, Client
-from text_generation.errors import OverloadedError, ValidationError
+
+SCRIPT = Path(__file__).with_name("tg_conformance.py")
+VENV = Path(os.environ.get("LMFORGE_TG_VENV", Path.home() / ".cache" / "lmforge" / "text-generation-0.7.0"))
 
 
-def _chat_stream(chunks):
-    """Read chunks up to the one with finish_reason: the 0.7.0 client raises on TGI's closing [DONE]."""
-    out = []
-    for c in chunks:
-        out.append(c)
-        if c.choices[0].finish_reason is not None:
-            break
-    return out
+@pytest.fixture(scope="session")
+def tg_python() -> Path:
+    python = VENV / "bin" / "python"
+    if python.exists() and subprocess.run([python, "-c", "import text_generation"]).returncode == 0:
+        return python
+    subprocess.run([sys.executable, "-m", "venv", "--clear", VENV], check=True)
+    r = subprocess.run([python, "-m", "pip", "install", "-q", "text-generation==0.7.0"],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip(f"cannot install text-generation==0.7.0 into {VENV} (offline?): {r.stderr[-500:]}")
+    return python
 
 
-def test_client_generate_stream_chat(server):
-    client = Client(server.url, timeout=60)
-    r = client.generate("Hello world", max_new_tokens=6, decoder_input_details=True, top_n_tokens=2)
-    assert r.details.generated_tokens == len(r.details.tokens) <= 6 and r.details.prefill
-    events = list(client.generate_stream("Hello world", max_new_tokens=6))
-    assert [e.token.id for e in events] == [t.id for t in r.details.tokens]
-    assert events[-1].generated_text == r.generated_text and events[-1].details.finish_reason == r.details.finish_reason
-    chat = client.chat([{"role": "user", "content": "What is Debian?"}], max_tokens=5)
-    assert chat.choices[0].message.role == "assistant" and chat.usage["completion_tokens"] <= 5
-    chunks = _chat_stream(client.chat([{"role": "user", "content": "What is Debian?"}], max_tokens=5, stream=True))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks) == chat.choices[0].message.content
-    assert chunks[-1].choices[0].finish_reason == chat.choices[0].finish_reason
+def run_check(python: Path, check: str, url: str) -> None:
+    r = subprocess.run([python, SCRIPT, check, url], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": ""})
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout[-2000:] + r.stderr[-3000:]
 
 
-def test_client_sampling_and_errors(server):
-    client = Client(server.url, timeout=60)
-    a = client.generate("Hi", max_new_tokens=5, do_sample=True, seed=3, temperature=0.8, top_p=0.9, top_k=20)
-    b = client.generate("Hi", max_new_tokens=5, do_sample=True, seed=3, temperature=0.8, top_p=0.9, top_k=20)
-    assert a.generated_text == b.generated_text and a.details.seed == 3
-    with pytest.raises(ValidationError, match="less than 64"):
-        client.generate("Hello world " * 80, max_new_tokens=2)
-    with pytest.raises(ValidationError, match="must be <= 128"):
-        list(client.generate_stream("Hello", max_new_tokens=500))
+@pytest.mark.parametrize("check", ["generate_stream_chat", "sampling_and_errors", "async_client"])
+def test_official_client(tg_python, server, check):
+    run_check(tg_python, check, server.url)
 
 
-def test_async_client(server):
-    async def main():
-        client = AsyncClient(server.url, timeout=60)
-        results = await asyncio.gather(*(client.generate(p, max_new_tokens=4) for p in ("Hello", "Debian", "Python")))
-        streamed = [e async for e in client.generate_stream("Hello", max_new_tokens=4)]
-        chat = await client.chat([{"role": "user", "content": "hi"}], max_tokens=4)
-        chunks = []
-        async for c in await client.chat([{"role": "user", "content": "hi"}], max_tokens=4, stream=True):
-            chunks.append(c)
-            if c.choices[0].finish_reason is not None:
-                break
-        return results, streamed, chat, chunks
-
-    results, streamed, chat, chunks = asyncio.run(main())
-    assert all(r.details.generated_tokens >= 1 for r in results)
-    assert streamed[-1].generated_text == results[0].generated_text
-    assert "".join(c.choices[0].delta.content or "" for c in chunks) == chat.choices[0].message.content
-
-
-def test_client_sees_overload(tiny_model, server_factory):
+def test_official_client_sees_overload(tg_python, tiny_model, server_factory):
     srv = server_factory(tiny_model, max_concurrent_requests=1, max_total_tokens=256, max_input_tokens=32)
     model = srv.state.engine.model
     forward = model.forward
-    model.forward = lambda *a, **kw: (__import__("time").sleep(0.02), forward(*a, **kw))[1]
+    model.forward = lambda *a, **kw: (time.sleep(0.02), forward(*a, **kw))[1]
     try:
-        stream = Client(srv.url, timeout=60).generate_stream("Hello", max_new_tokens=200)
-        next(stream)
-        with pytest.raises(OverloadedError):
-            Client(srv.url).generate("hi", max_new_tokens=2)
-        stream.close()
+        run_check(tg_python, "overload", srv.url)
     finally:
         srv.stop()
+
+
+def test_project_env_has_no_text_generation_client():
+    """Its huggingface-hub<1.0 pin would hold the stack back: it stays in the test venv only."""
+    import huggingface_hub
+
+    assert int(huggingface_hub.__version__.split(".")[0]) >= 1
+    with pytest.raises(ImportError):
+        __import__("text_generation")

@@ -99,7 +99,7 @@ def test_info_health_models(server):
     assert info["max_input_tokens"] == 64 and info["max_total_tokens"] == 128
     assert httpx.get(server.url + "/health").status_code == 200
     m = httpx.get(server.url + "/v1/models").json()
-    assert m["object"] == "model" and m["id"] == info["model_id"]
+    assert m["object"] == "list" and [d["id"] for d in m["data"]] == [info["model_id"]]
 
 
 def test_chat_completions(server):
