@@ -46,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from(args) -> "GatewayConfig":  # noqa: F821
-    from lmforge.monitor.gateway import GatewayConfig
+    from lmforge.monitor.state import GatewayConfig
 
     path = args.params or os.environ.get("LMFORGE_PARAMS", "params.yaml")
     data = {}
@@ -64,7 +64,8 @@ def config_from(args) -> "GatewayConfig":  # noqa: F821
 def run(args) -> int:
     import uvicorn
 
-    from lmforge.monitor.gateway import create_app, load_api_keys
+    from lmforge.monitor.gateway import create_app
+    from lmforge.monitor.state import load_api_keys
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:

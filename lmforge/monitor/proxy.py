@@ -20,7 +20,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from lmforge.monitor.gateway import GatewayState, json_body, new_id, prompt_key
+from lmforge.monitor.state import GatewayState, json_body, new_id, prompt_key
 from lmforge.monitor.safety import classify
 from lmforge.monitor.store import REQUESTS
 from lmforge.monitor.upstream import UpstreamError, UpstreamUnavailable

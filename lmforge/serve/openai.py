@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from lmforge.serve.app import VERSION, Pending, ServerState, event_stream, observe, read_body
+from lmforge.serve.requests import VERSION, Pending, ServerState, event_stream, observe, read_body
 from lmforge.serve.http import ApiError
 from lmforge.serve.protocol import _get, fit_tokens, invalid, require_object, sampling_params, sse
 

@@ -15,7 +15,8 @@ import logging
 from pathlib import Path
 
 from lmforge.data.tokenizer import stop_token_ids
-from lmforge.serve.app import ServerState, create_app
+from lmforge.serve.app import create_app
+from lmforge.serve.requests import ServerState
 from lmforge.serve.engine import Engine
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.protocol import Limits

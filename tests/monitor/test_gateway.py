@@ -148,7 +148,8 @@ def test_reads_need_the_key_when_configured_and_keys_never_come_from_argv(tmp_pa
         from starlette.testclient import TestClient
 
     from lmforge.cli import main
-    from lmforge.monitor.gateway import GatewayConfig, create_app, load_api_keys
+    from lmforge.monitor.gateway import create_app
+    from lmforge.monitor.state import GatewayConfig, load_api_keys
 
     app = create_app(GatewayConfig(store=str(tmp_path / "store"), data_dir=str(tmp_path), auth_reads=True),
                      "http://127.0.0.1:9", {"k1-secret"})
