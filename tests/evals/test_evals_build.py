@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from lmforge.evals.decontam import read_jsonl
 
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "evals" / "data"
 MC = ["manpages_mc", "docstrings_mc"]
 

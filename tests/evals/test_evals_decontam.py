@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from pathlib import Path
 import pytest
 
-from conftest import REPO
 from lmforge.evals.decontam import NgramIndex, load_index, read_jsonl
 
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "evals" / "data"
 
 

@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
 from lmforge.evals.harness import EvalsConfig, evaluate
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
