@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-
 from pathlib import Path
+
 import pytest
 
 from lmforge.evals.decontam import NgramIndex, load_index, read_jsonl
