@@ -43,8 +43,8 @@ class StepLog:
         self.live = self.live_timing = None
         if rank == 0:
             self.live, self.live_timing = LiveLog(out.live_dir), LiveLog(out.timing_live_dir)
-            replay(self.live, state["history"], STEP_COLS[1:4], "train")
             replay(self.live, state["evals"], EVAL_COLS[1:], "eval")
+            replay(self.live, state["history"], STEP_COLS[1:4], "train")  # last: the summary's step
             replay(self.live_timing, state["timing"], TIMING_COLS[1:], "train")
             self.live.sync()
             self.live_timing.sync()
