@@ -89,10 +89,10 @@ def trainer_callback(stage: str):
             from dvclive.plots import Metric
             from dvclive.utils import standardize_metric_name
 
-            ok = {k: v for k, v in (logs or {}).items() if Metric.could_log(v) and k != "epoch"}
-            name = lambda k: standardize_metric_name(k, "dvclive.huggingface")  # noqa: E731
-            timing = {name(k): v for k, v in ok.items() if k in TIMING_KEYS}
-            numerics = {name(k): v for k, v in ok.items() if k not in TIMING_KEYS}
+            ok = {standardize_metric_name(k, "dvclive.huggingface"): (k, v) for k, v in (logs or {}).items()
+                  if Metric.could_log(v) and k != "epoch"}
+            timing = {n: v for n, (k, v) in ok.items() if k in TIMING_KEYS}
+            numerics = {n: v for n, (k, v) in ok.items() if k not in TIMING_KEYS}
             if numerics:
                 self.log.log(state.global_step, numerics, prefix="")
                 self.log.sync()

@@ -117,11 +117,11 @@ def make_tiny_repo(path: Path, remote: Path) -> Path:
     return path
 
 
-def render_offline(page_path: Path, charts: int = 1) -> int:
-    """Open a page in headless Chromium with the network cut off; ``charts`` vega views must draw.
+def render_offline(page_path: Path, charts: int = 1, selector: str = "canvas.marks, svg.marks") -> int:
+    """Open a page in headless Chromium with the network cut off; ``charts`` charts must draw.
 
-    Returns how many drew (vega-embed's ``svg.marks``/``canvas.marks``); any request
-    other than file:// or any page error fails."""
+    Returns how many elements match ``selector`` once drawn (default: the views vega-embed
+    renders); any request other than file:// or any page error fails."""
     browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser_path is None:
         pytest.skip("no chromium (make system-deps installs it)")
@@ -138,9 +138,8 @@ def render_offline(page_path: Path, charts: int = 1) -> int:
                        else (requested.append(r.request.url), r.abort()))
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(page_path.as_uri())
-            page.wait_for_function(f"document.querySelectorAll('canvas.marks, svg.marks').length >= {charts}",
-                                   timeout=30_000)
-            drawn = page.locator("canvas.marks, svg.marks").count()
+            page.wait_for_function(f"document.querySelectorAll({selector!r}).length >= {charts}", timeout=30_000)
+            drawn = page.locator(selector).count()
         finally:
             browser.close()
     assert drawn >= charts and not requested and not errors, (drawn, requested, errors)
