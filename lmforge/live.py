@@ -50,11 +50,19 @@ class LiveLog:
             self.live.log_metric(f"{prefix}/{key}" if prefix else key, val)
 
     def sync(self) -> None:
-        """Rewrite the summary (``metrics.json``: latest value of each metric and the step)."""
+        """Rewrite the summary (``metrics.json``: latest value of each metric and the step).
+
+        Keys are sorted (``step`` last): DVCLive keeps insertion order, which differs between
+        a run that logged step by step and one that replayed a checkpoint's history."""
+        self.live.summary = _canonical({k: v for k, v in self.live.summary.items() if k != "step"})
         self.live.make_summary()
 
     def end(self) -> None:
         self.live.end()
+
+
+def _canonical(d: dict) -> dict:
+    return {k: _canonical(v) if isinstance(v, dict) else v for k, v in sorted(d.items())}
 
 
 def replay(log: LiveLog, rows: list[dict], keys: tuple[str, ...], prefix: str) -> None:
