@@ -73,7 +73,7 @@ def main(argv=None) -> int:
                         out_dir=str(work / "pretrain"), checkpoint_every=10**9, resume="never",
                         progress=not a.cpu_smoke, **cfg)
     out = Outputs(*(str(work / f) for f in ("pretrain.json", "steps.csv", "eval.csv", "timing.json",
-                                             "timing.csv")))
+                                             "timing.csv", "live", "timing_live")))
     m = pretrain(pc, model, seed=0, out=out)
     import csv
 

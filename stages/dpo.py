@@ -9,7 +9,7 @@ from lmforge.stage import run_stage
 
 def main() -> None:
     p, pref = section(DPOParams, "dpo"), section(PreferenceParams, "preferences")
-    model, tok, metrics, curve, samples = train_dpo(p, pref, load_params()["seed"])
+    model, tok, metrics, curve, samples = train_dpo(p, pref, load_params()["seed"], live="dpo")
     record_and_gate("dpo", metrics, curve, p.eval.gate, samples)
     save_model(model, tok, p.out_dir)
 

@@ -7,7 +7,7 @@ from lmforge.stage import run_stage
 
 def main() -> None:
     p = section(RewardParams, "reward")
-    metrics, curve = train_reward(p, load_params()["seed"])
+    metrics, curve = train_reward(p, load_params()["seed"], live="reward")
     write_json("metrics/reward.json", metrics)
     write_csv("metrics/reward_loss.csv", curve)
     print(metrics)

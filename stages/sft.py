@@ -8,7 +8,7 @@ from lmforge.stage import run_stage
 
 def main() -> None:
     p = section(SFTParams, "sft")
-    model, tok, metrics, curve = train_sft(p, load_params()["seed"])
+    model, tok, metrics, curve = train_sft(p, load_params()["seed"], live="sft")
     ev, samples, _ = policy_metrics(model, tok, p.data_dir, p.eval, p.train.max_length, "sft")
     record_and_gate("sft", {**metrics, **ev}, curve, p.eval.gate, samples)
     save_model(model, tok, p.out_dir)

@@ -1,6 +1,7 @@
 """What SFT, reward modelling, DPO and the gates share: loading local models, the
 chat template, generation that stops at the end of an assistant turn, and the TRL
-arguments every trainer here gets (CPU, no hub, no reporting, no checkpoints).
+arguments every trainer here gets (CPU, no hub, no checkpoints, progress bars on
+stderr, DVCLive through ``lmforge.live`` rather than ``report_to``).
 
 The chat template always comes from the model's own tokenizer, so a base model
 brought from outside (``sft.base_model``) keeps its own template and role markers,
@@ -116,9 +117,18 @@ def trl_kwargs(tp: TrainParams, seed: int, out_dir: str | None) -> dict[str, Any
         per_device_eval_batch_size=tp.batch_size, gradient_accumulation_steps=tp.grad_accum,
         learning_rate=tp.lr, warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay,
         lr_scheduler_type="cosine", logging_steps=max(1, tp.max_steps // 20), save_strategy="no",
-        eval_strategy="no", dataloader_num_workers=0, disable_tqdm=True, bf16=tp.bf16, fp16=False,
+        eval_strategy="no", dataloader_num_workers=0, disable_tqdm=False, bf16=tp.bf16, fp16=False,
         deepspeed=deepspeed_config(tp),
     )
+
+
+def live_callbacks(live: str | None) -> list:
+    """DVCLive for the trainer when a stage name is given (``metrics/live/<live>``), else none."""
+    if live is None:
+        return []
+    from lmforge.live import trainer_callback
+
+    return [trainer_callback(live)]
 
 
 def check_model_dir(path: str | os.PathLike, what: str) -> Path:

@@ -17,7 +17,8 @@ import dataclasses
 
 import pandas as pd
 
-from lmforge.align.common import LoraParams, TrainParams, load_causal_lm, load_tokenizer, trl_kwargs
+from lmforge.align.common import (LoraParams, TrainParams, live_callbacks, load_causal_lm, load_tokenizer,
+                                 trl_kwargs)
 from lmforge.align.evaluate import (EvalParams, completion_logprobs, generate_replies, policy_metrics, reward_scores,
                                    token_kl)
 from lmforge.align.preferences import PreferenceParams, check_pairs, rejection_pairs, to_dataset
@@ -77,7 +78,8 @@ def make_rejection_pairs(p: DPOParams, pref: PreferenceParams, policy, rm, tok, 
     return rejection_pairs(policy, rm, tok, prompts, p.rejection_samples, pref, seed, p.train.max_length)
 
 
-def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | None = None):
+def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | None = None,
+              live: str | None = None):
     """Returns (model, tokenizer, metrics, curve, samples); the caller gates, reports and saves."""
     from trl import DPOConfig, DPOTrainer
 
@@ -95,7 +97,8 @@ def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | N
     args = DPOConfig(beta=p.beta, max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir))
     peft = p.lora.peft_config(policy)
     trainer = DPOTrainer(model=policy, ref_model=None if peft else ref, args=args,
-                         train_dataset=to_dataset(train_all), processing_class=tok, peft_config=peft)
+                         train_dataset=to_dataset(train_all), processing_class=tok, peft_config=peft,
+                         callbacks=live_callbacks(live))
     result = trainer.train()
     policy = trainer.model.merge_and_unload() if peft else trainer.model
     policy.eval()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lmforge.align.common import LoraParams, TrainParams, check_model_dir, load_tokenizer, save_model, trl_kwargs
+from lmforge.align.common import (LoraParams, TrainParams, check_model_dir, live_callbacks, load_tokenizer, save_model,
+                                 trl_kwargs)
 from lmforge.align.evaluate import reward_scores
 from lmforge.align.preferences import check_pairs, to_dataset
 from lmforge.config import require
@@ -70,7 +71,8 @@ def read_pairs(pairs_dir: str, split: str) -> pd.DataFrame:
     return check_pairs(pd.read_parquet(path), str(path))
 
 
-def train_reward(p: RewardParams, seed: int, work_dir: str | None = None) -> tuple[dict, list[dict]]:
+def train_reward(p: RewardParams, seed: int, work_dir: str | None = None,
+                 live: str | None = None) -> tuple[dict, list[dict]]:
     from trl import RewardConfig, RewardTrainer
 
     from transformers import set_seed
@@ -81,7 +83,8 @@ def train_reward(p: RewardParams, seed: int, work_dir: str | None = None) -> tup
     acc0, _ = pairwise_accuracy(model, tok, val, p.train.max_length)
     args = RewardConfig(max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir))
     trainer = RewardTrainer(model=model, args=args, train_dataset=to_dataset(train), processing_class=tok,
-                            peft_config=p.lora.peft_config(model, task_type="SEQ_CLS"))
+                            peft_config=p.lora.peft_config(model, task_type="SEQ_CLS"),
+                            callbacks=live_callbacks(live))
     result = trainer.train()
     model = trainer.model
     if p.lora.enabled:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lmforge.align.common import LoraParams, TrainParams, load_causal_lm, load_tokenizer, trl_kwargs
+from lmforge.align.common import (LoraParams, TrainParams, live_callbacks, load_causal_lm, load_tokenizer,
+                                 trl_kwargs)
 from lmforge.align.evaluate import EvalParams
 from lmforge.config import ParamsError, require
 
@@ -135,7 +136,7 @@ def _weighted_trainer_cls():
     return WeightedSFTTrainer
 
 
-def build_trainer(p: SFTParams, seed: int, work_dir: str | None = None):
+def build_trainer(p: SFTParams, seed: int, work_dir: str | None = None, live: str | None = None):
     """The configured (weighted) SFTTrainer, its tokenizer and the training frame."""
     from trl import SFTConfig, SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -147,18 +148,18 @@ def build_trainer(p: SFTParams, seed: int, work_dir: str | None = None):
     args = SFTConfig(completion_only_loss=True, packing=p.packing, max_length=p.train.max_length,
                      remove_unused_columns=True, **trl_kwargs(p.train, seed, work_dir))
     kwargs = dict(model=model, args=args, train_dataset=to_dataset(df, weighted), processing_class=tok,
-                  peft_config=p.lora.peft_config(model))
+                  peft_config=p.lora.peft_config(model), callbacks=live_callbacks(live))
     if weighted:
         collator = WeightedCollator(DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id))
         return _weighted_trainer_cls()(data_collator=collator, **kwargs), tok, df
     return SFTTrainer(**kwargs), tok, df
 
 
-def train_sft(p: SFTParams, seed: int, work_dir: str | None = None):
+def train_sft(p: SFTParams, seed: int, work_dir: str | None = None, live: str | None = None):
     """Fine-tune and merge LoRA if any; returns (model, tokenizer, metrics, loss curve).
 
     The caller evaluates, gates and only then saves (``lmforge.align.common.save_model``)."""
-    trainer, tok, df = build_trainer(p, seed, work_dir)
+    trainer, tok, df = build_trainer(p, seed, work_dir, live)
     result = trainer.train()
     model = trainer.model
     if p.lora.enabled:

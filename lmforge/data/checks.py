@@ -214,7 +214,7 @@ def run_checks(df, name: str, expectations: Sequence[Any], out_json: str | os.Pa
         raise ValueError(f"check '{name}': no expectations given")
     out_json = Path(out_json)
     ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=True, metric_calculations=True)  # stderr
 
     suite = ctx.suites.add(gx.ExpectationSuite(name=name))
     for e in expectations:

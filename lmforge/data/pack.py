@@ -183,9 +183,17 @@ def pack(files: Sequence[Path], tokenizer, out_dir: str | os.PathLike, cfg: Toke
     by_language: Counter = Counter()
     docs: Counter = Counter()
     all_lengths: list[np.ndarray] = []
-    with atomic_dir(out_dir) as tmp:
+    import sys
+
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    bar = tqdm(total=total, desc="tokenize", unit="doc", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+    with atomic_dir(out_dir) as tmp, bar:
         writers = {s: ShardWriter(tmp, s, row_len, cfg.rows_per_shard, dtype, ids["<|pad|>"]) for s in SPLITS}
         for chunk in iter_documents(files, cfg.chunk_docs):
+            bar.update(len(chunk["text"]))
             encs = encode(chunk["text"], add_special_tokens=False)
             toks = [e.ids for e in encs]
             for split in SPLITS:

@@ -80,7 +80,7 @@ def train_tokenizer(texts: Iterator[list[str]], cfg: TokenizerConfig):
         min_frequency=cfg.min_frequency,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        show_progress=True,  # the Rust trainer's own bars, on stderr
     )
     n = 0
 

@@ -1,4 +1,4 @@
-"""What a pretraining run reports: progress bar, per-step/eval CSV plots, metrics JSON.
+"""What a pretraining run reports: progress bar, DVCLive, per-step/eval CSV plots, metrics JSON.
 
 The metric history lives in the trainer state (and so in every checkpoint), so a
 resumed run's plots continue exactly where the checkpoint left them instead of
@@ -9,6 +9,11 @@ Timing (tokens/s, MFU, seconds, the device) is kept apart from the numerics (los
 lr, grad norm): it goes to ``metrics/timing/`` files that dvc.yaml lists at top level,
 outside every stage's hashed outputs, so two runs of one commit give the same
 dvc.lock while the speed figures stay comparable with ``dvc metrics diff``.
+
+Rank 0 also logs every step to DVCLive (``lmforge.live``): the numerics to
+``metrics/live/pretrain``, tokens/s and MFU to ``metrics/timing/live/pretrain``. A
+resumed run replays the checkpointed history into fresh folders first, so the live
+files agree with the CSVs row for row.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import math
 import sys
 
 from lmforge.io import write_csv, write_json
+from lmforge.live import LiveLog, replay
 
 
 STEP_COLS = ("step", "loss", "lr", "grad_norm", "tokens")
@@ -34,12 +40,23 @@ class StepLog:
 
             self.bar = tqdm(total=total, initial=state["step"], desc="pretrain", unit="step",
                             file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+        self.live = self.live_timing = None
+        if rank == 0:
+            self.live, self.live_timing = LiveLog(out.live_dir), LiveLog(out.timing_live_dir)
+            replay(self.live, state["evals"], EVAL_COLS[1:], "eval")
+            replay(self.live, state["history"], STEP_COLS[1:4], "train")  # last: the summary's step
+            replay(self.live_timing, state["timing"], TIMING_COLS[1:], "train")
+            self.live.sync()
+            self.live_timing.sync()
 
     def step(self, step: int, loss: float, lr: float, grad_norm: float, tokens_per_s: float, mfu: float):
         self.state["history"].append({"step": step, "loss": round(loss, 6), "lr": lr,
                                       "grad_norm": round(grad_norm, 6), "tokens": self.state["tokens"]})
         self.state["timing"].append({"step": step, "tokens_per_s": round(tokens_per_s, 1),
                                      "mfu": round(mfu, 6)})
+        if self.live is not None:
+            self._live(self.live, self.state["history"][-1], STEP_COLS[1:4], "train")
+            self._live(self.live_timing, self.state["timing"][-1], TIMING_COLS[1:], "train")
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
             self.bar.update(1)
@@ -47,9 +64,16 @@ class StepLog:
     def eval(self, step: int, val_loss: float):
         ppl = math.exp(min(val_loss, 50.0))
         self.state["evals"].append({"step": step, "val_loss": round(val_loss, 6), "val_ppl": round(ppl, 4)})
+        if self.live is not None:
+            self._live(self.live, self.state["evals"][-1], EVAL_COLS[1:], "eval")
         if self.rank == 0:
             msg = f"[pretrain] step {step}: val_loss {val_loss:.4f} val_ppl {ppl:.2f}"
             (self.bar.write(msg) if self.bar is not None else print(msg, flush=True))
+
+    @staticmethod
+    def _live(log: LiveLog, row: dict, keys: tuple[str, ...], prefix: str) -> None:
+        replay(log, [row], keys, prefix)
+        log.sync()
 
     def state_for_save(self) -> dict:
         return dict(self.state)
@@ -63,6 +87,9 @@ class StepLog:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+        for log in (self.live, self.live_timing):
+            if log is not None:
+                log.end()
 
     def finish(self, metrics: dict):
         self.flush()

@@ -43,6 +43,8 @@ class Outputs:
     eval_csv: str = "metrics/pretrain_eval.csv"
     timing_json: str = "metrics/timing/pretrain.json"       # not a stage output: never hashed
     timing_csv: str = "metrics/timing/pretrain_steps.csv"
+    live_dir: str = "metrics/live/pretrain"                  # DVCLive, every step (lmforge.live)
+    timing_live_dir: str = "metrics/timing/live/pretrain"
 
 
 def lm_loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -1,4 +1,7 @@
 """Preference pairs, reward model beats chance, DPO widens the margin on its pairs."""
+import json
+import os
+
 import pandas as pd
 import pytest
 
@@ -36,7 +39,14 @@ def dpo_run(work, sft_dir, pairs_dir, reward_run, instr_dir, pref_params):
                           "rejection_out": str(work / "rs.parquet"), "rejection_prompts": 6, "rejection_samples": 3,
                           "train": {"max_steps": 12, "lr": 1e-3, "max_length": 128},
                           "eval": {"max_val": 8, "max_new_tokens": 16}}, "dpo")
-    return train_dpo(p, pref_params, SEED, str(work / "dpo-work"))
+    cwd = work / "dpo-cwd"  # DVCLive writes metrics/live/dpo relative to the working directory
+    cwd.mkdir()
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return train_dpo(p, pref_params, SEED, str(work / "dpo-work"), live="dpo")
+    finally:
+        os.chdir(here)
 
 
 def test_dpo_widens_chosen_over_rejected_margin(dpo_run):
@@ -44,6 +54,25 @@ def test_dpo_widens_chosen_over_rejected_margin(dpo_run):
     assert m["train_logp_margin_after"] > m["train_logp_margin_before"] + 1.0
     assert m["reward_margin"] > 0 and m["preference_accuracy"] > 0.5
     assert m["kl_token"] > 0 and curve
+
+
+def test_dpo_logs_trl_metrics_to_dvclive(dpo_run, work):
+    """TRL's DPO figures reach DVCLive at the trainer's steps; run time goes to the timing folder."""
+    import csv
+
+    live = work / "dpo-cwd/metrics/live/dpo"
+    tsv = live / "plots/metrics"
+    curve = dpo_run[3]
+    for name in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+        rows = list(csv.DictReader(open(tsv / f"{name}.tsv"), delimiter="\t"))
+        assert [int(r["step"]) for r in rows] == [c["step"] for c in curve], name
+        assert list(rows[0]) == ["step", name.rsplit("/", 1)[-1]]  # no timestamp column
+    margins = [float(r["margins"]) for r in csv.DictReader(open(tsv / "rewards/margins.tsv"), delimiter="\t")]
+    assert margins == pytest.approx([c["margin"] for c in curve])
+    summary = json.loads((live / "metrics.json").read_text())
+    assert "runtime" not in json.dumps(summary) and "per_second" not in json.dumps(summary)
+    assert not (live / "params.yaml").exists()
+    assert (work / "dpo-cwd/metrics/timing/live/dpo/plots/metrics/train/runtime.tsv").exists()
 
 
 def test_dpo_reports_every_gate_metric(dpo_run, work):

@@ -82,3 +82,22 @@ def test_review_view_browses_reasons_and_labels_a_document(page, gateway):
     expect(docs).to_have_count(2)
     page.locator('.doc[data-id="c1"] button.keep').click()
     expect(page.locator('.doc[data-id="c1"] .label')).to_have_text("keep")
+
+
+def test_status_view_shows_the_gateways_own_metrics(page, gateway):
+    """After the chat test's request, the Status tab counts it from /metrics."""
+    import httpx
+    from playwright.sync_api import expect
+
+    page.click("#tab-status")
+    row = page.locator('#status-table tr[data-key="requests"] td')
+    expect(row).not_to_have_text("0")
+    n = int(row.text_content())
+    metrics = httpx.get(gateway.url + "/metrics").text
+    counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                  if line.startswith("lmforge_gateway_requests_total{"))
+    assert n >= 1 and n <= counted  # the page read the same counter (later requests only add)
+    expect(page.locator('#status-table tr[data-key="health"] td')).to_have_text("ok")
+    info = httpx.get(gateway.url + "/info").json()
+    expect(page.locator('#status-table tr[data-key="model"] td')).to_contain_text(info["model_version"])
+    assert page.locator('#status-table tr[data-key="error"]').count() == 0

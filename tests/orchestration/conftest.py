@@ -117,6 +117,35 @@ def make_tiny_repo(path: Path, remote: Path) -> Path:
     return path
 
 
+def render_offline(page_path: Path, charts: int = 1, selector: str = "canvas.marks, svg.marks") -> int:
+    """Open a page in headless Chromium with the network cut off; ``charts`` charts must draw.
+
+    Returns how many elements match ``selector`` once drawn (default: the views vega-embed
+    renders); any request other than file:// or any page error fails."""
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser_path is None:
+        pytest.skip("no chromium (make system-deps installs it)")
+    from playwright.sync_api import sync_playwright
+
+    requested, errors = [], []
+    args = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, args=args)
+        try:
+            page = browser.new_page()
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")
+                       else (requested.append(r.request.url), r.abort()))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_path.as_uri())
+            page.wait_for_function(f"document.querySelectorAll({selector!r}).length >= {charts}", timeout=30_000)
+            drawn = page.locator(selector).count()
+        finally:
+            browser.close()
+    assert drawn >= charts and not requested and not errors, (drawn, requested, errors)
+    return drawn
+
+
 def parse_dry_run(text: str) -> dict[str, dict]:
     """Jobs of `snakemake -n -p` output: {rule: {input, output, reason, shell}}."""
     jobs: dict[str, dict] = {}

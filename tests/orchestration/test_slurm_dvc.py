@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from .conftest import env, git_commit, make_tiny_repo, parse_dry_run, run
+from .conftest import env, git_commit, make_tiny_repo, parse_dry_run, render_offline, run
 from .test_graph import check_repo
 
 
@@ -109,29 +109,6 @@ def test_metrics_params_and_plots_diff_between_commits(tiny, params_change, tmp_
     assert "cdn.jsdelivr" not in html
     assert '"value": "15"' in html.replace("'", '"') or '"value":"15"' in html.replace(" ", "")
     render_offline(out / "index.html")
-
-
-def render_offline(page_path) -> None:
-    """Open the page in headless Chromium with the network cut off; vega must draw."""
-    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser_path is None:
-        pytest.skip("no chromium (make system-deps installs it)")
-    from playwright.sync_api import sync_playwright
-
-    requested, errors = [], []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")
-                       else (requested.append(r.request.url), r.abort()))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_path.as_uri())
-            page.wait_for_selector("canvas.marks, svg.marks", timeout=20_000)
-            drawn = page.locator("canvas.marks, svg.marks").count()
-        finally:
-            browser.close()
-    assert drawn >= 1 and not requested and not errors, (drawn, requested, errors)
 
 
 def test_push_and_pull_round_trip(tiny, params_change):

@@ -43,7 +43,8 @@ def run_inprocess(workdir: Path, model: dict, pretrain: dict, seed: int = 1337) 
     workdir.mkdir(parents=True, exist_ok=True)
     out = Outputs(*(str(workdir / p) for p in (
         "metrics/pretrain.json", "metrics/pretrain_steps.csv", "metrics/pretrain_eval.csv",
-        "metrics/timing/pretrain.json", "metrics/timing/pretrain_steps.csv")))
+        "metrics/timing/pretrain.json", "metrics/timing/pretrain_steps.csv",
+        "metrics/live/pretrain", "metrics/timing/live/pretrain")))
     import torch
 
     saved_env = {k: os.environ.get(k) for k in DIST_VARS}

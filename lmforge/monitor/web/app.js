@@ -1,4 +1,4 @@
-// lmforge gateway page: streaming chat with thumbs up/down, and the data review view.
+// lmforge gateway page: streaming chat with thumbs up/down, the data review view, and status.
 // Talks only to the gateway it was served from; the API key stays in localStorage.
 "use strict";
 
@@ -40,6 +40,7 @@ for (const tab of document.querySelectorAll(".tab")) {
     for (const v of document.querySelectorAll(".view")) v.classList.add("hidden");
     $("#view-" + tab.dataset.view).classList.remove("hidden");
     if (tab.dataset.view === "review") loadDocs();
+    if (tab.dataset.view === "status") loadStatus();
   });
 }
 
@@ -210,3 +211,56 @@ $("#review-prev").addEventListener("click", () => {
 $("#review-next").addEventListener("click", () => {
   if (review.offset + review.limit < review.total) { review.offset += review.limit; loadDocs(); }
 });
+
+// ---- status ------------------------------------------------------------------
+// Prometheus text -> [{name, labels, value}] (comments skipped).
+function parseMetrics(text) {
+  const out = [];
+  for (const line of text.split("\n")) {
+    const m = line.match(/^([a-zA-Z_:][\w:]*)(\{([^}]*)\})?\s+(\S+)/);
+    if (!m) continue;
+    const labels = {};
+    for (const [, k, v] of (m[3] || "").matchAll(/(\w+)="([^"]*)"/g)) labels[k] = v;
+    out.push({ name: m[1], labels, value: parseFloat(m[4]) });
+  }
+  return out;
+}
+
+function total(samples, name, keep = () => true) {
+  return samples.filter(s => s.name === name && keep(s.labels)).reduce((a, s) => a + s.value, 0);
+}
+
+async function loadStatus() {
+  const rows = [];
+  try {
+    const health = await fetch("/health", { headers: headers() });
+    rows.push(["health", health.ok ? "ok" : `${health.status}`]);
+    const info = await fetch("/info", { headers: headers() }).then(r => r.ok ? r.json() : {});
+    rows.push(["model", `${info.model_id || "?"} (${info.model_version || "?"})`]);
+    const resp = await fetch("/metrics", { headers: headers() });
+    if (!resp.ok) throw new Error(await errorText(resp));
+    const s = parseMetrics(await resp.text());
+    const g = "lmforge_gateway_";
+    const mean = base => { const n = total(s, base + "_count"); return n ? (total(s, base + "_sum") / n).toFixed(3) + " s" : "-"; };
+    rows.push(
+      ["requests", total(s, g + "requests_total")],
+      ["errors (status >= 400)", total(s, g + "requests_total", l => +l.status >= 400)],
+      ["in flight", total(s, g + "inflight_requests")],
+      ["mean latency", mean(g + "request_duration_seconds")],
+      ["mean time to first token", mean(g + "time_to_first_token_seconds")],
+      ["tokens in / out", `${total(s, g + "tokens_total", l => l.direction === "input")} / ` +
+                          `${total(s, g + "tokens_total", l => l.direction === "output")}`],
+      ["blocked by safety", total(s, g + "safety_verdicts_total", l => l.verdict === "block")],
+      ["feedback", total(s, g + "feedback_total")],
+      ["estimated cost", total(s, g + "cost_total").toFixed(4)]);
+  } catch (e) { rows.push(["error", e.message]); }
+  const table = $("#status-table");
+  table.replaceChildren(...rows.map(([k, v]) => {
+    const tr = el("tr");
+    tr.dataset.key = k;
+    tr.append(el("th", "", k), el("td", "", String(v)));
+    return tr;
+  }));
+}
+
+setInterval(() => { if (!$("#view-status").classList.contains("hidden")) loadStatus(); }, 5000);

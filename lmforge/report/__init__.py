@@ -1,0 +1,1 @@
+"""The report card: one page summarising a whole pipeline run (``lmforge.report.card``)."""

@@ -1,0 +1,159 @@
+"""The report card: what one pipeline run produced, on one page, for people.
+
+``dvc metrics show`` lists numbers and ``dvc plots show`` draws curves; this card
+puts the run's story in one place: what the data funnel kept and dropped (and why),
+tokens per source and language, how pretraining went (loss, perplexity, tokens/s,
+MFU), each post-training stage with its gate verdict, how the server performed, and
+the lineage (git commit, dvc.lock md5s of the main artifacts).
+
+It writes ``reports/summary.md`` and a self-contained ``reports/summary.html`` whose
+charts are inline SVG (``lmforge.report.svg``): no script, no network. It reads
+timing files, so the ``report`` stage lists them as deps and its outputs are
+``cache: false``; the page is a pure function of those files, the lock and the
+commit (no clock, no host name), so the same inputs give the same bytes.
+DVC does not record how long each stage ran, so wall time per stage is not shown.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from html import escape
+from pathlib import Path
+
+from lmforge.io import write_text
+from lmforge.report.svg import bar_chart, line_chart, num
+from lmforge.serve.lineage import git_commit, load_lock
+
+# the artifacts whose md5 the card pins (when dvc.lock has them)
+LINEAGE = ("data/sample", "data/curated", "models/tokenizer", "data/tokens", "models/pretrain/hf",
+           "models/sft", "models/reward", "models/dpo", "models/release")
+
+
+def _json(root: Path, rel: str) -> dict:
+    p = root / rel
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _csv(root: Path, rel: str) -> list[dict]:
+    p = root / rel
+    return list(csv.DictReader(open(p))) if p.exists() else []
+
+
+def _points(rows: list[dict], x: str, y: str) -> list[tuple[float, float]]:
+    out = []
+    for r in rows:
+        try:
+            out.append((float(r[x]), float(r[y])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return num(v)
+    return str(v)
+
+
+def gather(root: Path, lock_path: Path) -> list[dict]:
+    """The card's sections: {title, rows: [(label, value)], charts: [svg]} in reading order."""
+    m = {k: _json(root, f"metrics/{k}.json") for k in ("curate", "tokens", "pretrain", "sft", "reward", "dpo")}
+    timing = {k: _json(root, f"metrics/timing/{k}.json") for k in ("pretrain", "serve")}
+    cur, tok, pre = m["curate"], m["tokens"], m["pretrain"]
+    sections = []
+
+    funnel = [(r["step"], float(r["documents"])) for r in _csv(root, "metrics/curate_funnel.csv")]
+    reasons = sorted((cur.get("rejected") or {}).get("by_reason", {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    sections.append({"title": "Data", "rows": [
+        ("input documents", (cur.get("input") or {}).get("documents")),
+        ("curated documents", (cur.get("curated") or {}).get("documents")),
+        ("rejected documents", (cur.get("rejected") or {}).get("documents")),
+        *[(f"rejected: {r}", n) for r, n in reasons]],
+        "charts": [bar_chart("Curation funnel (documents left after each step)", funnel),
+                   bar_chart("Rejected documents by reason", [(r, float(n)) for r, n in reasons])]})
+
+    by = [(k, float(v)) for k, v in sorted((tok.get("tokens_per_source") or {}).items())]
+    lang = [(k, float(v)) for k, v in sorted((tok.get("tokens_per_language") or {}).items())]
+    sections.append({"title": "Tokens", "rows": [("tokens", tok.get("tokens")), ("documents", tok.get("documents")),
+                                                 ("packing efficiency", tok.get("packing_efficiency"))],
+                     "charts": [bar_chart("Tokens per source", by), bar_chart("Tokens per language", lang)]})
+
+    steps = _csv(root, "metrics/pretrain_steps.csv")
+    evals = _csv(root, "metrics/pretrain_eval.csv")
+    speed = _csv(root, "metrics/timing/pretrain_steps.csv")
+    sections.append({"title": "Pretraining", "rows": [
+        ("parameters", pre.get("params")), ("steps", pre.get("steps")), ("tokens", pre.get("tokens")),
+        ("held-out loss", f"{_fmt(pre.get('init_val_loss'))} -> {_fmt(pre.get('val_loss'))}"),
+        ("held-out perplexity", f"{_fmt(pre.get('init_val_ppl'))} -> {_fmt(pre.get('val_ppl'))}"),
+        ("tokens/s", timing["pretrain"].get("tokens_per_s")), ("MFU", timing["pretrain"].get("mfu")),
+        ("device", timing["pretrain"].get("device"))],
+        "charts": [line_chart("Pretraining loss", {"train": _points(steps, "step", "loss"),
+                                                   "held-out": _points(evals, "step", "val_loss")}),
+                   line_chart("Held-out perplexity", {"val_ppl": _points(evals, "step", "val_ppl")}, log_y=True),
+                   line_chart("Throughput (tokens/s)", {"tokens/s": _points(speed, "step", "tokens_per_s")})]})
+
+    for stage, keys in (("sft", ("train_loss", "perplexity", "refusal_rate", "over_refusal")),
+                        ("reward", ("accuracy_before", "accuracy", "margin", "train_loss")),
+                        ("dpo", ("win_rate", "kl_token", "reward_margin", "preference_accuracy", "perplexity"))):
+        s = m[stage]
+        rows = [(k, s.get(k)) for k in keys if k in s]
+        if "gate_passed" in s:
+            rows.append(("gate", "PASSED" if s["gate_passed"] else "FAILED: " + "; ".join(s.get("gate_failures", []))))
+        curve = _csv(root, f"metrics/{stage}_loss.csv")
+        series = {"loss": _points(curve, "step", "loss")}
+        if stage == "dpo":
+            series["reward margin"] = _points(curve, "step", "margin")
+        sections.append({"title": f"Post-training: {stage}", "rows": rows,
+                         "charts": [line_chart(f"{stage} training curve", series)]})
+
+    loads = sorted(timing["serve"].items())
+    sections.append({"title": "Serving (load test of lmforge serve)", "rows": [
+        (f"{k}: {f}", v.get(f)) for k, v in loads for f in ("latency_p50_s", "latency_p95_s", "ttft_p50_s",
+                                                            "tokens_per_s", "requests_per_s")],
+        "charts": [bar_chart("Generated tokens/s by concurrency", [(k, float(v.get("tokens_per_s", 0))) for k, v in loads]),
+                   bar_chart("p95 latency (s) by concurrency", [(k, float(v.get("latency_p95_s", 0))) for k, v in loads])]})
+
+    commit, _dirty = git_commit(root)
+    outs = {o["path"].rstrip("/"): o.get("md5") for st in load_lock(lock_path).values()
+            for o in (st.get("outs") or []) + (st.get("deps") or [])}
+    sections.append({"title": "Lineage", "rows": [("git commit", commit)] +
+                     [(p, outs[p]) for p in LINEAGE if p in outs], "charts": []})
+    return sections
+
+
+def render_md(sections: list[dict]) -> str:
+    lines = ["# lmforge report card", "", "Charts: reports/summary.html.", ""]
+    for s in sections:
+        lines += [f"## {s['title']}", "", "| | |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in s["rows"] if v is not None]
+        lines.append("")
+    return "\n".join(lines)
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1180px;margin:1em auto;color:#222}"
+         "section{border-top:1px solid #ccc;margin-top:1em}table{border-collapse:collapse;font-size:13px}"
+         "td{padding:2px 10px;border-bottom:1px solid #eee}.charts{display:flex;flex-wrap:wrap;gap:8px}")
+
+
+def render_html(sections: list[dict]) -> str:
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>lmforge report card</title>",
+             f"<style>{STYLE}</style></head><body><h1>lmforge report card</h1>"]
+    for s in sections:
+        rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(_fmt(v))}</td></tr>"
+                       for k, v in s["rows"] if v is not None)
+        parts.append(f"<section><h2>{escape(s['title'])}</h2><table>{rows}</table>"
+                     f"<div class='charts'>{''.join(s['charts'])}</div></section>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_card(root: str | Path = ".", out_dir: str | Path = "reports", lock: str | Path = "dvc.lock") -> int:
+    """Write summary.md and summary.html; return the number of charts."""
+    root = Path(root)
+    sections = gather(root, root / lock)
+    out = root / out_dir
+    write_text(out / "summary.md", render_md(sections))
+    write_text(out / "summary.html", render_html(sections))
+    return sum(len(s["charts"]) for s in sections)
