@@ -17,8 +17,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import yaml
-
 TEMPLATE = """#!/bin/bash
 #SBATCH --job-name={job_name}
 #SBATCH --nodes={nodes}
@@ -41,11 +39,13 @@ exec "${{CMD[@]}}"
 
 
 def stage_resources(dvc_yaml: str | Path = "dvc.yaml", stage: str = "pretrain") -> dict:
-    p = Path(dvc_yaml)
-    if not p.exists():
+    """The stage's ``meta.resources`` as the Snakefile reads them (``${...}`` from params.yaml)."""
+    from lmforge.orchestrate import rules_from_dvc
+
+    if not Path(dvc_yaml).exists():
         return {}
-    stages = (yaml.safe_load(p.read_text()) or {}).get("stages") or {}
-    return dict(((stages.get(stage) or {}).get("meta") or {}).get("resources") or {})
+    spec = next((s for s in rules_from_dvc(dvc_yaml) if s.name == stage), None)
+    return {"threads": spec.threads, **spec.resources} if spec else {}
 
 
 def minutes_to_time(minutes: int) -> str:
