@@ -30,6 +30,7 @@ from lmforge.train.data import IGNORE, PackedTokens, TokenDataError
 from lmforge.train.mfu import device_peak
 from lmforge.train.recipe import (CosineSchedule, deepspeed_config, grad_accum_steps, lr_at,
                                   make_optimizer)
+from lmforge.train.zero_init import build_partitioned, local_numel
 
 
 class NonFiniteLoss(RuntimeError):
@@ -191,7 +192,12 @@ def setup(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int) -> Run:
     gas = grad_accum_steps(cfg.global_batch_tokens, seq_len, cfg.micro_batch_size, world)
     ds_config = deepspeed_config(cfg.zero_stage, cfg.micro_batch_size, gas, world, cfg.grad_clip, bf16)
     _seed_all(seed)
-    model = build_model(model_cfg, vocab, seq_len, special)
+    if cfg.zero_stage == 3:   # partitioned as it is built: no rank holds the whole model
+        model = build_partitioned(lambda: build_model(model_cfg, vocab, seq_len, special), ds_config)
+        print(f"[pretrain] rank {rank}: {local_numel(model):,} parameter elements held (ZeRO-3 partition)",
+              flush=True)
+    else:
+        model = build_model(model_cfg, vocab, seq_len, special)
     optimizer = make_optimizer(model, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
 
     def schedule(opt):
