@@ -136,6 +136,27 @@ def trl_kwargs(tp: TrainParams, seed: int, out_dir: str | None) -> dict[str, Any
     )
 
 
+def trained_model(trainer, lora: bool):
+    """The trainer's model with whole weights: ZeRO-3 partitions gathered, a LoRA adapter merged.
+
+    Under ZeRO-3 every parameter is a partition after training; accelerate's
+    ``get_state_dict`` consolidates them (``stage3_gather_16bit_weights_on_model_save``)
+    into a plain copy that evaluation and ``save_model`` can use.
+    """
+    import torch
+
+    model = trainer.model
+    if any(hasattr(t, "ds_tensor") for t in model.parameters()):
+        if lora:
+            raise ParamsError("lora with deepspeed zero_stage 3 is not supported; use zero_stage 0-2")
+        state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        with torch.random.fork_rng():   # building the copy must not move the seeded stream
+            whole = type(model)(model.config)
+        whole.load_state_dict(state)
+        return whole.eval()
+    return model.merge_and_unload() if lora else model
+
+
 def check_model_dir(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
     if not (p / "config.json").exists():

@@ -17,7 +17,8 @@ import dataclasses
 
 import pandas as pd
 
-from lmforge.align.common import LoraParams, TrainParams, load_causal_lm, load_tokenizer, trl_kwargs
+from lmforge.align.common import (LoraParams, TrainParams, load_causal_lm, load_tokenizer, trained_model,
+                                  trl_kwargs)
 from lmforge.align.evaluate import (EvalParams, completion_logprobs, generate_replies, policy_metrics, reward_scores,
                                    token_kl)
 from lmforge.align.preferences import PreferenceParams, check_pairs, rejection_pairs, to_dataset
@@ -109,7 +110,7 @@ def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | N
 
     trainer = dpo_trainer(p, policy, ref, tok, train_all, seed, work_dir)
     result = trainer.train()
-    policy = trainer.model.merge_and_unload() if p.lora.enabled else trainer.model
+    policy = trained_model(trainer, p.lora.enabled)
     policy.eval()
     after = logp_margins(policy, tok, train_all, p.train.max_length)
 

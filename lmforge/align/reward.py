@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lmforge.align.common import LoraParams, TrainParams, check_model_dir, load_tokenizer, save_model, trl_kwargs
+from lmforge.align.common import (LoraParams, TrainParams, check_model_dir, load_tokenizer, save_model,
+                                  trained_model, trl_kwargs)
 from lmforge.align.evaluate import reward_scores
 from lmforge.align.preferences import check_pairs, to_dataset
 from lmforge.config import require
@@ -83,9 +84,7 @@ def train_reward(p: RewardParams, seed: int, work_dir: str | None = None) -> tup
     trainer = RewardTrainer(model=model, args=args, train_dataset=to_dataset(train), processing_class=tok,
                             peft_config=p.lora.peft_config(model, task_type="SEQ_CLS"))
     result = trainer.train()
-    model = trainer.model
-    if p.lora.enabled:
-        model = model.merge_and_unload()
+    model = trained_model(trainer, p.lora.enabled)
     acc, margin = pairwise_accuracy(model, tok, val, p.train.max_length)
     train_acc, _ = pairwise_accuracy(model, tok, train, p.train.max_length)
     if p.min_accuracy is not None and acc < p.min_accuracy:

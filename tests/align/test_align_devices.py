@@ -58,3 +58,29 @@ def test_dpo_reference_gets_no_gradients_and_no_optimizer_state(work, sft_dir, p
     assert all(not t.requires_grad and t.grad is None for t in ref.parameters())
     assert all(torch.equal(v, before[k]) for k, v in ref.state_dict().items())
     assert any(not torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the reference curve is the CPU one")
+def test_sft_through_trl_deepspeed_zero3_matches_and_saves_whole_weights(work, base_dir, instr_dir, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lmforge.align.common import load_causal_lm
+    from lmforge.train.dist import free_port
+
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    script = Path(__file__).with_name("sft_deepspeed.py")
+    p = subprocess.run([sys.executable, str(script), str(tmp_path), str(base_dir), str(instr_dir), "3"],
+                       env=env, capture_output=True, text=True, timeout=400)
+    assert p.returncode == 0, p.stderr[-4000:]
+    res = json.loads(p.stdout.split("RESULT ", 1)[1])
+    assert res["losses"] == pytest.approx(CPU_SFT_CURVE, abs=2e-4)    # ZeRO-3 partitions the same maths
+    saved, base = load_causal_lm(res["out"]), load_causal_lm(base_dir)
+    shapes = {k: v.shape for k, v in base.state_dict().items()}
+    assert {k: v.shape for k, v in saved.state_dict().items()} == shapes   # gathered, not empty partitions
+    assert any(not torch.equal(v, base.state_dict()[k]) for k, v in saved.state_dict().items())
