@@ -186,10 +186,14 @@ def load(engine, path: Path, rank: int, tag: str = "ds") -> dict:
     path = Path(path)
     if not (path / MARKER).exists():
         raise FileNotFoundError(f"{path}: not a complete checkpoint (no {MARKER} marker)")
+    decay = [g.get("weight_decay") for g in engine.optimizer.param_groups]   # the recipe's, per group
     loaded, _ = engine.load_checkpoint(str(path), tag=tag, load_optimizer_states=True,
                                        load_lr_scheduler_states=True)
     if loaded is None:
         raise RuntimeError(f"{path}: DeepSpeed could not load the checkpoint in {tag}/")
+    if tag == UNIVERSAL:   # DeepSpeed 0.19's ZeRO-3 universal load gives every group group 0's settings
+        for group, wd in zip(engine.optimizer.param_groups, decay):
+            group["weight_decay"] = wd
     rng = path / f"rng_rank{rank}.pt"
     if rng.exists():
         set_rng_state(torch.load(rng, weights_only=True))

@@ -9,7 +9,6 @@ order of floating-point sums differs between layouts.
 """
 import csv
 import shutil
-import signal
 import sys
 
 import pytest

@@ -11,8 +11,7 @@ import re
 import sys
 
 import pytest
-from pretrain_helpers import TINY_MODEL, run_stage, tiny_pretrain
-from test_zero import _val_loss_of
+from pretrain_helpers import TINY_MODEL, run_stage, tiny_pretrain, val_loss_of
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
@@ -30,7 +29,7 @@ def test_zero3_partitions_the_model_across_two_processes(token_data, reference_r
     assert m["init_val_loss"] == pytest.approx(reference_run[2]["init_val_loss"], rel=1e-6)
     assert m["val_loss"] < m["init_val_loss"]
 
-    loss, model = _val_loss_of(tmp_path / "models/pretrain/hf", token_data[0], 8, 4)
+    loss, model = val_loss_of(tmp_path / "models/pretrain/hf", token_data[0], 8, 4)
     assert loss == pytest.approx(m["val_loss"], abs=1e-5)
     sizes = [t.numel() for t in model.parameters()]     # tied weights counted once
     total, largest = sum(sizes), max(sizes)
