@@ -27,12 +27,14 @@ TEMPLATE = """#!/bin/bash
 {extra}set -euo pipefail
 cd {workdir}
 export OMP_NUM_THREADS={omp} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# stages/pretrain.py runs as a file: keep stages/ (its tokenize.py would shadow the stdlib) off sys.path
+export PYTHONSAFEPATH=1
 export TORCH_EXTENSIONS_DIR="${{TORCH_EXTENSIONS_DIR:-$HOME/.cache/lmforge/torch_extensions}}"
 HOSTFILE="{hostfile_dir}/hostfile.${{SLURM_JOB_ID:-local}}"
 mkdir -p "$(dirname "$HOSTFILE")"
 scontrol show hostnames "$SLURM_JOB_NODELIST" | awk '{{print $1" slots={slots}"}}' > "$HOSTFILE"
 export MASTER_ADDR=$(head -n1 "$HOSTFILE" | cut -d' ' -f1) MASTER_PORT={port}
-CMD=({launcher} --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" --master_port {port} --launcher {ds_launcher} stages/pretrain.py)
+CMD=({launcher} --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" --master_port {port} --launcher {ds_launcher} --no_ssh_check stages/pretrain.py)
 if [ "${{LMFORGE_DRY_RUN:-0}}" = 1 ]; then echo "${{CMD[@]}}"; exit 0; fi
 exec "${{CMD[@]}}"
 """
