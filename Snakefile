@@ -3,7 +3,7 @@
 # dvc.yaml is the single source of truth; this file only loops over the rules
 # that lmforge/orchestrate.py derives from it (no stage command is repeated here).
 # Resources (threads, mem_mb, runtime, gpu, slurm_partition ...) come from each
-# stage's `meta: {resources: {...}}` block. Run on a cluster with
+# stage's `meta: {resources: {...}}` block (GPU counts from params.yaml `resources:`). Run on a cluster with
 #   snakemake --workflow-profile profiles/slurm
 # and locally with `snakemake --workflow-profile profiles/local`. After a
 # successful run, `dvc commit --force <stages>` records the outputs in dvc.lock (set
@@ -36,7 +36,7 @@ for _s in STAGES:
         output: [directory(o) if o in _s.output_dirs else o for o in _s.outputs]
         params: cmd=_s.shell, dvc_params=_s.params_json
         threads: _s.threads
-        resources: **_s.resources
+        resources: **_s.submit_resources
         shell: "{params.cmd}"
 
 

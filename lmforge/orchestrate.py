@@ -24,7 +24,13 @@ Translation, per stage:
   stages DVC would.
 - A stage-level ``meta: {resources: {...}}`` block (ignored by DVC) gives
   ``threads`` and the Snakemake/SLURM resources (``mem_mb``, ``runtime``,
-  ``gpu``, ``slurm_partition`` ...).
+  ``gpu``, ``slurm_partition`` ...). It is interpolated like the rest, so
+  ``gpu: ${resources.pretrain.gpu}`` takes the count from params.yaml; a
+  resource that comes out empty (``""`` or null) is left unset. For submission
+  (:attr:`RuleSpec.submit_resources`) ``gpu: N`` becomes ``gres: gpu:N``:
+  sbatch's ``--gres=gpu:N`` is per node, as the multi-node batch script's
+  ``--gpus-per-node`` (the SLURM plugin would send ``gpu`` as a job total,
+  ``--gpus=N``, and refuses both at once).
 
 Not supported (a clear error is raised): ``foreach``/``matrix`` stages and
 dict/list interpolation in ``cmd``; none are used in this project's dvc.yaml.
@@ -66,6 +72,17 @@ class RuleSpec:
     threads: int = 1
     resources: dict[str, Any] = field(default_factory=dict)
     stamp: str | None = None
+
+    @property
+    def submit_resources(self) -> dict[str, Any]:
+        """Resources as Snakemake submits them: ``gpu: N`` as ``gres: gpu:N`` (per node)."""
+        res = dict(self.resources)
+        gpus = res.pop("gpu", 0)
+        if gpus and "gres" not in res:
+            res["gres"] = f"gpu:{gpus}"
+        elif gpus:
+            raise DvcYamlError(f"stage '{self.name}': meta.resources sets both gpu and gres; keep one")
+        return res
 
     @property
     def params_json(self) -> str:
@@ -225,9 +242,11 @@ def is_dir_path(path: str, root: Path) -> bool:
     return posixpath.splitext(posixpath.basename(path))[1] == ""
 
 
-def _resources(stage: dict, where: str) -> tuple[int, dict[str, Any]]:
-    meta = stage.get("meta") or {}
+def _resources(meta: Any, where: str) -> tuple[int, dict[str, Any]]:
+    """``threads`` and the other resources of an (interpolated) ``meta`` block; empty values dropped."""
+    meta = meta or {}
     res = dict((meta.get("resources") or {}) if isinstance(meta, dict) else {})
+    res = {k: v for k, v in res.items() if v is not None and v != ""}
     for k in res:
         if not _NAME_OK.match(str(k)):
             raise DvcYamlError(f"{where}: meta.resources key {k!r} is not a valid name")
@@ -270,7 +289,7 @@ def rules_from_dvc(dvc_yaml: str | os.PathLike = "dvc.yaml") -> list[RuleSpec]:
         pvals = _stage_params(resolved.get("params"), params, where, base)
         outs = _paths(resolved.get("outs"), base, where)
         outs += _paths(resolved.get("metrics"), base, where) + _paths(resolved.get("plots"), base, where)
-        threads, res = _resources(stage, where)
+        threads, res = _resources(_interpolate(stage.get("meta"), ctx, where, used), where)
         raw[name] = dict(cmd=cmd, deps=[d.path for d in _paths(resolved.get("deps"), base, where)],
                          outs=outs, params=pvals, threads=threads, resources=res)
 

@@ -1,7 +1,11 @@
 """What SFT, reward modelling, DPO and the gates share: loading local models, the
 chat template, generation that stops at the end of an assistant turn, and the TRL
-arguments every trainer here gets (CPU, no hub, no checkpoints, progress bars on
-stderr, DVCLive through ``lmforge.live`` rather than ``report_to``).
+arguments every trainer here gets (no hub, no checkpoints, progress bars on stderr,
+DVCLive through ``lmforge.live`` rather than ``report_to``).
+
+The device is accelerate's choice (a GPU when there is one, else the CPU), bf16
+is used only on a GPU that supports it, and ``train.deepspeed`` hands a ZeRO
+config to TRL's own DeepSpeed integration (launch with ``torchrun``/``deepspeed``).
 
 The chat template always comes from the model's own tokenizer, so a base model
 brought from outside (``sft.base_model``) keeps its own template and role markers,
@@ -71,7 +75,7 @@ class TrainParams:
     threads: int = 1  # torch threads; 2 on a busy 2-core machine is far slower
     deepspeed: str | None = None  # null | "shared" (pretraining's builder) | path to a JSON config
     zero_stage: int = 0  # with deepspeed: shared
-    bf16: bool = False  # TRL defaults to bf16 autocast, which is slow on CPU; opt in on GPUs
+    bf16: bool | None = None  # null = on GPUs that support it; never on CPU (slow autocast there)
 
     def __post_init__(self):
         require(self.max_steps > 0, f"max_steps must be > 0, got {self.max_steps}")
@@ -79,6 +83,16 @@ class TrainParams:
         require(self.lr > 0, f"lr must be > 0, got {self.lr}")
         require(self.max_length >= 16, f"max_length must be >= 16, got {self.max_length}")
         require(self.zero_stage in (0, 1, 2, 3), f"zero_stage must be 0-3, got {self.zero_stage}")
+
+
+def use_bf16(requested: bool | None) -> bool:
+    """bf16 only on a GPU that supports it; ``None`` asks for it wherever it is."""
+    import torch
+
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if requested and not supported:
+        log.warning("train.bf16: true, but there is no GPU with bf16 here; training in fp32")
+    return supported if requested is None else bool(requested) and supported
 
 
 def deepspeed_config(tp: TrainParams) -> dict | None:
@@ -96,7 +110,7 @@ def deepspeed_config(tp: TrainParams) -> dict | None:
         from lmforge.train.recipe import deepspeed_config as build
 
         return build(tp.zero_stage, tp.batch_size, tp.grad_accum, int(os.environ.get("WORLD_SIZE", "1")),
-                     bf16=tp.bf16)
+                     bf16=use_bf16(tp.bf16))
     p = Path(tp.deepspeed)
     if not p.exists():
         raise ParamsError(f"deepspeed: config file {tp.deepspeed} not found")
@@ -112,12 +126,13 @@ def trl_kwargs(tp: TrainParams, seed: int, out_dir: str | None) -> dict[str, Any
     out_dir = out_dir or tempfile.mkdtemp(prefix="lmforge-align-")
     torch.set_num_threads(max(1, tp.threads))
     return dict(
-        output_dir=out_dir, use_cpu=True, report_to="none", seed=seed, data_seed=seed,
+        output_dir=out_dir, report_to="none", seed=seed, data_seed=seed,
         max_steps=tp.max_steps, per_device_train_batch_size=tp.batch_size,
         per_device_eval_batch_size=tp.batch_size, gradient_accumulation_steps=tp.grad_accum,
         learning_rate=tp.lr, warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay,
         lr_scheduler_type="cosine", logging_steps=max(1, tp.max_steps // 20), save_strategy="no",
-        eval_strategy="no", dataloader_num_workers=0, disable_tqdm=False, bf16=tp.bf16, fp16=False,
+        eval_strategy="no", dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=False, bf16=use_bf16(tp.bf16), fp16=False,
         deepspeed=deepspeed_config(tp),
     )
 
@@ -129,6 +144,27 @@ def live_callbacks(live: str | None) -> list:
     from lmforge.live import trainer_callback
 
     return [trainer_callback(live)]
+
+
+def trained_model(trainer, lora: bool):
+    """The trainer's model with whole weights: ZeRO-3 partitions gathered, a LoRA adapter merged.
+
+    Under ZeRO-3 every parameter is a partition after training; accelerate's
+    ``get_state_dict`` consolidates them (``stage3_gather_16bit_weights_on_model_save``)
+    into a plain copy that evaluation and ``save_model`` can use.
+    """
+    import torch
+
+    model = trainer.model
+    if any(hasattr(t, "ds_tensor") for t in model.parameters()):
+        if lora:
+            raise ParamsError("lora with deepspeed zero_stage 3 is not supported; use zero_stage 0-2")
+        state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        with torch.random.fork_rng():   # building the copy must not move the seeded stream
+            whole = type(model)(model.config)
+        whole.load_state_dict(state)
+        return whole.eval()
+    return model.merge_and_unload() if lora else model
 
 
 def check_model_dir(path: str | os.PathLike, what: str) -> Path:
@@ -178,9 +214,10 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 48, sample: b
     try:
         for i in range(0, len(prompts), batch_size):
             texts = [prompt_text(tok, p) for p in prompts[i:i + batch_size]]
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.no_grad():
-                gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=max_new_tokens, do_sample=sample,
+                gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                     max_new_tokens=max_new_tokens, do_sample=sample,
                                      temperature=temperature if sample else None, top_k=top_k if sample else None,
                                      top_p=None, eos_token_id=stops, pad_token_id=tok.pad_token_id)
             for row in gen[:, enc["input_ids"].shape[1]:]:

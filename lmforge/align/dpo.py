@@ -18,7 +18,7 @@ import dataclasses
 import pandas as pd
 
 from lmforge.align.common import (LoraParams, TrainParams, live_callbacks, load_causal_lm, load_tokenizer,
-                                 trl_kwargs)
+                                  trained_model, trl_kwargs)
 from lmforge.align.evaluate import (EvalParams, completion_logprobs, generate_replies, policy_metrics, reward_scores,
                                    token_kl)
 from lmforge.align.preferences import PreferenceParams, check_pairs, rejection_pairs, to_dataset
@@ -78,11 +78,28 @@ def make_rejection_pairs(p: DPOParams, pref: PreferenceParams, policy, rm, tok, 
     return rejection_pairs(policy, rm, tok, prompts, p.rejection_samples, pref, seed, p.train.max_length)
 
 
+def dpo_trainer(p: DPOParams, policy, ref, tok, pairs: pd.DataFrame, seed: int, work_dir: str | None = None,
+                live: str | None = None):
+    """TRL's DPOTrainer for ``policy`` against the frozen ``ref`` (no gradients, no optimizer state).
+
+    TRL runs the reference under ``no_grad`` and builds the optimizer from the
+    policy only; freezing it here also keeps ZeRO/accelerate from treating it as
+    trainable. With LoRA the adapter-free policy is the reference and ``ref`` is unused.
+    """
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(beta=p.beta, max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir))
+    peft = p.lora.peft_config(policy)
+    if not peft:
+        ref.requires_grad_(False).eval()
+    return DPOTrainer(model=policy, ref_model=None if peft else ref, args=args,
+                      train_dataset=to_dataset(pairs), processing_class=tok, peft_config=peft,
+                      callbacks=live_callbacks(live))
+
+
 def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | None = None,
               live: str | None = None):
     """Returns (model, tokenizer, metrics, curve, samples); the caller gates, reports and saves."""
-    from trl import DPOConfig, DPOTrainer
-
     tok = load_tokenizer(p.sft_model)
     policy = load_causal_lm(p.sft_model, "dpo.sft_model")
     ref = load_causal_lm(p.sft_model, "dpo.sft_model")
@@ -94,13 +111,9 @@ def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | N
     train_all = check_pairs(pd.concat([train, rs[train.columns]], ignore_index=True), "dpo training pairs")
     before = logp_margins(policy, tok, train_all, p.train.max_length)
 
-    args = DPOConfig(beta=p.beta, max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir))
-    peft = p.lora.peft_config(policy)
-    trainer = DPOTrainer(model=policy, ref_model=None if peft else ref, args=args,
-                         train_dataset=to_dataset(train_all), processing_class=tok, peft_config=peft,
-                         callbacks=live_callbacks(live))
+    trainer = dpo_trainer(p, policy, ref, tok, train_all, seed, work_dir, live)
     result = trainer.train()
-    policy = trainer.model.merge_and_unload() if peft else trainer.model
+    policy = trained_model(trainer, p.lora.enabled)
     policy.eval()
     after = logp_margins(policy, tok, train_all, p.train.max_length)
 

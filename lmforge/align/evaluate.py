@@ -81,7 +81,8 @@ def completion_logprobs(model, tok, prompts: list[str], responses: list[str], ma
         mask = torch.tensor([m + [0] * (width - len(m)) for _, m in enc])
         attn = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in enc])
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+            logits = model(input_ids=ids.to(model.device), attention_mask=attn.to(model.device)).logits
+        logits = logits[:, :-1].float().cpu()
         lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0] * mask[:, 1:]
         sums += lp.sum(-1).tolist()
         counts += mask[:, 1:].sum(-1).tolist()
@@ -117,7 +118,8 @@ def reward_scores(rm, tok, prompts: list[str], responses: list[str], max_length:
             enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
                       add_special_tokens=False)
             with torch.no_grad():
-                out += rm(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[:, 0].tolist()
+                out += rm(input_ids=enc["input_ids"].to(rm.device),
+                          attention_mask=enc["attention_mask"].to(rm.device)).logits[:, 0].tolist()
     finally:
         tok.padding_side = side
     return out
@@ -132,8 +134,8 @@ def token_kl(policy, ref, tok, prompts: list[str], replies: list[str], max_lengt
         ids, mask = _encode_pair(tok, p, r, max_length)
         x = torch.tensor([ids])
         with torch.no_grad():
-            lp = torch.log_softmax(policy(input_ids=x).logits[0, :-1].float(), -1)
-            lq = torch.log_softmax(ref(input_ids=x).logits[0, :-1].float(), -1)
+            lp = torch.log_softmax(policy(input_ids=x.to(policy.device)).logits[0, :-1].float().cpu(), -1)
+            lq = torch.log_softmax(ref(input_ids=x.to(ref.device)).logits[0, :-1].float().cpu(), -1)
         kl = (lp.exp() * (lp - lq)).sum(-1)
         m = torch.tensor(mask[1:], dtype=kl.dtype)
         total += float((kl * m).sum())

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lmforge.align.common import (LoraParams, TrainParams, check_model_dir, live_callbacks, load_tokenizer, save_model,
-                                 trl_kwargs)
+from lmforge.align.common import (LoraParams, TrainParams, check_model_dir, live_callbacks, load_tokenizer,
+                                  save_model, trained_model, trl_kwargs)
 from lmforge.align.evaluate import reward_scores
 from lmforge.align.preferences import check_pairs, to_dataset
 from lmforge.config import require
@@ -86,9 +86,7 @@ def train_reward(p: RewardParams, seed: int, work_dir: str | None = None,
                             peft_config=p.lora.peft_config(model, task_type="SEQ_CLS"),
                             callbacks=live_callbacks(live))
     result = trainer.train()
-    model = trainer.model
-    if p.lora.enabled:
-        model = model.merge_and_unload()
+    model = trained_model(trainer, p.lora.enabled)
     acc, margin = pairwise_accuracy(model, tok, val, p.train.max_length)
     train_acc, _ = pairwise_accuracy(model, tok, train, p.train.max_length)
     if p.min_accuracy is not None and acc < p.min_accuracy:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.align.common import (LoraParams, TrainParams, live_callbacks, load_causal_lm, load_tokenizer,
-                                 trl_kwargs)
+                                  trained_model, trl_kwargs)
 from lmforge.align.evaluate import EvalParams
 from lmforge.config import ParamsError, require
 
@@ -141,12 +141,13 @@ def build_trainer(p: SFTParams, seed: int, work_dir: str | None = None, live: st
     from trl import SFTConfig, SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+    # the config first: with ZeRO-3 it makes from_pretrained load straight into partitions (zero.Init)
+    args = SFTConfig(completion_only_loss=True, packing=p.packing, max_length=p.train.max_length,
+                     remove_unused_columns=True, **trl_kwargs(p.train, seed, work_dir))
     tok = load_tokenizer(p.base_model)
     model = load_causal_lm(p.base_model, "sft.base_model")
     df = training_frame(p, seed)
     weighted = not p.packing  # the weighted loss is also ~2x cheaper on CPU than TRL's fused-logprob path
-    args = SFTConfig(completion_only_loss=True, packing=p.packing, max_length=p.train.max_length,
-                     remove_unused_columns=True, **trl_kwargs(p.train, seed, work_dir))
     kwargs = dict(model=model, args=args, train_dataset=to_dataset(df, weighted), processing_class=tok,
                   peft_config=p.lora.peft_config(model), callbacks=live_callbacks(live))
     if weighted:
@@ -161,9 +162,7 @@ def train_sft(p: SFTParams, seed: int, work_dir: str | None = None, live: str | 
     The caller evaluates, gates and only then saves (``lmforge.align.common.save_model``)."""
     trainer, tok, df = build_trainer(p, seed, work_dir, live)
     result = trainer.train()
-    model = trainer.model
-    if p.lora.enabled:
-        model = model.merge_and_unload()
+    model = trained_model(trainer, p.lora.enabled)
     model.eval()
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     return model, tok, {

@@ -6,7 +6,11 @@ LlamaConfig, so export needs nothing else), ``trainer_state.json`` (step, data
 position, metric history), ``timing.json`` (seconds and tokens/s so far: the one
 file that differs between two runs of one commit, so ``.dvcignore`` keeps it out of
 the checkpoint's hash), ``rng_rank{r}.pt`` (RNG states, tensors and ints only, so
-they load with ``weights_only=True``) and ``COMPLETE``.
+they load with ``weights_only=True``) and ``COMPLETE``. A ZeRO 1-3 checkpoint
+resumed on another number of processes is first converted, once, by DeepSpeed's
+``ds_to_universal`` into ``universal/`` beside ``ds/`` and loaded from there with
+``checkpoint.load_universal`` (DeepSpeed reshards it); ZeRO-0 keeps whole weights
+and optimizer state in ``ds/`` and loads on any number of processes as it is.
 
 Atomicity: everything is written into ``.step_00000016.tmp/``, that folder is
 renamed to its final name, and only then is the ``COMPLETE`` marker written.
@@ -22,6 +26,8 @@ import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +37,7 @@ from lmforge.io import fsync_dir, write_json, write_text
 from lmforge.train import dist as D
 
 MARKER = "COMPLETE"
+UNIVERSAL = "universal"
 TIMING = "timing.json"
 TIMING_KEYS = ("train_seconds", "timing")  # trainer-state keys that measure the machine
 _NAME = re.compile(r"^step_(\d{8})$")
@@ -143,15 +150,50 @@ def save(engine, root: str | Path, step: int, state: dict, model_config, rank: i
     return final
 
 
-def load(engine, path: Path, rank: int) -> dict:
+def saved_layout(path: Path | None) -> tuple[int | None, int | None]:
+    """(ZeRO stage, number of processes) a checkpoint was saved with."""
+    if path is None:
+        return None, None
+    saved = json.loads((Path(path) / "trainer_state.json").read_text())
+    return saved.get("zero_stage"), saved.get("world_size")
+
+
+def needs_universal(path: Path | None, zero_stage: int, world: int) -> bool:
+    """Whether resuming ``path`` here needs DeepSpeed's universal (resharding) load."""
+    stage, saved_world = saved_layout(path)
+    return zero_stage >= 1 and stage == zero_stage and saved_world not in (None, world)
+
+
+def to_universal(path: Path, rank: int) -> str:
+    """Collective: rank 0 converts ``path/ds`` with ``ds_to_universal`` (once); returns the tag."""
+    path = Path(path)
+    if rank == 0 and not (path / UNIVERSAL).is_dir():
+        tmp = path / f".{UNIVERSAL}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        p = subprocess.run([sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal",
+                            "--input_folder", str(path / "ds"), "--output_folder", str(tmp),
+                            "--inject_missing_state", "--num_extract_workers", "1", "--num_merge_workers", "1"],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"{path}: ds_to_universal failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+        os.replace(tmp, path / UNIVERSAL)
+    D.barrier()
+    return UNIVERSAL
+
+
+def load(engine, path: Path, rank: int, tag: str = "ds") -> dict:
     """Restore engine (model, optimizer, scheduler), RNG states; return trainer state."""
     path = Path(path)
     if not (path / MARKER).exists():
         raise FileNotFoundError(f"{path}: not a complete checkpoint (no {MARKER} marker)")
-    loaded, _ = engine.load_checkpoint(str(path), tag="ds", load_optimizer_states=True,
+    decay = [g.get("weight_decay") for g in engine.optimizer.param_groups]   # the recipe's, per group
+    loaded, _ = engine.load_checkpoint(str(path), tag=tag, load_optimizer_states=True,
                                        load_lr_scheduler_states=True)
     if loaded is None:
-        raise RuntimeError(f"{path}: DeepSpeed could not load the checkpoint in ds/")
+        raise RuntimeError(f"{path}: DeepSpeed could not load the checkpoint in {tag}/")
+    if tag == UNIVERSAL:   # DeepSpeed 0.19's ZeRO-3 universal load gives every group group 0's settings
+        for group, wd in zip(engine.optimizer.param_groups, decay):
+            group["weight_decay"] = wd
     rng = path / f"rng_rank{rank}.pt"
     if rng.exists():
         set_rng_state(torch.load(rng, weights_only=True))

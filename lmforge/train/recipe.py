@@ -60,13 +60,15 @@ class CosineSchedule:
 
 
 def param_groups(model, weight_decay: float):
-    """Two AdamW groups: matrices decay; norms, biases and embeddings do not."""
+    """Two AdamW groups: matrices decay; norms, biases and embeddings do not.
+
+    A ZeRO-3 partitioned parameter is judged by its full shape (``ds_shape``)."""
     decay, no_decay, seen = [], [], set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        if p.ndim < 2 or "embed" in name or "norm" in name or name.endswith(".bias"):
+        if len(getattr(p, "ds_shape", p.shape)) < 2 or "embed" in name or "norm" in name or name.endswith(".bias"):
             no_decay.append(p)
         else:
             decay.append(p)
@@ -97,8 +99,9 @@ def deepspeed_config(zero_stage: int, micro_batch_size: int, grad_accum: int, wo
     if zero_stage >= 1:
         zero.update(contiguous_gradients=True, overlap_comm=False, reduce_scatter=True)
     if zero_stage == 3:
+        # zero.Init's memory-efficient linear changes the forward's arithmetic: keep F.linear
         zero.update(stage3_gather_16bit_weights_on_model_save=True,
-                    stage3_param_persistence_threshold=0)
+                    stage3_param_persistence_threshold=0, memory_efficient_linear=False)
     if offload and zero_stage >= 1:
         zero["offload_optimizer"] = {"device": "cpu"}
     return {

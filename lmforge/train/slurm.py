@@ -17,8 +17,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import yaml
-
 TEMPLATE = """#!/bin/bash
 #SBATCH --job-name={job_name}
 #SBATCH --nodes={nodes}
@@ -29,23 +27,27 @@ TEMPLATE = """#!/bin/bash
 {extra}set -euo pipefail
 cd {workdir}
 export OMP_NUM_THREADS={omp} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# stages/pretrain.py runs as a file: keep stages/ (its tokenize.py would shadow the stdlib) off sys.path
+export PYTHONSAFEPATH=1
 export TORCH_EXTENSIONS_DIR="${{TORCH_EXTENSIONS_DIR:-$HOME/.cache/lmforge/torch_extensions}}"
 HOSTFILE="{hostfile_dir}/hostfile.${{SLURM_JOB_ID:-local}}"
 mkdir -p "$(dirname "$HOSTFILE")"
 scontrol show hostnames "$SLURM_JOB_NODELIST" | awk '{{print $1" slots={slots}"}}' > "$HOSTFILE"
 export MASTER_ADDR=$(head -n1 "$HOSTFILE" | cut -d' ' -f1) MASTER_PORT={port}
-CMD=({launcher} --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" --master_port {port} --launcher {ds_launcher} stages/pretrain.py)
+CMD=({launcher} --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" --master_port {port} --launcher {ds_launcher} --no_ssh_check stages/pretrain.py)
 if [ "${{LMFORGE_DRY_RUN:-0}}" = 1 ]; then echo "${{CMD[@]}}"; exit 0; fi
 exec "${{CMD[@]}}"
 """
 
 
 def stage_resources(dvc_yaml: str | Path = "dvc.yaml", stage: str = "pretrain") -> dict:
-    p = Path(dvc_yaml)
-    if not p.exists():
+    """The stage's ``meta.resources`` as the Snakefile reads them (``${...}`` from params.yaml)."""
+    from lmforge.orchestrate import rules_from_dvc
+
+    if not Path(dvc_yaml).exists():
         return {}
-    stages = (yaml.safe_load(p.read_text()) or {}).get("stages") or {}
-    return dict(((stages.get(stage) or {}).get("meta") or {}).get("resources") or {})
+    spec = next((s for s in rules_from_dvc(dvc_yaml) if s.name == stage), None)
+    return {"threads": spec.threads, **spec.resources} if spec else {}
 
 
 def minutes_to_time(minutes: int) -> str:

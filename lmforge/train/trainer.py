@@ -30,6 +30,7 @@ from lmforge.train.data import IGNORE, PackedTokens, TokenDataError
 from lmforge.train.mfu import device_peak
 from lmforge.train.recipe import (CosineSchedule, deepspeed_config, grad_accum_steps, lr_at,
                                   make_optimizer)
+from lmforge.train.zero_init import build_partitioned, local_numel
 
 
 class NonFiniteLoss(RuntimeError):
@@ -192,8 +193,16 @@ def setup(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int) -> Run:
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     gas = grad_accum_steps(cfg.global_batch_tokens, seq_len, cfg.micro_batch_size, world)
     ds_config = deepspeed_config(cfg.zero_stage, cfg.micro_batch_size, gas, world, cfg.grad_clip, bf16)
+    ckroot = Path(cfg.out_dir) / "checkpoints"
+    if C.needs_universal(C.latest(ckroot), cfg.zero_stage, world):   # resharding on resume
+        ds_config["checkpoint"] = {"load_universal": True}
     _seed_all(seed)
-    model = build_model(model_cfg, vocab, seq_len, special)
+    if cfg.zero_stage == 3:   # partitioned as it is built: no rank holds the whole model
+        model = build_partitioned(lambda: build_model(model_cfg, vocab, seq_len, special), ds_config)
+        print(f"[pretrain] rank {rank}: {local_numel(model):,} parameter elements held (ZeRO-3 partition)",
+              flush=True)
+    else:
+        model = build_model(model_cfg, vocab, seq_len, special)
     optimizer = make_optimizer(model, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
 
     def schedule(opt):
@@ -207,7 +216,7 @@ def setup(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int) -> Run:
              "timing": [], "train_seconds": 0.0, "zero_stage": cfg.zero_stage, "world_size": world}
     state["fingerprint"] = run_fingerprint(cfg, model.config, seed, train.meta)
     peak, device_name = device_peak(device, cfg.peak_flops)
-    return Run(cfg, model_cfg, seed, engine, model.config, train, val, state, Path(cfg.out_dir) / "checkpoints",
+    return Run(cfg, model_cfg, seed, engine, model.config, train, val, state, ckroot,
                rank, world, device, gas, bf16, vocab, seq_len, peak, device_name)
 
 
@@ -222,15 +231,19 @@ def resume(run: Run) -> None:
                          f"delete the folder or set resume: auto")
     if resume_from is None:
         return
-    saved = json.loads((resume_from / "trainer_state.json").read_text())
-    if (saved.get("zero_stage"), saved.get("world_size")) != (cfg.zero_stage, run.world):
-        raise ValueError(f"{resume_from}: saved with ZeRO stage {saved.get('zero_stage')} on "
-                         f"{saved.get('world_size')} process(es), this run is stage {cfg.zero_stage} on "
-                         f"{run.world}; DeepSpeed cannot reshard it - resume with the same layout")
-    run.state = C.load(run.engine, resume_from, run.rank)
+    stage, world = C.saved_layout(resume_from)
+    if stage != cfg.zero_stage:
+        raise ValueError(f"{resume_from}: saved with ZeRO stage {stage}, this run is stage {cfg.zero_stage}; "
+                         f"resume with the same pretrain.zero_stage")
+    tag = "ds"
+    if C.needs_universal(resume_from, cfg.zero_stage, run.world):
+        tag = C.to_universal(resume_from, run.rank)
+    run.state = C.load(run.engine, resume_from, run.rank, tag)
+    run.state["world_size"] = run.world   # the data position is global: any layout continues it
     if run.rank == 0:
+        moved = f", resharded from {world} to {run.world} process(es)" if world != run.world else ""
         print(f"[pretrain] resumed from {resume_from} (step {run.state['step']}, "
-              f"data position {run.state['samples']} rows)", flush=True)
+              f"data position {run.state['samples']} rows{moved})", flush=True)
 
 
 def _micro_batches(run: Run, step: int) -> tuple[list[float], bool, float | None]:

@@ -73,6 +73,25 @@ def run_stage(workdir: Path, model: dict, pretrain: dict, seed: int = 1337, env:
     return subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def val_loss_of(model_dir, tokens, rows, micro):
+    """Held-out loss of an exported HF folder over the first ``rows`` val rows, and the model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lmforge.train.data import IGNORE, PackedTokens
+    from lmforge.train.trainer import lm_loss
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
+    val = PackedTokens(tokens, "val")
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, min(rows, val.rows), micro):
+            x, y = val.rows_to_batch(range(i, min(i + micro, rows, val.rows)))
+            total += float(lm_loss(model(input_ids=x).logits, y, reduction="sum"))
+            count += int((y != IGNORE).sum())
+    return total / count, model
+
+
 # The golden recipe: a seeded synthetic Markov-chain token stream, so the loss curve
 # depends only on the code and the maths, not on which documentation is installed.
 GOLDEN_VOCAB, GOLDEN_SEQ = 512, 64

@@ -2,11 +2,9 @@
 import math
 
 import pytest
-import torch
-from pretrain_helpers import TINY_MODEL, run_inprocess, tiny_pretrain
+from pretrain_helpers import TINY_MODEL, run_inprocess, tiny_pretrain, val_loss_of
 
 from lmforge.train import trainer as T
-from lmforge.train.data import PackedTokens
 
 
 @pytest.fixture(scope="module")
@@ -35,27 +33,13 @@ def test_all_zero_stages_train_alike(stage_runs, reference_run):
         assert m["train_loss"] == pytest.approx(ref[2], rel=1e-3)
 
 
-def _val_loss_of(model_dir, tokens, rows, micro):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
-    val = PackedTokens(tokens, "val")
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, min(rows, val.rows), micro):
-            x, y = val.rows_to_batch(range(i, min(i + micro, rows, val.rows)))
-            total += float(T.lm_loss(model(input_ids=x).logits, y, reduction="sum"))
-            count += int((y != -100).sum())
-    return total / count, model
-
-
 @pytest.mark.parametrize("stage", [0, 3])
 def test_export_loads_offline_and_reproduces_val_loss(stage, stage_runs, reference_run, token_data, tmp_path):
     from transformers import AutoTokenizer
 
     m = stage_runs[stage]
     hf = m["checkpoint"].replace("checkpoints", "hf").rsplit("/", 1)[0]
-    loss, model = _val_loss_of(hf, token_data[0], 8, 4)
+    loss, model = val_loss_of(hf, token_data[0], 8, 4)
     assert loss == pytest.approx(m["val_loss"], abs=1e-5)
     assert type(model).__name__ == "LlamaForCausalLM"
     tok = AutoTokenizer.from_pretrained(hf)
@@ -64,7 +48,7 @@ def test_export_loads_offline_and_reproduces_val_loss(stage, stage_runs, referen
     from lmforge.train.export import main
 
     assert main([m["checkpoint"], str(tmp_path / "again"), "--tokenizer", str(token_data[1])]) == 0
-    assert _val_loss_of(tmp_path / "again", token_data[0], 8, 4)[0] == pytest.approx(loss, abs=1e-6)
+    assert val_loss_of(tmp_path / "again", token_data[0], 8, 4)[0] == pytest.approx(loss, abs=1e-6)
 
 
 def _nan_at(monkeypatch, call):
