@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 
 
 def free_port() -> int:
@@ -28,13 +29,21 @@ def setup() -> tuple[int, int, "object"]:
         os.environ.update(RANK=os.environ["SLURM_PROCID"], WORLD_SIZE=os.environ["SLURM_NTASKS"],
                           LOCAL_RANK=os.environ.get("SLURM_LOCALID", "0"))
         os.environ.setdefault("MASTER_PORT", "29500")
+    init_method = None
     if "RANK" not in os.environ:
+        # One process: a file rendezvous, not a TCP port that another process could take
+        # between choosing it and listening on it (seen as EADDRINUSE on a busy machine).
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(free_port()))
+        fd, path = tempfile.mkstemp(prefix="lmforge-pg-")
+        os.close(fd)
+        init_method = f"file://{path}"
     os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
     cuda = torch.cuda.is_available()
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False,
+                                   init_method=init_method, rank=int(os.environ["RANK"]),
+                                   world_size=int(os.environ["WORLD_SIZE"]))
     local = int(os.environ["LOCAL_RANK"])
     if cuda:
         torch.cuda.set_device(local)
