@@ -28,9 +28,9 @@ def _gathered_hf_init():
 
     original = PreTrainedModel._initialize_weights
 
-    def gathered(self, module):
+    def gathered(self, module, *args, **kwargs):  # transformers 5 adds `is_custom_code`
         with deepspeed.zero.GatheredParameters(list(module.parameters(recurse=False)), modifier_rank=0):
-            original(self, module)
+            original(self, module, *args, **kwargs)
 
     PreTrainedModel._initialize_weights = gathered
     try:
