@@ -1,6 +1,6 @@
 """Gateway overhead: p50 latency through `lmforge gateway` minus p50 calling the server directly.
 
-Goal (issue 5): the gateway adds at most 5 ms at p50. Both paths are measured in
+Goal: the gateway adds at most 5 ms at p50. Both paths are measured in
 the same run, interleaved request by request (direct, gateway, direct, ...), so
 machine load affects both alike. The upstream is the real `lmforge serve` on a
 model folder (``--model-id``; default: a tiny model built on the fly), asked for

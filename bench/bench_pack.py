@@ -1,6 +1,6 @@
 """Tokenize+pack throughput against a bare ``tokenizers`` ``encode_batch`` of the same texts.
 
-Goal (issue 2): the whole tokenize stage — reading curated Parquet, encoding, adding
+Goal: the whole tokenize stage — reading curated Parquet, encoding, adding
 EOS, packing rows, writing .npy shards and meta.json atomically — runs at >= 0.8x
 the speed of just calling ``Tokenizer.encode_batch`` on the texts already in memory.
 Both sides use the same tokenizer, the same texts and the same thread settings, and

@@ -1,4 +1,4 @@
-"""Pretraining with DeepSpeed (issue 3): recipe, data, checkpoints, loop, export.
+"""Pretraining with DeepSpeed: recipe, data, checkpoints, loop, export.
 
 Reusable pieces for other stages: ``deepspeed_config`` (the DeepSpeed JSON),
 ``make_optimizer``/``param_groups`` (AdamW without decay on norms, biases,
