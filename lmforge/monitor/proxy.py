@@ -25,7 +25,7 @@ from lmforge.monitor.safety import classify
 from lmforge.monitor.store import REQUESTS
 from lmforge.monitor.upstream import UpstreamError, UpstreamUnavailable
 from lmforge.serve.http import ApiError
-from lmforge.serve.protocol import Limits, sampling_params
+from lmforge.serve.protocol import Limits, sampling_params, sse
 
 # TGI GenerateParameters keys; unknown keys are refused (a typo would silently change nothing).
 _GENERATE_KEYS = {"do_sample", "max_new_tokens", "best_of", "repetition_penalty", "frequency_penalty",
@@ -50,11 +50,6 @@ def upstream_error(gw: GatewayState, e: BaseException) -> ApiError | None:
     if isinstance(e, (httpx.HTTPError, asyncio.TimeoutError, UpstreamUnavailable, json.JSONDecodeError)):
         return ApiError(502, f"upstream {gw.upstream_url}: {type(e).__name__}: {e}", "upstream")
     return None
-
-
-def sse(payload: dict | str) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    return f"data:{data}\n\n".encode()
 
 
 class Call:
@@ -245,7 +240,7 @@ async def _generate_stream(call: Call, body: dict) -> Response:
             if err is None:
                 raise
             await call.log(err.status, error=err.message, output_tokens=n, ttft=ttft)
-            yield sse({"error": err.message, "error_type": err.error_type})
+            yield sse(err.body())
 
     return _stream_response(call, events())
 
@@ -355,6 +350,6 @@ async def _chat(call: Call, body: dict) -> Response:
             if err is None:
                 raise
             await call.log(err.status, error=err.message, ttft=ttft)
-            yield sse({"error": err.message, "error_type": err.error_type})
+            yield sse(err.body())
 
     return _stream_response(call, events())

@@ -217,5 +217,7 @@ def stream_json(ev, opts: GenerateOptions) -> dict:
 
 
 def sse(obj: Any) -> bytes:
-    """One server-sent event, as TGI writes it (`data:{json}` and a blank line)."""
-    return b"data:" + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    """One server-sent event, as TGI writes it (`data:{json}` and a blank line); a string
+    is sent as it is (an upstream's already-encoded event, or `[DONE]`)."""
+    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
+    return b"data:" + data.encode() + b"\n\n"

@@ -7,6 +7,7 @@ missing mpi4py (docs: stack-pitfalls).
 """
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import tempfile
@@ -37,6 +38,7 @@ def setup() -> tuple[int, int, "object"]:
         os.environ.setdefault("MASTER_PORT", str(free_port()))
         fd, path = tempfile.mkstemp(prefix="lmforge-pg-")
         os.close(fd)
+        atexit.register(lambda: os.path.exists(path) and os.remove(path))
         init_method = f"file://{path}"
     os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
     cuda = torch.cuda.is_available()
