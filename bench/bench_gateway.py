@@ -6,7 +6,7 @@ machine load affects both alike. The upstream is the real `lmforge serve` on a
 model folder (``--model-id``; default: a tiny model built on the fly), asked for
 one new token so the model's own time stays small next to what is measured. The
 gateway does everything it does in production: auth, safety check, upstream call
-through ``lmforge.monitor.upstream`` (httpx), a request-log line fsynced before the reply.
+through ``lmforge.gateway.upstream`` (httpx), a request-log line fsynced before the reply.
 
     .venv/bin/python bench/bench_gateway.py [--requests 200] [--model-id DIR]
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "monitor"))
+sys.path.insert(0, str(REPO / "tests"))  # support.gateway: the tests' process starters
 sys.path.insert(0, str(REPO))
 
-from gwproc import KEY, free_port, start, start_gateway, stop, wait_http  # noqa: E402
+from support.gateway import KEY, free_port, start, start_gateway, stop, wait_http  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -57,7 +57,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_gateway."))
     model = args.model_id
     if model is None:
-        from lmforge.serve.tiny import build_tiny_model
+        from support.tiny_model import build_tiny_model
         model = str(build_tiny_model(tmp / "model"))
     port = free_port()
     serve = start(["-m", "lmforge.cli", "serve", "--model-id", model, "--port", str(port)], tmp / "serve.log")

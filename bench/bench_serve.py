@@ -19,12 +19,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support.tiny_model
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from lmforge.serve.launcher import start_server  # noqa: E402
-from lmforge.serve.loadtest import run_load  # noqa: E402
+from lmforge.release.loadtest import run_load  # noqa: E402
 
 
 def model_dir(args, tmp: str) -> Path:
@@ -32,7 +33,7 @@ def model_dir(args, tmp: str) -> Path:
         return Path(args.model_id)
     if (Path("models/release") / "config.json").exists():
         return Path("models/release")
-    from lmforge.serve.tiny import build_tiny_model
+    from support.tiny_model import build_tiny_model
 
     print(f"(models/release not found: random Llama, hidden {args.hidden_size}, {args.layers} layers)")
     return build_tiny_model(Path(tmp) / "model", hidden_size=args.hidden_size, layers=args.layers)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "align"))
+sys.path.insert(0, str(REPO / "tests"))  # support.align: the tests' tiny models
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -43,7 +43,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-sft-"))
     base = args.base_model
     if base is None:
-        from align_tiny import make_llama
+        from support.align import make_llama
 
         df = pd.read_parquet(REPO / "data/instructions/pairs.parquet")
         base = str(make_llama(tmp / "base", (df.prompt + "\n" + df.response).tolist(), vocab=2048, hidden=128))

@@ -15,7 +15,7 @@ import sys
 
 SUBCOMMANDS = (
     "lmforge.serve.cli",    # lmforge serve: local TGI-compatible server
-    "lmforge.monitor.cli",  # lmforge gateway: auth, request log, metrics, feedback, web page
+    "lmforge.gateway.cli",  # lmforge gateway: auth, request log, metrics, feedback, web page
 )
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # what both logging and uvicorn accept
 

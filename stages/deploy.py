@@ -3,7 +3,7 @@
 Reads params `serve` and `deploy`; writes deploy/ (tgi-run.sh, kubernetes.yaml,
 tgi.sbatch), metrics/serve.json (the smoke test's answers) and
 metrics/timing/serve.json: latency p50/p95, time to first token and tokens/s at each
-concurrency in deploy.smoke.concurrency, measured over plain HTTP (lmforge.serve.loadtest)
+concurrency in deploy.smoke.concurrency, measured over plain HTTP (lmforge.release.loadtest)
 against `lmforge serve` on models/release, which the stage starts in a subprocess and
 stops. The timing file is listed at the top level of dvc.yaml, not as a stage output,
 so the speed of the machine never changes dvc.lock.
@@ -13,9 +13,9 @@ from __future__ import annotations
 from lmforge.config import load_params, section
 from lmforge.io import write_json
 from lmforge.serve.config import DeployConfig, ServeConfig
-from lmforge.serve.deploy import write_deploy_files
+from lmforge.release.deploy import write_deploy_files
 from lmforge.serve.launcher import start_server
-from lmforge.serve.loadtest import run_load, smoke
+from lmforge.release.loadtest import run_load, smoke
 from lmforge.stage import run_stage
 
 METRICS = "metrics/serve.json"

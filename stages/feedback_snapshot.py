@@ -10,7 +10,7 @@ extra step. Harvest reads the snapshot, so new feedback re-enters training as DV
 from __future__ import annotations
 
 from lmforge.config import load_params, value
-from lmforge.monitor.store import snapshot_store
+from lmforge.feedback.store import snapshot_store
 from lmforge.stage import run_stage
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from lmforge.config import section
 from lmforge.io import write_csv, write_json
-from lmforge.monitor.drift import drift_report
-from lmforge.monitor.harvest import HarvestConfig, run_harvest
+from lmforge.feedback.drift import drift_report
+from lmforge.feedback.harvest import HarvestConfig, run_harvest
 from lmforge.stage import run_stage
 
 

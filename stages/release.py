@@ -3,13 +3,13 @@
 Reads params `release` (and the sections the card quotes); writes models/release/
 (merged safetensors, tokenizer, generation_config.json, README.md model card,
 lineage.json) and metrics/release.json. Reads dvc.lock for upstream hashes without
-depending on it (see lmforge/serve/lineage.py).
+depending on it (see lmforge/release/lineage.py).
 """
 from __future__ import annotations
 
 from lmforge.config import load_params, section
 from lmforge.io import write_json
-from lmforge.serve.release import ReleaseConfig, release
+from lmforge.release.build import ReleaseConfig, release
 from lmforge.stage import run_stage
 
 METRICS = "metrics/release.json"

@@ -8,10 +8,10 @@ exits non-zero naming the expectation and the shard, which stops `dvc repro`.
 from __future__ import annotations
 
 from lmforge.config import section
-from lmforge.data.checks import check_stage
+from lmforge.checks.runner import check_stage
 from lmforge.data.curate_config import DataConfig
 from lmforge.data.corpus import curated_files
-from lmforge.data.validate import ChecksConfig, curated_expectations, load_curated
+from lmforge.checks.suites import ChecksConfig, curated_expectations, load_curated
 from lmforge.stage import run_stage
 
 CURATED, OUT_JSON, DOCS = "data/curated", "metrics/gx/curated.json", "reports/gx/curated"

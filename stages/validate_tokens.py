@@ -9,10 +9,10 @@ non-zero naming the expectation and the shard, which stops `dvc repro`.
 from __future__ import annotations
 
 from lmforge.config import section
-from lmforge.data.checks import check_stage
+from lmforge.checks.runner import check_stage
 from lmforge.data.pack import TokenizeConfig
 from lmforge.data.corpus import file_sha256
-from lmforge.data.validate import ChecksConfig, shard_frame, token_expectations
+from lmforge.checks.suites import ChecksConfig, shard_frame, token_expectations
 from lmforge.stage import run_stage
 
 TOKENS, TOKENIZER = "data/tokens", "models/tokenizer/tokenizer.json"

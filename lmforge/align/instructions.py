@@ -3,7 +3,7 @@
 The sample (``data/instructions/pairs.parquet``, built by scripts/build_instructions.py)
 is checked before any model sees it: every field non-empty, prompt and response
 lengths within bounds, no duplicate prompts, no email address anywhere, a licence on
-every row. A failure raises ``DataCheckError`` (lmforge.data.checks) naming the
+every row. A failure raises ``DataCheckError`` (lmforge.checks.runner) naming the
 expectation and the file, and nothing is written. Passing rows are split
 deterministically by a hash of the prompt: refusal examples into ``train`` and a
 held-out ``safety`` set (the refusal gate's prompts), everything else into ``train``
@@ -84,7 +84,7 @@ def assign_split(df: pd.DataFrame, p: InstructionsParams) -> pd.Series:
 
 def check_and_split(p: InstructionsParams, out_json: str, docs_dir: str | None = None) -> dict:
     """Run the GX suite on ``p.path``; on success write train/val/safety parquet files."""
-    from lmforge.data.checks import run_checks
+    from lmforge.checks.runner import run_checks
 
     path = Path(p.path)
     if not path.exists():

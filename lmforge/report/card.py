@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lmforge.io import write_text
 from lmforge.report.svg import bar_chart, line_chart, num
-from lmforge.serve.lineage import git_commit, load_lock
+from lmforge.release.lineage import git_commit, load_lock
 
 # the artifacts whose md5 the card pins (when dvc.lock has them)
 LINEAGE = ("data/sample", "data/curated", "models/tokenizer", "data/tokens", "models/pretrain/hf",

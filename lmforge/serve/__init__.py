@@ -1,8 +1,9 @@
-"""Serving: release the model, run it behind TGI's HTTP API, deploy the real TGI.
+"""`lmforge serve`: the live model server, speaking TGI's and OpenAI's HTTP APIs on CPU.
 
-release.py/lineage.py write models/release with its model card; engine.py, app.py,
-openai.py, protocol.py, sampling.py and metrics.py are `lmforge serve`, a CPU server
-speaking TGI's contract; http.py is the error shape, bounded body reader and strict JSON
-it shares with the gateway; deploy.py writes the TGI container, Kubernetes and SLURM
-files; launcher.py and loadtest.py start a server and measure it (deploy stage, bench).
+engine.py batches generation, sampling.py picks tokens, app.py is the FastAPI factory,
+protocol.py/openai.py the two dialects, requests.py the pending-request plumbing,
+http.py the error shape, bounded body reader and strict JSON it shares with the
+gateway, metrics.py the TGI-named Prometheus metrics, launcher.py starts a server and
+waits for its /health (deploy stage, bench, tests). Offline release work lives in
+lmforge.release, the gateway in lmforge.gateway.
 """

@@ -14,9 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).parent))
 
-from align_tiny import SAMPLE, SEED, sft_params  # noqa: E402  (shared with the test modules)
+from support.align import SAMPLE, SEED, sft_params  # noqa: E402  (shared with the test modules)
 
 
 @pytest.fixture(scope="session")
@@ -43,14 +42,14 @@ def texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def base_dir(work, texts) -> Path:
-    from align_tiny import make_llama
+    from support.align import make_llama
 
     return make_llama(work / "base", texts, vocab=768, hidden=64, layers=2)
 
 
 @pytest.fixture(scope="session")
 def gpt2_dir(work, texts) -> Path:
-    from align_tiny import make_gpt2
+    from support.align import make_gpt2
 
     return make_gpt2(work / "gpt2", texts[:800])
 

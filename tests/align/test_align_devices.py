@@ -3,7 +3,7 @@ on a GPU that has it; the DPO reference never trains."""
 import pytest
 import torch
 
-from align_tiny import SEED, sft_params
+from support.align import SEED, sft_params
 from lmforge.align.common import TrainParams, trl_kwargs, use_bf16
 
 # SFT losses of the tiny Llama (10 steps) measured with the old `use_cpu=True`
@@ -74,7 +74,7 @@ def test_sft_through_trl_deepspeed_zero3_matches_and_saves_whole_weights(work, b
     env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    script = Path(__file__).with_name("sft_deepspeed.py")
+    script = Path(__file__).parents[1] / "support" / "sft_deepspeed.py"
     p = subprocess.run([sys.executable, str(script), str(tmp_path), str(base_dir), str(instr_dir), "3"],
                        env=env, capture_output=True, text=True, timeout=400)
     assert p.returncode == 0, p.stderr[-4000:]

@@ -2,9 +2,9 @@
 import pandas as pd
 import pytest
 
-from align_tiny import SAMPLE
+from support.align import SAMPLE
 from lmforge.align.instructions import InstructionsParams, check_and_split
-from lmforge.data.checks import DataCheckError
+from lmforge.checks.runner import DataCheckError
 
 
 def test_committed_sample_is_small_real_and_licensed():

@@ -3,7 +3,7 @@ recipe write byte-identical live folders (they are hashed stage outputs)."""
 import os
 from pathlib import Path
 
-from align_tiny import SEED
+from support.align import SEED
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -19,8 +19,3 @@ def in_repo(monkeypatch):
     monkeypatch.chdir(REPO)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    from lmforge.serve.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")

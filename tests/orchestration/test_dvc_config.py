@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .conftest import ROOT, run
+from support.orchestration import ROOT, run
 
 TEMPLATE = ROOT / ".dvc" / "plots" / "offline.html"
 

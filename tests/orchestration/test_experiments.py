@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from .conftest import make_tiny_repo, run
+from support.orchestration import make_tiny_repo, run
 
 
 def experiments(repo) -> dict[str, dict]:

@@ -9,7 +9,7 @@ import yaml
 
 from lmforge.orchestrate import DvcYamlError, rules_from_dvc
 
-from .conftest import ROOT, dvc_view, env, git_commit, make_tiny_repo, run
+from support.orchestration import ROOT, dvc_view, env, git_commit, make_tiny_repo, run
 
 RESOURCES = """\
     meta:

@@ -1,6 +1,6 @@
 """The Snakefile's rules agree with dvc.yaml, and `snakemake -n` shows `dvc dag`'s graph.
 
-`check_repo` is also run on the tiny repo (test_slurm_dvc.py), before its SLURM run.
+`check_repo` (support.orchestration) is also run on the tiny repo before its SLURM run.
 
 Both tools run for real: `snakemake -n -p --forceall` and `snakemake --dag` on
 the project's Snakefile, `dvc dag --dot` and DVC's own stage list on dvc.yaml.
@@ -17,7 +17,7 @@ import pytest
 
 from lmforge.orchestrate import is_dir_path, rules_from_dvc
 
-from .conftest import ROOT, copy_orchestration, dot_edges, dvc_view, parse_dry_run, run
+from support.orchestration import ROOT, check_repo, copy_orchestration, run
 
 
 def scratch_copy(src_root: Path, dst: Path) -> Path:
@@ -42,31 +42,6 @@ def scratch_copy(src_root: Path, dst: Path) -> Path:
                 (dst / i).touch()
     run(["dvc", "init", "--no-scm", "-q"], dst)
     return dst
-
-
-def check_repo(repo: Path) -> None:
-    specs = {s.name: s for s in rules_from_dvc(repo / "dvc.yaml")}
-    dvc = dvc_view(repo)
-
-    jobs = parse_dry_run(run(["snakemake", "-n", "-p", "--forceall"], repo).stdout)
-    jobs.pop("all", None)
-    assert set(jobs) == set(dvc)
-    for name, d in dvc.items():
-        job, spec = jobs[name], specs[name]
-        cmd = " && ".join(d["cmd"]) if isinstance(d["cmd"], list) else d["cmd"]
-        cmd = cmd if d["wdir"] == "." else f"cd {d['wdir']} && {cmd}"
-        assert job["shell"] == (cmd if spec.stamp is None else spec.shell), name
-        assert set(job["output"]) == (set(d["outs"]) or {spec.stamp}), name
-        assert set(job["input"]) == set(spec.inputs), name
-        for dep in d["deps"]:
-            assert any(dep == i or dep.startswith(i + "/") or i.startswith(dep + "/") for i in job["input"]), (name, dep)
-
-    sm_edges = dot_edges(run(["snakemake", "--dag", "--forceall"], repo).stdout, labels_from_ids=True)
-    sm_edges = {e for e in sm_edges if "all" not in e}
-    dvc_edges = dot_edges(run(["dvc", "dag", "--dot"], repo).stdout, labels_from_ids=False)
-    # `dvc add`-tracked data shows up in dvc dag as a `.dvc` node: a source, no rule
-    dvc_edges = {(a, b) for a, b in dvc_edges if not a.endswith(".dvc")}
-    assert sm_edges == dvc_edges
 
 
 def test_project_snakefile_matches_dvc(tmp_path):

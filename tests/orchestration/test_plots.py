@@ -11,7 +11,7 @@ import re
 
 import yaml
 
-from .conftest import ROOT, render_offline, run
+from support.orchestration import ROOT, render_offline, run
 
 
 def test_every_top_level_plot_draws_offline(tmp_path):

@@ -16,8 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from .conftest import env, git_commit, make_tiny_repo, parse_dry_run, render_offline, run
-from .test_graph import check_repo
+from support.orchestration import env, git_commit, make_tiny_repo, parse_dry_run, render_offline, run
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import yaml
 
 from lmforge.orchestrate import DvcYamlError, edges, rules_from_dvc
 
-from .conftest import ROOT, TINY_DVC_YAML, TINY_PARAMS, dvc_view, run
+from support.orchestration import ROOT, TINY_DVC_YAML, TINY_PARAMS, dvc_view, run
 
 
 def write(d: Path, dvc_yaml: str | dict, params: str | dict = "{}\n") -> Path:

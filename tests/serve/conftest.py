@@ -57,13 +57,6 @@ class ThreadServer:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    from lmforge.serve.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 def make_server(model_dir, **kw):
     from lmforge.serve.server import load_state
 

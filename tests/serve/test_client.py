@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("tg_conformance.py")
+SCRIPT = Path(__file__).parents[1] / "support" / "tg_conformance.py"
 VENV = Path(os.environ.get("LMFORGE_TG_VENV", Path.home() / ".cache" / "lmforge" / "text-generation-0.7.0"))
 
 

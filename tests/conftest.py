@@ -1,0 +1,47 @@
+"""Fixtures every test room shares: offline settings, a tiny model, a curated corpus.
+
+Test rooms mirror lmforge/ (tests/<room>/); helpers they share are modules of
+tests/support/, imported as ``support.<name>`` (pytest's ``pythonpath`` puts tests/
+on sys.path). Expensive fixtures are session-scoped and built on first use.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+for _k, _v in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(_k, _v)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Llama + tokenizer folder with the release's shape (support.tiny_model)."""
+    from support.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def curated_docs() -> list[dict]:
+    from support.tokens import _docs
+
+    return _docs()
+
+
+@pytest.fixture(scope="session")
+def curated_dir(tmp_path_factory, curated_docs) -> Path:
+    from support.tokens import write_curated
+
+    return write_curated(curated_docs, tmp_path_factory.mktemp("curated") / "curated")
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, curated_dir) -> Path:
+    from lmforge.data.tokenizer import TokenizerConfig, build
+
+    out = tmp_path_factory.mktemp("models") / "tokenizer"
+    build(curated_dir, out, TokenizerConfig(vocab_size=1024, min_frequency=2))
+    return out

@@ -1,1 +1,0 @@
-"""Orchestration tests: Snakefile vs dvc.yaml, stand-in SLURM, DVC remote and plots."""
