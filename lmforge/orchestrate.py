@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from lmforge.config import lookup, read_yaml
 
 DEFAULT_PARAMS = "params.yaml"
 STAMP_DIR = ".snakemake/dvc-stages"
@@ -116,25 +116,11 @@ def _under(child: str, parent: str) -> bool:
 
 
 def _lookup(data: Any, dotted: str, where: str) -> Any:
-    node = data
-    for part in re.findall(r"[^.\[\]]+", dotted):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            raise DvcYamlError(f"{where}: params key '{dotted}' not found")
-    return node
+    return lookup(data, dotted, where, error=DvcYamlError)
 
 
 def _read_yaml(path: Path, where: str) -> dict:
-    if not path.exists():
-        raise DvcYamlError(f"{where}: file not found: {path}")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise DvcYamlError(f"{path}: top level must be a mapping")
-    return data
+    return read_yaml(path, where, error=DvcYamlError)
 
 
 class _Params:

@@ -70,9 +70,10 @@ def test_slurm_script(files):
         assert flag in text
 
 
-def test_repo_params_are_valid_and_checked():
+def test_repo_params_are_valid_and_checked(tiny_model):
     params = load_params(REPO / "params.yaml")
-    assert section(ServeConfig, "serve", params).max_input_tokens < section(ServeConfig, "serve", params).max_total_tokens
+    serve = section(ServeConfig, "serve", params).for_model(str(tiny_model))
+    assert serve.max_input_tokens < serve.max_total_tokens == 256  # the tiny model's context
     assert section(DeployConfig, "deploy", params).smoke.concurrency
     with pytest.raises(ParamsError, match="tag"):
         build(DeployConfig, {"tag": "ghcr.io/x:1"}, "deploy")
