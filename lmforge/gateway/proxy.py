@@ -25,7 +25,7 @@ from lmforge.gateway.safety import classify
 from lmforge.feedback.store import REQUESTS
 from lmforge.gateway.upstream import UpstreamError, UpstreamUnavailable
 from lmforge.serve.http import ApiError
-from lmforge.serve.protocol import Limits, sampling_params, sse
+from lmforge.serve.protocol import SSE_DONE, Limits, sampling_params, sse
 
 # TGI GenerateParameters keys; unknown keys are refused (a typo would silently change nothing).
 _GENERATE_KEYS = {"do_sample", "max_new_tokens", "best_of", "repetition_penalty", "frequency_penalty",
@@ -339,7 +339,7 @@ async def _chat(call: Call, body: dict) -> Response:
                            output_tokens=usage.get("completion_tokens") or sum(1 for p in parts if p),
                            finish_reason=finish, ttft=ttft)
             done = True
-            yield sse("[DONE]")
+            yield SSE_DONE
         except (asyncio.CancelledError, GeneratorExit):
             if not done:
                 gw.writer.append(REQUESTS, call.record(499, completion="".join(parts),

@@ -218,6 +218,9 @@ def stream_json(ev, opts: GenerateOptions) -> dict:
 
 def sse(obj: Any) -> bytes:
     """One server-sent event, as TGI writes it (`data:{json}` and a blank line); a string
-    is sent as it is (an upstream's already-encoded event, or `[DONE]`)."""
+    is sent as it is (an upstream's already-encoded event)."""
     data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
     return b"data:" + data.encode() + b"\n\n"
+
+
+SSE_DONE = sse("[DONE]")  # the end of an OpenAI-style stream, in the same spelling as every event
