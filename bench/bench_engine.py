@@ -58,12 +58,16 @@ class OffsetsDecoder:
 
 
 def engine_run(engine: Engine, prompts: list[list[int]], new: int, concurrent: bool) -> float:
-    """Tokens/s of the engine thread answering `prompts` all at once or one after another."""
+    """Generated tokens/s of the engine thread answering `prompts` all at once or one after another."""
+    tokens = [0]
+
     def one_batch(batch):
         left, done = [len(batch)], threading.Event()
 
         def emit(event):
-            if getattr(event, "finish", None) is not None or not hasattr(event, "finish"):
+            finish = getattr(event, "finish", None)
+            if finish is not None or not hasattr(event, "finish"):  # finished, or an ErrorEvent
+                tokens[0] += finish.generated_tokens if finish is not None else 0
                 left[0] -= 1
                 if left[0] == 0:
                     done.set()
@@ -74,11 +78,13 @@ def engine_run(engine: Engine, prompts: list[list[int]], new: int, concurrent: b
     t0 = time.perf_counter()
     for batch in ([prompts] if concurrent else [[p] for p in prompts]):
         one_batch(batch)
-    return len(prompts) * new / (time.perf_counter() - t0)
+    return tokens[0] / (time.perf_counter() - t0)
 
 
-def library_run(model, prompts: list[list[int]], new: int, pad_id: int) -> float:
-    gc = GenerationConfig(max_new_tokens=new, do_sample=False, eos_token_id=-1, pad_token_id=pad_id)
+def library_run(model, prompts: list[list[int]], new: int, tok) -> float:
+    """Generated tokens/s of `generate_batch` on the same prompts (greedy, stopping at the same eos)."""
+    gc = GenerationConfig(max_new_tokens=new, do_sample=False, eos_token_id=tok.eos_token_id,
+                          pad_token_id=tok.pad_token_id)
     cbc = ContinuousBatchingConfig(page_size=32, num_blocks=len(prompts) * 4, max_batch_tokens=256,
                                    max_requests_per_batch=len(prompts))
     t0 = time.perf_counter()
@@ -109,7 +115,8 @@ def load(args, tmp: str):
         print("(models/release not found: random Llama, hidden 256, 4 layers)")
         path = build_tiny_model(Path(tmp) / "model", hidden_size=256, layers=4)
     tok = AutoTokenizer.from_pretrained(path)
-    return path, tok, AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    # two copies: generate_batch switches its model's attention to a paged kind and leaves it so
+    return path, tok, *(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval() for _ in range(2))
 
 
 def main() -> None:
@@ -121,16 +128,16 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     with tempfile.TemporaryDirectory() as tmp:
-        path, tok, model = load(args, tmp)
+        path, tok, model, library_model = load(args, tmp)
         prompts = [tok(PROMPTS[i % len(PROMPTS)])["input_ids"] for i in range(args.rows)]
         engine = Engine(model, tok, max_batch_size=args.rows, batch_wait_ms=5).start()
         engine_run(engine, prompts[:2], 4, concurrent=True)  # warm-up
-        library_run(model, prompts[:2], 4, tok.pad_token_id)
+        library_run(library_model, prompts[:2], 4, tok)
         runs: dict[str, list[float]] = {"sequential": [], "concurrent": [], "generate_batch": []}
         for _ in range(args.rounds):
             runs["sequential"].append(engine_run(engine, prompts, args.max_new_tokens, concurrent=False))
             runs["concurrent"].append(engine_run(engine, prompts, args.max_new_tokens, concurrent=True))
-            runs["generate_batch"].append(library_run(model, prompts, args.max_new_tokens, tok.pad_token_id))
+            runs["generate_batch"].append(library_run(library_model, prompts, args.max_new_tokens, tok))
         engine.stop()
         med = {k: statistics.median(v) for k, v in runs.items()}
         print(f"model: {path}  rows: {args.rows}  max_new_tokens: {args.max_new_tokens}  rounds: {args.rounds}  "
