@@ -8,24 +8,40 @@ calls (server throughput, the headline) and then as `generate_stream` (every tok
 SSE event the client parses). Prints generated tokens/s of both and their ratio
 (goal: >= 3x), measured in one run on one machine.
 
-    .venv/bin/python bench/bench_serve.py [--model-id DIR] [--requests 32] [--max-new-tokens 32]
+Then the peer: llama.cpp's server (`llama-cpp-python[server]`, the `bench` extra) on the
+same weights, exported to an f32 GGUF by bench/gguf_export.py, with as many compute
+threads as lmforge's torch (OMP_NUM_THREADS). Both get the same prompts as greedy
+OpenAI `/v1/completions` calls (max_tokens = --max-new-tokens) at concurrency 1 and 8,
+rounds alternating between the two servers; printed: tokens/s (completion tokens over
+wall time) and p50/p95 latency of each, and the ratios lmforge / llama.cpp (goal:
+lmforge's throughput at concurrency 8 within 2x of llama.cpp's). Skipped, with a line
+saying so, when llama_cpp or gguf is not installed.
+
+    .venv/bin/python bench/bench_serve.py [--model-id DIR] [--requests 32] [--max-new-tokens 32] [--no-peer]
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib.util
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support.tiny_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gguf_export
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lmforge.serve.launcher import start_server  # noqa: E402
-from lmforge.release.loadtest import run_load  # noqa: E402
+from lmforge.serve.launcher import free_port, start_process, start_server  # noqa: E402
+from lmforge.release.loadtest import PROMPTS, run_load  # noqa: E402
 
 
 def model_dir(args, tmp: str) -> Path:
@@ -55,6 +71,66 @@ def report(name: str, r: dict, concurrency: int) -> None:
     print(f"  {name:<9} throughput ratio (concurrency {concurrency} / sequential): {r['ratio']:.2f}x  (goal >= 3x)")
 
 
+async def _completions(url: str, model: str, prompts: list[str], max_tokens: int, concurrency: int) -> dict:
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        async def one(prompt: str) -> tuple[float, int]:
+            async with sem:
+                t0 = time.perf_counter()
+                r = await client.post("/v1/completions", json={"model": model, "prompt": prompt,
+                                                               "max_tokens": max_tokens, "temperature": 0})
+                r.raise_for_status()
+                return time.perf_counter() - t0, r.json()["usage"]["completion_tokens"]
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one(p) for p in prompts))
+        wall = time.perf_counter() - t0
+    lat = np.array([r[0] for r in results])
+    tokens = sum(r[1] for r in results)
+    return {"tokens_per_s": tokens / wall, "tokens": tokens, "p50": float(np.percentile(lat, 50)),
+            "p95": float(np.percentile(lat, 95))}
+
+
+def completions_load(url: str, model: str, requests: int, max_tokens: int, concurrency: int) -> dict:
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(requests)]
+    return asyncio.run(_completions(url, model, prompts, max_tokens, concurrency))
+
+
+def start_llama_cpp(model: Path, tmp: str, n_ctx: int):
+    """llama-cpp-python's OpenAI server on an f32 GGUF export of `model`, healthy on return."""
+    from gguf_export import export
+
+    gguf_file = export(model, Path(tmp) / "model-f32.gguf")
+    port = free_port()
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_file), "--host", "127.0.0.1",
+            "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", os.environ["OMP_NUM_THREADS"],
+            "--n_threads_batch", os.environ["OMP_NUM_THREADS"], "--model_alias", "peer"]
+    return start_process(argv, port=port, health_path="/v1/models", timeout=300)
+
+
+def peer(lmforge_url: str, model: Path, tmp: str, args) -> None:
+    if not all(importlib.util.find_spec(m) for m in ("llama_cpp", "gguf")):
+        print("peer: llama.cpp skipped (pip install -e '.[bench]' for llama-cpp-python[server] and gguf)")
+        return
+    with start_llama_cpp(model, tmp, n_ctx=args.n_ctx) as llama:
+        servers = {"lmforge": (lmforge_url, "lmforge"), "llama.cpp": (llama.url, "peer")}
+        for url, name in servers.values():  # warm-up
+            completions_load(url, name, 2, 4, 1)
+        print(f"peer: llama.cpp (llama-cpp-python server, f32 GGUF, {os.environ['OMP_NUM_THREADS']} thread(s)) "
+              f"vs lmforge, greedy /v1/completions, {args.requests} requests, max_tokens {args.max_new_tokens}")
+        for c in (1, args.concurrency):
+            runs = {k: [] for k in servers}
+            for _ in range(args.rounds):
+                for k, (url, name) in servers.items():
+                    runs[k].append(completions_load(url, name, args.requests, args.max_new_tokens, c))
+            med = {k: {m: float(np.median([r[m] for r in v])) for m in v[0]} for k, v in runs.items()}
+            for k, m in med.items():
+                print(f"  {k:<9} concurrency {c}: {m['tokens_per_s']:8.1f} tok/s  p50 {m['p50']:.3f}s  "
+                      f"p95 {m['p95']:.3f}s  ({m['tokens']:.0f} tokens)")
+            a, b = med["lmforge"], med["llama.cpp"]
+            print(f"  lmforge / llama.cpp at concurrency {c}: throughput {a['tokens_per_s'] / b['tokens_per_s']:.2f}x, "
+                  f"p50 latency {a['p50'] / b['p50']:.2f}x, p95 latency {a['p95'] / b['p95']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-id")
@@ -63,14 +139,20 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--hidden-size", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=2, help="peer comparison rounds per server (medians)")
+    ap.add_argument("--n-ctx", type=int, default=256, help="llama.cpp context (the release's max positions)")
+    ap.add_argument("--no-peer", action="store_true", help="skip the llama.cpp comparison")
+    ap.add_argument("--no-tgi-routes", action="store_true", help="only the peer comparison")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = model_dir(args, tmp)
         with start_server(model, extra_args=["--max-batch-size", str(args.concurrency)]) as srv:
             print(f"model: {model}  requests: {args.requests}  max_new_tokens: {args.max_new_tokens}")
-            for name, stream in (("generate", False), ("stream", True)):
+            for name, stream in (() if args.no_tgi_routes else (("generate", False), ("stream", True))):
                 report(name, bench_throughput(srv.url, args.requests, args.max_new_tokens, args.concurrency,
                                               stream), args.concurrency)
+            if not args.no_peer:
+                peer(srv.url, model, tmp, args)
 
 
 if __name__ == "__main__":

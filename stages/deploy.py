@@ -1,7 +1,8 @@
-"""Stage deploy: TGI deployment files, then a smoke and load test of the local server.
+"""Stage deploy: TGI and vLLM deployment files, then a smoke and load test of the local server.
 
-Reads params `serve` and `deploy`; writes deploy/ (tgi-run.sh, kubernetes.yaml,
-tgi.sbatch), metrics/serve.json (the smoke test's answers) and
+Reads params `serve` and `deploy`; writes deploy/ (for `deploy.engine` tgi and/or vllm:
+tgi-run.sh, kubernetes.yaml, tgi.sbatch / vllm-run.sh, vllm-kubernetes.yaml, vllm.sbatch;
+prometheus.yml, grafana-dashboard.json), metrics/serve.json (the smoke test's answers) and
 metrics/timing/serve.json: latency p50/p95, time to first token and tokens/s at each
 concurrency in deploy.smoke.concurrency, measured over plain HTTP (lmforge.release.loadtest)
 against `lmforge serve` on models/release, which the stage starts in a subprocess and

@@ -6,6 +6,9 @@ Panels query the model server's TGI-named metrics (``tgi_*``, the same names the
 official TGI image exports, see ``lmforge.serve.metrics``) and the gateway's
 ``lmforge_gateway_*`` metrics (``lmforge.gateway.metrics``); a test scrapes both real
 processes and checks that every metric name a panel queries exists.
+The scrape config lists a job per engine in ``deploy.engine``; vLLM exports its own
+``vllm:*`` names, which the server row does not chart yet (the gateway row does not care
+which engine is behind it).
 """
 from __future__ import annotations
 
@@ -78,12 +81,14 @@ GATEWAY_PANELS = [
 
 
 def prometheus_yml(d: DeployConfig, header: str) -> str:
-    """Scrape the server (the Kubernetes Service of kubernetes.yaml) and the gateway."""
+    """Scrape the model servers (the Services of the chosen engines' Kubernetes files) and the gateway."""
     cfg = {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
         "scrape_configs": [
-            {"job_name": f"{d.name}-tgi", "metrics_path": "/metrics",
-             "static_configs": [{"targets": [f"{d.name}-tgi:80"], "labels": {"service": "model-server"}}]},
+            *({"job_name": f"{d.name}-{engine}", "metrics_path": "/metrics",
+               "static_configs": [{"targets": [f"{d.name}-{engine}:80"],
+                                   "labels": {"service": "model-server", "engine": engine}}]}
+              for engine in d.engines),
             {"job_name": f"{d.name}-gateway", "metrics_path": "/metrics",
              "static_configs": [{"targets": [f"{d.name}-gateway:{GATEWAY_PORT}"], "labels": {"service": "gateway"}}]},
         ],

@@ -1,10 +1,11 @@
 """Typed params for serving: the `serve` limits and the `deploy` targets.
 
 `serve` holds TGI's launcher limits once, so the local `lmforge serve` run by the
-deploy stage and the TGI container, Kubernetes and SLURM files it writes all enforce
-the same max_input_tokens / max_total_tokens / max_concurrent_requests / max_batch_size.
-`deploy` holds where and how TGI runs (image tag, ports, cluster resources) and the
-size of the deploy stage's smoke load.
+deploy stage and the TGI and vLLM container, Kubernetes and SLURM files it writes all
+enforce the same max_input_tokens / max_total_tokens / max_concurrent_requests /
+max_batch_size (as far as each engine has the knob; see lmforge.release.deploy_vllm).
+`deploy` holds which engines get files (`engine: tgi | vllm | both`), where and how they
+run (image tags, ports, cluster resources) and the size of the deploy stage's smoke load.
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ class KubernetesConfig:
     replicas: int = 1
     min_replicas: int = 1
     max_replicas: int = 4
-    target_queue_size: int = 4  # average tgi_queue_size per pod the autoscaler aims at
+    target_queue_size: int = 4  # average queued requests per pod the autoscaler aims at (tgi_queue_size,
+    #                              vllm:num_requests_waiting)
     gpus: int = 1
     cpu: str = "4"
     memory: str = "32Gi"
@@ -75,7 +77,7 @@ class SlurmConfig:
     cpus: int = 8
     mem: str = "64G"
     port: int = 8080
-    image_file: str = "$HOME/.cache/lmforge/tgi.sif"  # apptainer image, pulled on first run
+    image_file: str = "$HOME/.cache/lmforge/tgi.sif"  # apptainer image of TGI, pulled on first run
 
 
 @dataclasses.dataclass
@@ -92,8 +94,31 @@ class SmokeConfig:
 
 
 @dataclasses.dataclass
+class VllmConfig:
+    """The vLLM target: the official OpenAI-compatible image and the knobs TGI has no twin for."""
+
+    image: str = "vllm/vllm-openai"
+    tag: str = "v0.22.0"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    gpu_memory_utilization: float = 0.9
+    image_file: str = "$HOME/.cache/lmforge/vllm.sif"  # apptainer image for the SLURM script
+
+    def __post_init__(self):
+        require(bool(self.tag) and ":" not in self.tag, "deploy.vllm.tag: give the image tag alone, e.g. v0.22.0")
+        require(0 < self.gpu_memory_utilization <= 1, "deploy.vllm.gpu_memory_utilization must be in (0, 1]")
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.image}:{self.tag}"
+
+
+ENGINES = {"tgi": ("tgi",), "vllm": ("vllm",), "both": ("tgi", "vllm")}
+
+
+@dataclasses.dataclass
 class DeployConfig:
     out_dir: str = "deploy"
+    engine: Literal["tgi", "vllm", "both"] = "both"  # which engines' files the deploy stage writes
     model_dir: str = "models/release"
     name: str = "lmforge"
     image: str = "ghcr.io/huggingface/text-generation-inference"
@@ -103,6 +128,7 @@ class DeployConfig:
     model_mount: str = "/data/release"
     kubernetes: KubernetesConfig = dataclasses.field(default_factory=KubernetesConfig)
     slurm: SlurmConfig = dataclasses.field(default_factory=SlurmConfig)
+    vllm: VllmConfig = dataclasses.field(default_factory=VllmConfig)
     smoke: SmokeConfig = dataclasses.field(default_factory=SmokeConfig)
 
     def __post_init__(self):
@@ -112,3 +138,7 @@ class DeployConfig:
     @property
     def image_ref(self) -> str:
         return f"{self.image}:{self.tag}"
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        return ENGINES[self.engine]

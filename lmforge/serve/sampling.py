@@ -10,7 +10,8 @@ request without a seed gets a random one that is reported back in `details.seed`
 
 `IncrementalDecoder` turns token ids into text pieces for streaming the way TGI does
 (prefix/read offsets), so multi-byte characters split over several byte-level tokens
-are emitted only when complete.
+are emitted only when complete; it is `tokenizers.decoders.DecodeStream`, measured
+against the former Python offsets loop by bench/bench_engine.py.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import dataclasses
 import secrets
 
 import torch
+from tokenizers.decoders import DecodeStream
 
 
 @dataclasses.dataclass
@@ -112,26 +114,25 @@ class TokenChooser:
 
 
 class IncrementalDecoder:
-    """Streams the text of generated tokens, holding back incomplete characters."""
+    """Streams the text of generated tokens, holding back incomplete characters.
+
+    The work is `tokenizers.decoders.DecodeStream` (the same prefix/read-offset scheme
+    TGI uses, in Rust); special tokens bypass it and come back as their token string.
+    """
 
     def __init__(self, tokenizer, special_ids: set[int]):
         self.tok = tokenizer
+        self.backend = tokenizer.backend_tokenizer
+        self.stream = DecodeStream(skip_special_tokens=False)
         self.special = special_ids
         self.ids: list[int] = []
-        self.prefix_offset = 0
-        self.read_offset = 0
 
     def step(self, token_id: int) -> tuple[str, bool]:
         """Add one token; return (text piece, is_special)."""
         if token_id in self.special:
             return self.tok.convert_ids_to_tokens(token_id), True
         self.ids.append(token_id)
-        prefix = self.tok.decode(self.ids[self.prefix_offset : self.read_offset])
-        new = self.tok.decode(self.ids[self.prefix_offset :])
-        if len(new) > len(prefix) and not new.endswith("\ufffd"):
-            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
-            return new[len(prefix) :], False
-        return "", False
+        return self.stream.step(self.backend, token_id) or "", False
 
     def text(self) -> str:
         return self.tok.decode(self.ids, skip_special_tokens=True)

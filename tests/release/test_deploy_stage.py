@@ -22,8 +22,9 @@ def test_deploy_stage_writes_files_and_serve_metrics(tiny_model, tmp_path):
     r = subprocess.run([sys.executable, "-m", "stages.deploy"], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    assert {p.name for p in (tmp_path / "deploy").iterdir()} == {"tgi-run.sh", "kubernetes.yaml", "tgi.sbatch",
-                                                                  "prometheus.yml", "grafana-dashboard.json"}
+    assert {p.name for p in (tmp_path / "deploy").iterdir()} == {
+        "tgi-run.sh", "kubernetes.yaml", "tgi.sbatch", "vllm-run.sh", "vllm-kubernetes.yaml", "vllm.sbatch",
+        "prometheus.yml", "grafana-dashboard.json"}  # deploy.engine defaults to both
     m = json.loads((tmp_path / "metrics" / "serve.json").read_text())
     assert m["smoke"]["generate_tokens"] >= 1
     assert not any(k.startswith("concurrency_") for k in m)  # speed stays out of the stage's outputs

@@ -1,0 +1,145 @@
+"""Deployment files for vLLM's OpenAI-compatible server, beside the TGI ones.
+
+TGI is archived (maintenance mode from 2025-12, read-only since 2026-03) and points
+its users to vLLM, so the deploy stage also writes, from the same release folder and
+the same `serve` limits:
+- `vllm-run.sh` — `docker run` (or podman) of `vllm/vllm-openai:<tag>`, whose entrypoint
+  is `vllm serve`; the release is mounted read-only and given as the model argument;
+- `vllm-kubernetes.yaml` — the shared GPU Deployment/Service (``manifests``) with vLLM's
+  container, and a HorizontalPodAutoscaler on vLLM's queue gauge
+  `vllm:num_requests_waiting`, which the custom metrics API serves as
+  `vllm_num_requests_waiting` after a prometheus-adapter rename rule (the rule is
+  printed in the file's header: Kubernetes metric names cannot carry the colon);
+- `vllm.sbatch` — a SLURM job running the same image through apptainer.
+
+How the `serve` limits map: max_total_tokens → `--max-model-len` (vLLM bounds prompt +
+output by it; it has no separate input limit, so a prompt over max_input_tokens that
+still fits is accepted); max_batch_size → `--max-num-seqs`; max_concurrent_requests
+has no vLLM flag (it queues instead of answering 429; the autoscaler watches that queue).
+Every flag used here is checked by a test against the names in vLLM's own argument
+definitions (tests/release/vllm_cli_flags.json records the commit read).
+"""
+from __future__ import annotations
+
+import shlex
+
+import yaml
+
+from lmforge.release.manifests import HEADER, gpu_container, workload_docs
+from lmforge.serve.config import DeployConfig, ServeConfig
+
+FILES = {"run": "vllm-run.sh", "kubernetes": "vllm-kubernetes.yaml", "slurm": "vllm.sbatch"}
+QUEUE_METRIC = "vllm_num_requests_waiting"  # vllm:num_requests_waiting, renamed by prometheus-adapter
+ADAPTER_RULE = """#   rules:
+#     custom:
+#     - seriesQuery: 'vllm:num_requests_waiting{namespace!="",pod!=""}'
+#       resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+#       name: {matches: "^vllm:(.*)$", as: "vllm_${1}"}
+#       metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"""
+
+
+def server_flags(d: DeployConfig, s: ServeConfig, port: int | str, gpus: int) -> list[str]:
+    """`vllm serve <release>` arguments: the model path first, then the limits as flags."""
+    v = d.vllm
+    return [d.model_mount,
+            "--served-model-name", d.name,
+            "--host", "0.0.0.0",
+            "--port", str(port),
+            "--max-model-len", str(s.max_total_tokens),
+            "--max-num-seqs", str(s.max_batch_size),
+            "--dtype", v.dtype,
+            "--gpu-memory-utilization", str(v.gpu_memory_utilization),
+            "--tensor-parallel-size", str(gpus)]
+
+
+def _flag_lines(flags: list[str], indent: str) -> str:
+    """The model argument, then one `--flag value` per line, shell-quoted, with continuations."""
+    parts, i = [shlex.quote(flags[0])], 1
+    while i < len(flags):
+        value = flags[i + 1]
+        parts.append(f"{flags[i]} {value if value.startswith('$') else shlex.quote(value)}")
+        i += 2
+    return f" \\\n{indent}".join(parts)
+
+
+def run_script(d: DeployConfig, s: ServeConfig) -> str:
+    flags = _flag_lines(server_flags(d, s, d.container_port, gpus=1), "    ")
+    return f"""#!/usr/bin/env bash
+# {HEADER}
+# Serve models/release with vLLM's OpenAI-compatible image on one GPU of one host
+# (for more, raise --tensor-parallel-size below and expose that many GPUs in GPU_FLAGS).
+#   MODEL_DIR=/abs/path/to/release CONTAINER_RUNTIME=podman GPU_FLAGS="--device nvidia.com/gpu=all" ./vllm-run.sh
+set -euo pipefail
+HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+MODEL_DIR="${{MODEL_DIR:-$HERE/../{d.model_dir}}}"
+RUNTIME="${{CONTAINER_RUNTIME:-docker}}"
+GPU_FLAGS="${{GPU_FLAGS:---gpus all}}"
+IMAGE="{d.vllm.image_ref}"
+if [ ! -f "$MODEL_DIR/config.json" ]; then
+  echo "vllm-run.sh: $MODEL_DIR has no config.json (run 'dvc repro release' or set MODEL_DIR)" >&2
+  exit 1
+fi
+# the image's entrypoint is `vllm serve`; what follows the image name is its model argument and flags
+# shellcheck disable=SC2086
+exec "$RUNTIME" run --rm --name {d.name}-vllm $GPU_FLAGS --ipc=host \\
+  -p {d.host_port}:{d.container_port} \\
+  -v "$(cd "$MODEL_DIR" && pwd)":{d.model_mount}:ro \\
+  -e HF_HUB_OFFLINE=1 \\
+  "$IMAGE" \\
+    {flags}
+"""
+
+
+def kubernetes_docs(d: DeployConfig, s: ServeConfig) -> list[dict]:
+    container = gpu_container(d, "vllm", d.vllm.image_ref, args=server_flags(d, s, d.container_port, d.kubernetes.gpus),
+                              env=[{"name": "HF_HUB_OFFLINE", "value": "1"}])
+    return workload_docs(d, "vllm", container, QUEUE_METRIC)
+
+
+def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
+    head = (f"# {HEADER}\n# kubectl apply -f {FILES['kubernetes']}  (the release folder must be on PVC "
+            f"'{d.kubernetes.model_pvc}' under '{d.kubernetes.model_subpath}/').\n"
+            f"# The autoscaler reads vLLM's gauge vllm:num_requests_waiting as {QUEUE_METRIC} through the\n"
+            "# custom metrics API; with prometheus-adapter, a rule such as:\n" + ADAPTER_RULE)
+    return head + yaml.safe_dump_all(kubernetes_docs(d, s), sort_keys=False)
+
+
+def sbatch_script(d: DeployConfig, s: ServeConfig) -> str:
+    sl = d.slurm
+    account = f"#SBATCH --account={sl.account}\n" if sl.account else ""
+    flags = _flag_lines(server_flags(d, s, "$PORT", sl.gpus), "    ")
+    return f"""#!/bin/bash
+# {HEADER}
+# Serve models/release with vLLM's image on a SLURM GPU node: sbatch deploy/vllm.sbatch
+# (pyxis/enroot sites: srun --container-image={d.vllm.image.replace('/', '#', 1)}:{d.vllm.tag} \\
+#    --container-mounts=$MODEL_DIR:{d.model_mount}:ro vllm serve ...same arguments...)
+#SBATCH --job-name={d.name}-vllm
+#SBATCH --partition={sl.partition}
+{account}#SBATCH --gpus={sl.gpus}
+#SBATCH --cpus-per-task={sl.cpus}
+#SBATCH --mem={sl.mem}
+#SBATCH --time={sl.time}
+#SBATCH --output={d.name}-vllm-%j.log
+set -euo pipefail
+MODEL_DIR="${{MODEL_DIR:-${{SLURM_SUBMIT_DIR:-$PWD}}/{d.model_dir}}}"
+SIF="${{VLLM_SIF:-{d.vllm.image_file}}}"
+PORT="${{PORT:-{sl.port}}}"
+if [ ! -f "$MODEL_DIR/config.json" ]; then
+  echo "vllm.sbatch: $MODEL_DIR has no config.json (set MODEL_DIR)" >&2
+  exit 1
+fi
+if [ ! -f "$SIF" ]; then
+  mkdir -p "$(dirname "$SIF")"
+  apptainer pull "$SIF" docker://{d.vllm.image_ref}
+fi
+echo "vLLM serving $MODEL_DIR on $(hostname):$PORT"
+srun apptainer exec --nv --cleanenv --env HF_HUB_OFFLINE=1 \\
+  --bind "$MODEL_DIR":{d.model_mount}:ro \\
+  "$SIF" vllm serve \\
+    {flags}
+"""
+
+
+def texts(d: DeployConfig, s: ServeConfig) -> dict[str, str]:
+    return {"run": run_script(d, s), "kubernetes": kubernetes_yaml(d, s), "slurm": sbatch_script(d, s)}
