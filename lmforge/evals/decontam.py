@@ -24,6 +24,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from lmforge.config import require
 
 _NON_WORD = re.compile(r"[\W_]+")
@@ -132,10 +134,8 @@ def drop_contaminated_pairs(df, params: DecontaminationParams, columns: list[str
     index = load_index(params.eval_data, params.ngram, params.min_words)
     hits = [next((h for c in columns if (h := index.match(str(row[c])))), None)
             for row in df[columns].to_dict("records")]
-    rows = df.to_dict("records")
-    dropped = [(row, h) for row, h in zip(rows, hits) if h]
-    mask = [h is None for h in hits]
-    out = df[mask].reset_index(drop=True)
-    gone = df[[not m for m in mask]].reset_index(drop=True).assign(
-        reason=[f"decontamination:{h}" for h in hits if h])
+    dropped = [(row, h) for row, h in zip(df.to_dict("records"), hits) if h]
+    keep = np.array([h is None for h in hits], dtype=bool)   # a row mask even when df is empty
+    out = df.loc[keep].reset_index(drop=True)
+    gone = df.loc[~keep].reset_index(drop=True).assign(reason=[f"decontamination:{h}" for h in hits if h])
     return out, gone, {"enabled": True, **report(index, dropped, len(df))}
