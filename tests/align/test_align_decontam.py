@@ -17,7 +17,8 @@ DECONTAM = DecontaminationParams(eval_data=str(DATA))
 
 def _eval_texts() -> dict[str, str]:
     """One text per eval set that a training pair could carry."""
-    mc = next(r["decontam_text"] for r in read_jsonl(DATA / "manpages_mc.jsonl") if len(r["decontam_text"].split()) >= 9)
+    mc = next(r["decontam_text"] for r in read_jsonl(DATA / "manpages_mc.jsonl")
+              if len(r["decontam_text"].split()) >= 9)
     ds = next(r["decontam_text"] for r in read_jsonl(DATA / "docstrings_mc.jsonl")
               if len(r["decontam_text"].split()) >= 9)
     bpb = " ".join(read_jsonl(DATA / "pydoc_bpb.jsonl")[5]["text"].split()[30:50])

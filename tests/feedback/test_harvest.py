@@ -76,7 +76,8 @@ def test_harvest_of_an_empty_store_writes_three_empty_files_via_the_stage(tmp_pa
 def test_thumbs_up_answers_that_carry_an_eval_item_are_set_aside(tmp_path, training):
     from lmforge.evals.decontam import DecontaminationParams, read_jsonl
 
-    item = next(r for r in read_jsonl(REPO / "evals/data/manpages_mc.jsonl") if len(r["choices"][r["answer"]].split()) >= 9)
+    item = next(r for r in read_jsonl(REPO / "evals/data/manpages_mc.jsonl")
+                if len(r["choices"][r["answer"]].split()) >= 9)
     answer = item["choices"][item["answer"]]
     requests = [req("r1", "What is DVC?", "DVC versions data."),
                 req("r2", item["question"], f"It does this: {answer}.")]
@@ -195,7 +196,8 @@ def test_stage_exits_2_with_one_line_naming_the_file_when_the_store_is_corrupt(t
     with open(store / REQUESTS, "a") as f:
         f.write("{not json\n" + json.dumps(req("r2", "Hi", "Hello")) + "\n")
     shutil.copytree(training, tmp_path / "data" / "instructions_checked")
-    (tmp_path / "params.yaml").write_text(f"harvest: {{}}\ndata:\n  decontamination: {{eval_data: {REPO / 'evals' / 'data'}}}\n")
+    (tmp_path / "params.yaml").write_text(
+        f"harvest: {{}}\ndata:\n  decontamination: {{eval_data: {REPO / 'evals' / 'data'}}}\n")
     out = subprocess.run([sys.executable, "-m", "stages.harvest"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
