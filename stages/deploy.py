@@ -8,10 +8,19 @@ concurrency in deploy.smoke.concurrency, measured over plain HTTP (lmforge.relea
 against `lmforge serve` on models/release, which the stage starts in a subprocess and
 stops. The timing file is listed at the top level of dvc.yaml, not as a stage output,
 so the speed of the machine never changes dvc.lock.
+
+Then, with the server still up, served = offline (lmforge.evals.served, params
+deploy.served_eval): the multiple-choice tasks of evals.tasks_dir through the server's
+/v1/completions and through transformers on the same folder must pick the same choice
+on every item; the first item that differs fails the stage, named. The picks and
+accuracies go to metrics/serve.json; the largest log-likelihood difference, which depends on
+how the server batched, to metrics/timing/served_eval.json (like timing, not a stage output).
 """
 from __future__ import annotations
 
-from lmforge.config import load_params, section
+from lmforge.config import load_params, require, section
+from lmforge.evals.harness import EvalsConfig
+from lmforge.evals.served import check_served
 from lmforge.io import write_json
 from lmforge.serve.config import DeployConfig, ServeConfig
 from lmforge.release.deploy import write_deploy_files
@@ -21,27 +30,40 @@ from lmforge.stage import run_stage
 
 METRICS = "metrics/serve.json"
 TIMING = "metrics/timing/serve.json"
+NUMERICS = "metrics/timing/served_eval.json"
 
 
 def main() -> None:
     params = load_params()
     deploy = section(DeployConfig, "deploy", params)
     serve = section(ServeConfig, "serve", params).for_model(deploy.model_dir)
+    served_eval = deploy.served_eval
+    require(served_eval.batch_size <= serve.max_batch_size, f"deploy.served_eval.batch_size "
+            f"({served_eval.batch_size}) must be <= serve.max_batch_size ({serve.max_batch_size})")
+    tasks_dir = section(EvalsConfig, "evals", params).tasks_dir if served_eval.enabled else None
     files = write_deploy_files(deploy, serve)
     args = [*serve.launcher_args(), "--batch-wait-ms", str(serve.batch_wait_ms), "--dtype", serve.dtype]
     with start_server(deploy.model_dir, extra_args=args, timeout=deploy.smoke.startup_timeout_s) as srv:
         metrics = {"smoke": smoke(srv.url, max_new_tokens=deploy.smoke.max_new_tokens)}
-        timing = {}
+        timing, numerics = {}, {}
         for c in deploy.smoke.concurrency:
             timing[f"concurrency_{c}"] = run_load(srv.url, requests=deploy.smoke.requests, concurrency=c,
                                                    max_new_tokens=deploy.smoke.max_new_tokens)
+        if served_eval.enabled:
+            metrics["served_eval"], numerics = check_served(
+                srv.url, deploy.model_dir, served_eval.tasks, tasks_dir, served_eval.limit,
+                served_eval.batch_size, serve.max_input_tokens)
     write_json(METRICS, metrics)
     write_json(TIMING, timing)
+    write_json(NUMERICS, numerics)
     print(f"deploy: wrote {', '.join(str(p) for p in files.values())}")
     for c in deploy.smoke.concurrency:
         m = timing[f"concurrency_{c}"]
         print(f"  concurrency {c}: p50 {m['latency_p50_s']}s p95 {m['latency_p95_s']}s "
               f"ttft {m['ttft_p50_s']}s {m['tokens_per_s']} tok/s")
+    for task, m in metrics.get("served_eval", {}).items():
+        print(f"  served = offline on {task}: {m['same_picks']}/{m['items']} same picks, acc {m['acc_served']:.4g} "
+              f"(max |d loglik| {numerics[task]['max_abs_loglikelihood_diff']:.2g})")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """Stage `harvest`: the gateway's feedback store → data/feedback/ (+ drift check).
 
-Reads params `harvest`; writes data/feedback/{sft,preferences,review_labels}.parquet,
+Reads params `harvest` and `data.decontamination`; writes
+data/feedback/{sft,preferences,review_labels,decontaminated_sft}.parquet,
 metrics/harvest.json, metrics/drift.json (with `retrain_due`), metrics/drift_lengths.csv
 and GX results in metrics/gx/harvest_*.json. A failed data check exits non-zero
 naming the expectation and the store file, which stops `dvc repro` before SFT/DPO.
 """
 from __future__ import annotations
 
-from lmforge.config import section
+from lmforge.config import load_params, section
+from lmforge.evals.decontam import DecontaminationParams
 from lmforge.io import write_csv, write_json
 from lmforge.feedback.drift import drift_report
 from lmforge.feedback.harvest import HarvestConfig, run_harvest
@@ -15,8 +17,9 @@ from lmforge.stage import run_stage
 
 
 def main() -> None:
-    cfg = section(HarvestConfig, "harvest")
-    res = run_harvest(cfg)
+    params = load_params()
+    cfg = section(HarvestConfig, "harvest", params)
+    res = run_harvest(cfg, section(DecontaminationParams, "data.decontamination", params))
     drift, hist = drift_report(cfg.drift, res.train_prompts, res.live_prompts,
                                res.metrics["ratings_up"], res.metrics["ratings_down"], res.new_examples)
     write_json("metrics/harvest.json", res.metrics)

@@ -7,7 +7,10 @@ every row. A failure raises ``DataCheckError`` (lmforge.checks.runner) naming th
 expectation and the file, and nothing is written. Passing rows are split
 deterministically by a hash of the prompt: refusal examples into ``train`` and a
 held-out ``safety`` set (the refusal gate's prompts), everything else into ``train``
-and ``val`` (held-out perplexity, preference and win-rate prompts).
+and ``val`` (held-out perplexity, preference and win-rate prompts). Last, ``train`` pairs
+that carry an evaluation item (a shared 13-gram, lmforge/evals/decontam.py) are moved to
+``rejected.parquet`` with reason ``decontamination:<eval set>``: the eval items win, and
+the held-out splits stay as they are (the refusal eval set *is* the safety split).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.config import require
+from lmforge.evals.decontam import DecontaminationParams, drop_contaminated_pairs
 from lmforge.io import atomic_dir
 
 COLUMNS = ["prompt", "response", "source", "licence"]
@@ -82,8 +86,10 @@ def assign_split(df: pd.DataFrame, p: InstructionsParams) -> pd.Series:
     return split
 
 
-def check_and_split(p: InstructionsParams, out_json: str, docs_dir: str | None = None) -> dict:
-    """Run the GX suite on ``p.path``; on success write train/val/safety parquet files."""
+def check_and_split(p: InstructionsParams, out_json: str, docs_dir: str | None = None,
+                    decontam: DecontaminationParams | None = None) -> dict:
+    """Run the GX suite on ``p.path``; on success write train/val/safety parquet files, and the
+    train pairs ``decontam`` drops (none when it is None) to rejected.parquet."""
     from lmforge.checks.runner import run_checks
 
     path = Path(p.path)
@@ -97,13 +103,19 @@ def check_and_split(p: InstructionsParams, out_json: str, docs_dir: str | None =
         df["origin"] = str(path)
     run_checks(df, "instructions", expectations(p), out_json, docs_dir=docs_dir, files=str(path))
     df = df.assign(split=assign_split(df, p))
-    counts = df.groupby("split").size().to_dict()
-    for s in ("train", "val", "safety"):
-        if counts.get(s, 0) == 0:
-            raise ValueError(f"{path}: split '{s}' is empty after splitting {len(df)} rows; add data "
+    splits = {s: df[df.split == s].reset_index(drop=True) for s in ("train", "val", "safety")}
+    splits["train"], rejected, decont = drop_contaminated_pairs(
+        splits["train"], decontam or DecontaminationParams(enabled=False), ["prompt", "response"])
+    for s, part in splits.items():
+        if len(part) == 0:
+            raise ValueError(f"{path}: split '{s}' is empty after splitting {len(df)} rows"
+                             f"{' and decontamination' if s == 'train' else ''}; add data "
                              "or change instructions.val_fraction / safety_fraction")
     with atomic_dir(p.out_dir) as tmp:
-        for s in ("train", "val", "safety"):
-            df[df.split == s].reset_index(drop=True).to_parquet(tmp / f"{s}.parquet", index=False)
-    return {"rows": len(df), **{f"rows_{s}": int(counts[s]) for s in ("train", "val", "safety")},
-            "sources": {k: int(v) for k, v in df.groupby("source").size().items()}}
+        for s, part in splits.items():
+            part.to_parquet(tmp / f"{s}.parquet", index=False)
+        rejected.to_parquet(tmp / "rejected.parquet", index=False)
+    kept = pd.concat(splits.values())
+    return {"rows": len(df), **{f"rows_{s}": len(part) for s, part in splits.items()},
+            "sources": {k: int(v) for k, v in kept.groupby("source").size().items()},
+            "decontamination": decont}

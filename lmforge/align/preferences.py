@@ -14,6 +14,9 @@ sources (``source`` column says which):
 Every set is checked before use: nothing empty, chosen never equal to rejected.
 Generated pairs that come out identical (a sample reproducing the reference) are
 dropped and counted; bad human-feedback rows are an error naming file and row.
+Train pairs any of whose fields carries an evaluation item (a shared 13-gram,
+lmforge/evals/decontam.py) are set aside with reason ``decontamination:<eval set>``
+before the reward model or DPO sees them; human feedback can quote anything.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import pandas as pd
 
 from lmforge.align.common import generate
 from lmforge.config import require
+from lmforge.evals.decontam import DecontaminationParams, drop_contaminated_pairs
 
 COLUMNS = ["prompt", "chosen", "rejected", "source"]
 
@@ -115,8 +119,9 @@ def _is_val(prompt: str, fraction: float) -> bool:
     return int(hashlib.sha1(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def build_preferences(model, tok, p: PreferenceParams, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Train and held-out pairs from (b) and (c)."""
+def build_preferences(model, tok, p: PreferenceParams, seed: int, decontam: DecontaminationParams | None = None
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """Train and held-out pairs from (b) and (c), and the train pairs ``decontam`` set aside."""
     train_src = pd.read_parquet(Path(p.data_dir) / "train.parquet")
     train_src = train_src[train_src.source != "refusal"].sample(
         min(p.train_prompts, len(train_src)), random_state=seed)
@@ -127,13 +132,16 @@ def build_preferences(model, tok, p: PreferenceParams, seed: int) -> tuple[pd.Da
     fb_val = fb.prompt.map(lambda q: _is_val(q, p.feedback_val_fraction)).astype(bool)
     train = check_pairs(pd.concat([train, fb[~fb_val]], ignore_index=True), "preference train pairs")
     val = check_pairs(pd.concat([val, fb[fb_val]], ignore_index=True), "preference held-out pairs")
+    train, contaminated, decont = drop_contaminated_pairs(
+        train, decontam or DecontaminationParams(enabled=False), ["prompt", "chosen", "rejected"])
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"no usable preference pairs (train {len(train)}, held-out {len(val)}): every sample "
-                         "equalled its reference; raise preferences.temperature or add prompts")
+                         "equalled its reference or carried an eval item; raise preferences.temperature "
+                         "or add prompts")
     metrics = {"train_pairs": len(train), "val_pairs": len(val), "feedback_pairs": len(fb),
-               "dropped_identical": dropped_t + dropped_v,
+               "dropped_identical": dropped_t + dropped_v, "decontamination": decont,
                "pairs_by_source": {k: int(v) for k, v in train.groupby("source").size().items()}}
-    return train, val, metrics
+    return train, val, contaminated, metrics
 
 
 def to_dataset(df: pd.DataFrame):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from lmforge.config import ParamsError, build, require
+from lmforge.evals.decontam import DecontaminationParams
 
 
 @dataclass
@@ -182,19 +183,6 @@ class SourceConfig:
         unknown = sorted(set(self.filters) - set(OVERRIDABLE))
         require(not unknown, f"data.sources[{self.name}].filters: unknown section(s) {unknown}; "
                              f"known: {list(OVERRIDABLE)}")
-
-
-@dataclass
-class DecontaminationParams:
-    """Drop training documents that share an n-gram with an eval item (lmforge/evals/decontam.py)."""
-    enabled: bool = True
-    eval_data: str = "evals/data"   # the committed eval items, one <set>.jsonl per eval set
-    ngram: int = 13                 # words per n-gram of normalised text
-    min_words: int = 8              # shorter items are matched whole from this many words; fewer: skipped
-
-    def __post_init__(self):
-        require(0 < self.min_words <= self.ngram, f"data.decontamination.min_words must be in (0, ngram], "
-                                                  f"got {self.min_words}")
 
 
 @dataclass

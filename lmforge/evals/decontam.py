@@ -10,15 +10,38 @@ matched whole when it has at least ``min_words`` words (a short NAME line such a
 and directories" would otherwise never match), shorter ones are too generic and skipped. A
 document is contaminated when any window of its words is in the index; the first eval set it
 matches is its reason (``decontamination:<set>``).
+
+The same index guards post-training data: ``drop_contaminated_pairs`` removes SFT and
+preference pairs any of whose fields carries an eval item, before any model trains on them
+(stages instructions and preferences), and hands the dropped rows back with their reason.
+One set of knobs (``data.decontamination`` in params.yaml) governs curation and pairs alike.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
+from lmforge.config import require
+
 _NON_WORD = re.compile(r"[\W_]+")
+
+
+@dataclasses.dataclass
+class DecontaminationParams:
+    """``data.decontamination``: drop training documents and pairs that share an n-gram with an eval item."""
+    enabled: bool = True
+    eval_data: str = "evals/data"   # the committed eval items, one <set>.jsonl per eval set
+    ngram: int = 13                 # words per n-gram of normalised text
+    min_words: int = 8              # shorter items are matched whole from this many words; fewer: skipped
+
+    def __post_init__(self):
+        require(0 < self.min_words <= self.ngram, f"data.decontamination.min_words must be in (0, ngram], "
+                                                  f"got {self.min_words}")
 
 
 def words(text: str) -> list[str]:
@@ -98,3 +121,21 @@ def report(index: NgramIndex, dropped: list[tuple[dict, str]], checked: int) -> 
             "by_eval_set": {s: {"items": index.items[s], "items_too_short": index.skipped[s],
                                 "dropped": per_set.get(s, 0)}
                             for s in sorted(set(index.items) | set(index.skipped))}}
+
+
+def drop_contaminated_pairs(df, params: DecontaminationParams, columns: list[str]):
+    """(kept rows, dropped rows with a ``reason`` column, metrics) of the DataFrame ``df``.
+
+    A row is dropped when any of ``columns`` (prompt, response; or prompt, chosen, rejected)
+    shares an n-gram with an eval item; each field is matched alone, so a window that only
+    spans the seam between two fields never counts. ``params.enabled`` false keeps every row."""
+    if not params.enabled:
+        return df.reset_index(drop=True), df.iloc[:0].assign(reason=[]), {"enabled": False}
+    index = load_index(params.eval_data, params.ngram, params.min_words)
+    hits = [next((h for c in columns if (h := index.match(str(row[c])))), None)
+            for row in df[columns].to_dict("records")]
+    dropped = [(row, h) for row, h in zip(df.to_dict("records"), hits) if h]
+    keep = np.array([h is None for h in hits], dtype=bool)   # a row mask even when df is empty
+    out = df.loc[keep].reset_index(drop=True)
+    gone = df.loc[~keep].reset_index(drop=True).assign(reason=[f"decontamination:{h}" for h in hits if h])
+    return out, gone, {"enabled": True, **report(index, dropped, len(df))}

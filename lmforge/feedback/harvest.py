@@ -24,7 +24,10 @@ already in the training data or seen twice are dropped. Each table goes through
 Great Expectations (``lmforge.checks.runner.run_checks``) before it is written,
 and the three files are swapped in together, so they always exist and are never
 half-written — empty tables included. Every step counts what it kept and why it
-dropped the rest (``metrics/harvest.json``).
+dropped the rest (``metrics/harvest.json``). With ``data.decontamination`` given (the
+stage gives it), thumbs-up answers that carry an evaluation item (lmforge/evals/decontam.py)
+leave ``sft.parquet`` for ``decontaminated_sft.parquet``, with their reason; preference
+pairs are checked where they meet the others, in the preferences stage.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.config import require
+from lmforge.evals.decontam import DecontaminationParams, drop_contaminated_pairs
 from lmforge.io import atomic_dir
 from lmforge.feedback.drift import DriftConfig
 from lmforge.gateway.safety import find_pii
@@ -282,7 +286,7 @@ def _new_examples(h: Harvest, tables: dict[str, pd.DataFrame]) -> int:
             + sum(of(r) for r in tables["preferences"]["rejected_id"]))
 
 
-def run_harvest(cfg: HarvestConfig) -> HarvestResult:
+def run_harvest(cfg: HarvestConfig, decontam: DecontaminationParams | None = None) -> HarvestResult:
     """Build, check and write ``data/feedback/``; return tables, metrics and drift inputs."""
     from lmforge.checks.runner import run_checks
 
@@ -297,8 +301,13 @@ def run_harvest(cfg: HarvestConfig) -> HarvestResult:
         run_checks(df, f"harvest_{name}", expectations(name), Path(cfg.gx_dir) / f"harvest_{name}.json",
                    files=[str(Path(cfg.store) / source[name]), str(Path(cfg.store) / FEEDBACK)]
                    if name != "review_labels" else str(Path(cfg.store) / REVIEW_LABELS))
+    written = dict(tables)
+    if decontam is not None:
+        tables["sft"], written["decontaminated_sft"], decont = drop_contaminated_pairs(
+            tables["sft"], decontam, ["prompt", "completion"])
+        written["sft"] = tables["sft"]
     with atomic_dir(cfg.out) as tmp:
-        for name, df in tables.items():
+        for name, df in written.items():
             df.reset_index(drop=True).to_parquet(tmp / f"{name}.parquet", index=False)
     ratings_up = sum(1 for f in ratings.values() if f.get("rating") == "up")
     metrics = {
@@ -311,5 +320,7 @@ def run_harvest(cfg: HarvestConfig) -> HarvestResult:
         "rows": {name: int(len(df)) for name, df in tables.items()},
         "steps": dict(sorted(h.stats.items())),
     }
+    if decontam is not None:
+        metrics["decontamination"] = decont
     live = [r["prompt"] for r in store.requests if isinstance(r.get("prompt"), str) and r["prompt"]]
     return HarvestResult(tables, metrics, training["prompt"].tolist(), live, _new_examples(h, tables))

@@ -5,7 +5,8 @@ deploy stage and the TGI and vLLM container, Kubernetes and SLURM files it write
 enforce the same max_input_tokens / max_total_tokens / max_concurrent_requests /
 max_batch_size (as far as each engine has the knob; see lmforge.release.deploy_vllm).
 `deploy` holds which engines get files (`engine: tgi | vllm | both`), where and how they
-run (image tags, ports, cluster resources) and the size of the deploy stage's smoke load.
+run (image tags, ports, cluster resources), the size of the deploy stage's smoke load
+and its served = offline check.
 """
 from __future__ import annotations
 
@@ -116,6 +117,21 @@ ENGINES = {"tgi": ("tgi",), "vllm": ("vllm",), "both": ("tgi", "vllm")}
 
 
 @dataclasses.dataclass
+class ServedEvalConfig:
+    """Served = offline (lmforge/evals/served.py): these multiple-choice tasks through the running
+    server's /v1/completions must pick the same choice as the offline transformers run, item by item."""
+    enabled: bool = True
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["lmforge_manpages_mc"])
+    limit: int | None = 40   # first items per task; null = all
+    batch_size: int = 8      # prompts per request (at most serve.max_batch_size)
+
+    def __post_init__(self):
+        require(self.limit is None or self.limit > 0, f"deploy.served_eval.limit must be > 0 or null, got {self.limit}")
+        require(self.batch_size >= 1, "deploy.served_eval.batch_size must be >= 1")
+        require(not self.enabled or bool(self.tasks), "deploy.served_eval.tasks is empty; set enabled: false instead")
+
+
+@dataclasses.dataclass
 class DeployConfig:
     out_dir: str = "deploy"
     engine: Literal["tgi", "vllm", "both"] = "both"  # which engines' files the deploy stage writes
@@ -130,6 +146,7 @@ class DeployConfig:
     slurm: SlurmConfig = dataclasses.field(default_factory=SlurmConfig)
     vllm: VllmConfig = dataclasses.field(default_factory=VllmConfig)
     smoke: SmokeConfig = dataclasses.field(default_factory=SmokeConfig)
+    served_eval: ServedEvalConfig = dataclasses.field(default_factory=ServedEvalConfig)
 
     def __post_init__(self):
         require(bool(self.tag) and ":" not in self.tag, "deploy.tag: give the image tag alone, e.g. 3.3.5")

@@ -235,7 +235,7 @@ class Engine:
             row = _Row(g, TokenChooser(g.params, g.input_ids, self.vocab_size),
                        IncrementalDecoder(self.tok, self.special_ids), t0)
             if g.params.decoder_input_details:
-                row.prefill = self._prefill_tokens(g.input_ids, out.logits[i, L - lens[i]:])
+                row.prefill = self._prefill_tokens(g.input_ids, out.logits[i, L - lens[i]:], g.params.top_n_tokens)
             rows.append(row)
         self._advance_all(rows, out.logits[:, -1])
         keep = [i for i, r in enumerate(rows) if not r.done]
@@ -342,11 +342,13 @@ class Engine:
         if row.gen.stream or finish is not None:
             self._emit(row.gen, TokenEvent(len(row.tokens) - 1, tok, top_d, finish))
 
-    def _prefill_tokens(self, ids: list[int], logits: torch.Tensor) -> list[dict]:
+    def _prefill_tokens(self, ids: list[int], logits: torch.Tensor, top_n: int = 0) -> list[dict]:
         logp = torch.log_softmax(logits.float(), -1)
         out = [{"id": ids[0], "text": self.tok.decode([ids[0]]), "logprob": None}]
         for t in range(1, len(ids)):
             out.append({"id": ids[t], "text": self.tok.decode([ids[t]]), "logprob": float(logp[t - 1, ids[t]])})
+            if top_n:  # the position's likeliest tokens, [(id, logprob)]: OpenAI's echoed top_logprobs
+                out[-1]["top"] = [(i, v) for v, i in zip(*(x.tolist() for x in logp[t - 1].topk(top_n)))]
         return out
 
     # ---- batch bookkeeping ----------------------------------------------------------

@@ -7,6 +7,12 @@ Streams are server-sent `chat.completion.chunk` / `text_completion` objects clos
 closing line; stop reading at the chunk whose `finish_reason` is set). Like TGI, a
 `temperature` of 0 (or none) means greedy decoding, and features lmforge does not
 implement (tools, response_format, n > 1) are refused with a 422 rather than ignored.
+
+Completions follow OpenAI's legacy schema as far as scoring needs it (lm-evaluation-harness's
+`local-completions` model computes log-likelihoods this way): `prompt` may be token ids,
+`logprobs: N` returns `{tokens, token_logprobs, top_logprobs, text_offset}` with the N
+likeliest tokens per position, and `echo` prepends the prompt, with each prompt token's
+logprob given the ones before it (the first is null) from the same prefill that generates.
 """
 from __future__ import annotations
 
@@ -33,8 +39,9 @@ def _common(state: ServerState, kind: str) -> dict:
             "system_fingerprint": f"{VERSION}-lmforge"}
 
 
-def _params(body: dict, state: ServerState):
-    """Map OpenAI request fields onto TGI generate parameters (validated there)."""
+def _params(body: dict, state: ServerState, *, chat: bool = True):
+    """Map OpenAI request fields onto TGI generate parameters (validated there); for completions
+    `logprobs` is the number of likeliest tokens to list, and `echo` scores the prompt too."""
     for key in ("tools", "response_format", "grammar"):
         if body.get(key) is not None:
             raise invalid(f"`{key}` is not supported by lmforge serve")
@@ -59,7 +66,15 @@ def _params(body: dict, state: ServerState):
         "top_n_tokens": _get(body, "top_logprobs", "int", "") if body.get("logprobs") else None,
     }
     _get(body, "stream", "bool", "")
-    _get(body, "logprobs", "bool", "")
+    if chat:
+        _get(body, "logprobs", "bool", "")
+    else:
+        p["top_n_tokens"] = n = _get(body, "logprobs", "int", "")
+        if n is not None and not 0 <= n <= state.limits.max_top_n_tokens:
+            raise invalid(f"`logprobs` must be >= 0 and <= {state.limits.max_top_n_tokens}. Given: {n}")
+        p["decoder_input_details"] = bool(_get(body, "echo", "bool", "")) and p["top_n_tokens"] is not None
+        if body.get("echo") and body.get("stream"):
+            raise invalid("`echo` is not supported when streaming")
     params, _ = sampling_params({k: v for k, v in p.items() if v is not None}, state.limits, where="")
     return params
 
@@ -142,23 +157,56 @@ def _usage(f) -> dict:
             "total_tokens": f.input_length + f.generated_tokens}
 
 
+def _prompts(body: dict, state: ServerState) -> list[tuple[str, list[int] | None]]:
+    """(text, token ids or None) of each prompt: a string, token ids, or a list of either."""
+    prompts = body.get("prompt")
+    if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int)):
+        prompts = [prompts]
+    bad = invalid("`prompt` must be a non-empty string, a list of token ids, or a non-empty list of either")
+    if not isinstance(prompts, list) or not prompts:
+        raise bad
+    out = []
+    for p in prompts:
+        if isinstance(p, str) and p:
+            out.append((p, None))
+        elif isinstance(p, list) and p and all(isinstance(t, int) and not isinstance(t, bool) for t in p):
+            if not all(0 <= t < state.engine.vocab_size for t in p):
+                raise invalid(f"`prompt` token ids must be in [0, {state.engine.vocab_size})")
+            out.append((state.tokenizer.decode(p), p))
+        else:
+            raise bad
+    if len({ids is None for _, ids in out}) > 1:
+        raise invalid("`prompt` mixes strings and token ids")
+    if len(out) > state.limits.max_batch_size:
+        raise invalid(f"`prompt` holds at most {state.limits.max_batch_size} prompts. Given: {len(out)}")
+    return out
+
+
+def _completion_logprobs(f, echo: bool, offset: int, decode) -> dict:
+    """OpenAI's completion `logprobs` object for one choice (prompt tokens first when echoed)."""
+    rows = [(t["text"], t["logprob"], None if t["logprob"] is None else {decode([i]): lp for i, lp in t.get("top", [])})
+            for t in (f.prefill if echo else [])]
+    rows += [(t["text"], t["logprob"], {x["text"]: x["logprob"] for x in tops})
+             for t, tops in zip(f.tokens, f.top_tokens)]
+    offsets = []
+    for text, _, _ in rows:
+        offsets.append(offset)
+        offset += len(text)
+    return {"tokens": [r[0] for r in rows], "token_logprobs": [r[1] for r in rows],
+            "top_logprobs": [r[2] for r in rows], "text_offset": offsets}
+
+
 async def completions(request: Request):
     state: ServerState = request.app.state.lmforge
     t0 = time.perf_counter()
     body = require_object(await read_body(request, state))
-    prompts = body.get("prompt")
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
-        raise invalid("`prompt` must be a non-empty string or a list of non-empty strings")
-    if len(prompts) > state.limits.max_batch_size:
-        raise invalid(f"`prompt` holds at most {state.limits.max_batch_size} prompts. Given: {len(prompts)}")
+    prompts = _prompts(body, state)
     if body.get("suffix") is not None:
         raise invalid("`suffix` is not supported by lmforge serve")
     all_params, all_ids = [], []
-    for p in prompts:
-        params = _params(body, state)
-        all_ids.append(fit_tokens(state.encode(p), params, None, state.limits))
+    for text, ids in prompts:
+        params = _params(body, state, chat=False)
+        all_ids.append(fit_tokens(ids or state.encode(text), params, None, state.limits))
         all_params.append(params)
     validated = time.perf_counter()
     pendings: list[Pending] = []
@@ -180,10 +228,13 @@ async def completions(request: Request):
             p.close()
     for f, params in zip(results, all_params):
         observe(state, f, t0, validated, params)
+    echo, want_lp, decode = bool(body.get("echo")), body.get("logprobs") is not None, state.tokenizer.decode
     usage = {k: sum(_usage(f)[k] for f in results) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
     return JSONResponse({**head, "choices": [
-        {"index": i, "text": f.generated_text, "logprobs": None, "finish_reason": _finish_reason(f.reason)}
-        for i, f in enumerate(results)], "usage": usage})
+        {"index": i, "text": (text if echo else "") + f.generated_text,
+         "logprobs": _completion_logprobs(f, echo, 0 if echo else len(text), decode) if want_lp else None,
+         "finish_reason": _finish_reason(f.reason)}
+        for i, ((text, _), f) in enumerate(zip(prompts, results))], "usage": usage})
 
 
 async def _merged_stream(state: ServerState, pendings: list[Pending], head: dict, t0: float, validated: float):

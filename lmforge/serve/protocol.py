@@ -182,7 +182,7 @@ def details_json(f, params: SamplingParams) -> dict:
         "finish_reason": f.reason,
         "generated_tokens": f.generated_tokens,
         "seed": f.seed,
-        "prefill": f.prefill,
+        "prefill": [{k: t[k] for k in ("id", "text", "logprob")} for t in f.prefill],  # TGI's PrefillToken
         "tokens": f.tokens,
         "top_tokens": f.top_tokens if params.top_n_tokens else [],
         "best_of_sequences": None,

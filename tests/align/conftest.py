@@ -79,7 +79,7 @@ def pairs_dir(pref_params) -> Path:
     from lmforge.align.preferences import build_preferences
 
     tok, model = load_tokenizer(pref_params.sft_model), load_causal_lm(pref_params.sft_model)
-    train, val, _ = build_preferences(model, tok, pref_params, SEED)
+    train, val, _, _ = build_preferences(model, tok, pref_params, SEED)
     out = Path(pref_params.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train.to_parquet(out / "train.parquet")

@@ -54,7 +54,8 @@ def test_harvest_of_an_empty_store_writes_three_empty_files_via_the_stage(tmp_pa
     """The real stage entry point (`python -m stages.harvest`) on an empty store."""
     init_store(tmp_path / "data" / "feedback_store")
     shutil.copytree(training, tmp_path / "data" / "instructions_checked")
-    (tmp_path / "params.yaml").write_text("harvest:\n  drift: {min_requests: 5}\n")
+    (tmp_path / "params.yaml").write_text("harvest:\n  drift: {min_requests: 5}\n"
+                                          f"data:\n  decontamination: {{eval_data: {REPO / 'evals' / 'data'}}}\n")
     out = subprocess.run([sys.executable, "-m", "stages.harvest"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
@@ -69,6 +70,26 @@ def test_harvest_of_an_empty_store_writes_three_empty_files_via_the_stage(tmp_pa
     assert json.loads((tmp_path / "metrics" / "harvest.json").read_text())["rows"] == {
         "sft": 0, "preferences": 0, "review_labels": 0}
     assert (tmp_path / "metrics" / "gx" / "harvest_sft.json").exists()
+    assert len(pd.read_parquet(tmp_path / "data" / "feedback" / "decontaminated_sft.parquet")) == 0
+
+
+def test_thumbs_up_answers_that_carry_an_eval_item_are_set_aside(tmp_path, training):
+    from lmforge.evals.decontam import DecontaminationParams, read_jsonl
+
+    item = next(r for r in read_jsonl(REPO / "evals/data/manpages_mc.jsonl")
+                if len(r["choices"][r["answer"]].split()) >= 9)
+    answer = item["choices"][item["answer"]]
+    requests = [req("r1", "What is DVC?", "DVC versions data."),
+                req("r2", item["question"], f"It does this: {answer}.")]
+    feedback = [{"kind": "rating", "request_id": r, "rating": "up"} for r in ("r1", "r2")]
+    store = write_store(tmp_path / "store", requests, feedback)
+    res = run_harvest(cfg_for(tmp_path, store, training),
+                      DecontaminationParams(eval_data=str(REPO / "evals" / "data")))
+    out = tmp_path / "feedback"
+    assert pd.read_parquet(out / "sft.parquet").request_id.tolist() == ["r1"]
+    gone = pd.read_parquet(out / "decontaminated_sft.parquet")
+    assert gone.request_id.tolist() == ["r2"] and gone.reason.tolist() == ["decontamination:manpages_mc"]
+    assert res.metrics["rows"]["sft"] == 1 and res.metrics["decontamination"]["dropped"] == 1
 
 
 def test_harvest_puts_each_kind_of_feedback_in_the_right_file(tmp_path, training):
@@ -175,7 +196,8 @@ def test_stage_exits_2_with_one_line_naming_the_file_when_the_store_is_corrupt(t
     with open(store / REQUESTS, "a") as f:
         f.write("{not json\n" + json.dumps(req("r2", "Hi", "Hello")) + "\n")
     shutil.copytree(training, tmp_path / "data" / "instructions_checked")
-    (tmp_path / "params.yaml").write_text("harvest: {}\n")
+    (tmp_path / "params.yaml").write_text(
+        f"harvest: {{}}\ndata:\n  decontamination: {{eval_data: {REPO / 'evals' / 'data'}}}\n")
     out = subprocess.run([sys.executable, "-m", "stages.harvest"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})

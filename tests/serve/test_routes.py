@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -140,3 +141,40 @@ def test_metrics_use_tgi_names(server):
         assert name in families, name
     assert "# TYPE tgi_request_count counter" in text and "tgi_request_count_total" not in text
     assert server.metric("tgi_request_count") == before + 1
+
+
+def test_completions_echo_logprobs_score_the_prompt_as_openai_does(server, tokenizer):
+    """What lm-eval's local-completions needs for log-likelihoods: token ids in, the prompt echoed with
+    each token's logprob given the ones before it (the first null), the N likeliest tokens per position."""
+    ids = tokenizer("Hello world, how are you")["input_ids"]
+    r = httpx.post(server.url + "/v1/completions", json={
+        "prompt": [ids, ids[:3]], "max_tokens": 1, "temperature": 0, "logprobs": 2, "echo": True}).json()
+    full, short = r["choices"]
+    lp = full["logprobs"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == len(ids) + 1
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert lp["tokens"][:len(ids)] == [tokenizer.decode([i]) for i in ids]
+    assert full["text"].startswith(tokenizer.decode(ids)) and lp["text_offset"][0] == 0
+    gen = httpx.post(server.url + "/generate", json={"inputs": "Hello world, how are you", "parameters": {
+        "max_new_tokens": 1, "decoder_input_details": True}}).json()["details"]
+    prefill = [t["logprob"] for t in gen["prefill"][1:]]
+    assert lp["token_logprobs"][1:len(ids)] == pytest.approx(prefill, abs=1e-4)   # same scores as TGI's route
+    assert gen["tokens"][0]["text"] == lp["tokens"][-1]   # greedy, like /generate
+    for tok_lp, top in zip(lp["token_logprobs"][1:], lp["top_logprobs"][1:]):
+        assert len(top) <= 2 and max(top.values()) >= tok_lp - 1e-6
+    assert max(lp["top_logprobs"][-1].values()) == pytest.approx(lp["token_logprobs"][-1])  # greedy pick
+    assert len(short["logprobs"]["tokens"]) == 4
+    plain = httpx.post(server.url + "/v1/completions", json={"prompt": "Hello", "max_tokens": 2}).json()
+    assert plain["choices"][0]["logprobs"] is None and not plain["choices"][0]["text"].startswith("Hello")
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"prompt": [[1, 2], "text"], "max_tokens": 1}, "`prompt`"),
+    ({"prompt": [10 ** 9], "max_tokens": 1}, "token ids"),
+    ({"prompt": "Hi", "max_tokens": 1, "logprobs": True}, "`logprobs`"),
+    ({"prompt": "Hi", "max_tokens": 1, "logprobs": 9}, "`logprobs`"),
+    ({"prompt": "Hi", "max_tokens": 1, "echo": True, "stream": True}, "`echo`"),
+])
+def test_completions_refuse_bad_scoring_requests(server, body, needle):
+    r = httpx.post(server.url + "/v1/completions", json=body)
+    assert r.status_code == 422 and needle in r.json()["error"]
