@@ -49,7 +49,7 @@ def main() -> None:
         sft = str(make_llama(tmp / "base", (df.prompt + "\n" + df.response).tolist(), vocab=2048, hidden=128))
     pairs = pd.DataFrame({"prompt": df.prompt, "chosen": df.response,
                           "rejected": df.response.sample(frac=1.0, random_state=0).values})
-    pairs = pairs[pairs.chosen != pairs.rejected].reset_index(drop=True)
+    pairs = pairs[pairs.chosen != pairs.rejected].head(200 + args.probe).reset_index(drop=True)
     p = build(DPOParams, {"sft_model": sft, "kl_probe": args.probe,
                           "train": {"max_steps": 1000, "batch_size": 8, "max_length": 256}}, "dpo")
     tok = load_tokenizer(sft)
@@ -59,6 +59,7 @@ def main() -> None:
                           probe=probe)
     kl = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == "_KL")
     trainer.create_optimizer_and_scheduler(num_training_steps=1000)
+    trainer.current_gradient_accumulation_steps = 1   # set by Trainer.train(); training_step reads it
     batches = iter(trainer.get_train_dataloader())
     model = trainer.model
 
