@@ -9,15 +9,23 @@ with the stage's name: one line for bad input; a failed data check adds one line
 expectation. Any other exception is a bug and keeps its traceback.
 ``LMFORGE_TRACEBACK=1`` shows the traceback of the expected errors too.
 
+A stage that succeeds under DVC (which names it in ``$DVC_STAGE``) also leaves its wall
+time in ``metrics/timing/stages/<stage>.json``: DVC itself records no durations, and the
+report card lists them. Like all of ``metrics/timing/``, it is no stage's output and is
+never hashed, so it does not change dvc.lock.
+
 Every ``stages/*.py`` ends with ``if __name__ == "__main__": run_stage(main)``.
 """
 from __future__ import annotations
 
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Callable, NoReturn
 
 BAD_INPUT, FAILED = 2, 1
+STAGE_TIMING_DIR = "metrics/timing/stages"   # <stage>.json: {"seconds": wall time of its last run}
 
 
 class InputError(ValueError):
@@ -51,10 +59,36 @@ def stage_name(main: Callable) -> str:
     return (spec.name if spec else main.__module__).rpartition(".")[2]
 
 
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux ``/proc``), so imports count too; else None."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rpartition(")")[2].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def record_wall_time(seconds: float) -> Path | None:
+    """Write ``{"seconds": ...}`` for the DVC stage running this process (rank 0 only)."""
+    name = os.environ.get("DVC_STAGE", "").rpartition(":")[2]   # "dir/dvc.yaml:name" outside the root
+    if not name or os.environ.get("RANK", "0") != "0":
+        return None
+    from lmforge.io import write_json
+
+    path = Path(STAGE_TIMING_DIR) / f"{name}.json"
+    write_json(path, {"seconds": round(seconds, 1)})
+    return path
+
+
 def run_stage(main: Callable[[], int | None]) -> NoReturn:
     """Run a stage's ``main`` and exit: its return code, or an expected error as one line."""
+    start = time.monotonic()
     try:
         code = main()
+        if not code:
+            age = _process_age()
+            record_wall_time(age if age is not None else time.monotonic() - start)
     except Exception as e:  # noqa: BLE001 - re-raised unless it is an expected error
         code = exit_code(e)
         if code is None or os.environ.get("LMFORGE_TRACEBACK"):

@@ -10,6 +10,15 @@ and preference accuracy on held-out pairs; the policy's log-prob margin on its o
 training pairs before and after (DPO should widen it); token-wise KL(π‖π_ref) on
 held-out prompts; the win rate of DPO over SFT under the reward model; and the
 SFT gate's measurements (perplexity, refusal, over-refusal) for the DPO model.
+
+KL during training: TRL 1.16's DPOTrainer logs rewards (chosen, rejected, margins,
+accuracies), policy log-probs and logits, but no KL. At each logging step a callback
+measures ``kl``: the mean over reply tokens of KL(π(·|ctx) ‖ π_ref(·|ctx)), exact over
+the vocabulary, on a fixed probe (the first ``dpo.kl_probe`` held-out pairs: prompt and
+chosen reply). It goes into the trainer's logs (so DVCLive and metrics/dpo_loss.csv get
+it) and costs two forward passes per probe pair per logged step. Its contexts are fixed
+data, so it is not the same number as ``kl_token`` in metrics/dpo.json, measured once
+after training on the policy's own replies to held-out prompts.
 """
 from __future__ import annotations
 
@@ -38,6 +47,7 @@ class DPOParams:
     beta: float = 0.1
     rejection_prompts: int = 32  # (a) rejection sampling: prompts ...
     rejection_samples: int = 4  # ... and samples per prompt
+    kl_probe: int = 8  # held-out pairs the KL curve is measured on at each logging step; 0 = none
     train: TrainParams = dataclasses.field(default_factory=lambda: TrainParams(max_steps=30, lr=5e-4))
     lora: LoraParams = dataclasses.field(default_factory=LoraParams)
     eval: EvalParams = dataclasses.field(default_factory=EvalParams)
@@ -46,6 +56,7 @@ class DPOParams:
         require(self.beta > 0, f"dpo.beta must be > 0, got {self.beta}")
         require(self.rejection_samples >= 2, f"dpo.rejection_samples must be >= 2, got {self.rejection_samples}")
         require(self.rejection_prompts >= 0, "dpo.rejection_prompts must be >= 0")
+        require(self.kl_probe >= 0, f"dpo.kl_probe must be >= 0, got {self.kl_probe}")
 
 
 def logp_margins(model, tok, df: pd.DataFrame, max_length: int) -> list[float]:
@@ -78,13 +89,46 @@ def make_rejection_pairs(p: DPOParams, pref: PreferenceParams, policy, rm, tok, 
     return rejection_pairs(policy, rm, tok, prompts, p.rejection_samples, pref, seed, p.train.max_length)
 
 
+def kl_callback(tok, probe: pd.DataFrame, max_length: int):
+    """A TrainerCallback that adds ``kl`` (token KL of the policy from the reference on ``probe``) to
+    each training log, before DVCLive's callback sees it; its ``ref`` is set once the trainer exists."""
+    from transformers import TrainerCallback
+
+    class _KL(TrainerCallback):
+        ref = None
+
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+            if logs is None or "loss" not in logs or self.ref is None or probe.empty:
+                return
+            training = model.training
+            model.eval()   # every rank measures (ZeRO-3 forwards are collective); rank 0 logs it
+            logs["kl"] = token_kl(model, self.ref, tok, probe.prompt.tolist(), probe.chosen.tolist(), max_length)
+            model.train(training)
+            if state.log_history and state.log_history[-1].get("step") == state.global_step:
+                state.log_history[-1]["kl"] = logs["kl"]
+
+    return _KL()
+
+
+class _AdapterOff:
+    """The LoRA policy with its adapter off: DPO's reference when LoRA is on."""
+
+    def __init__(self, model):
+        self.model, self.device = model, model.device
+
+    def __call__(self, **kw):
+        with self.model.disable_adapter():
+            return self.model(**kw)
+
+
 def dpo_trainer(p: DPOParams, policy, ref, tok, pairs: pd.DataFrame, seed: int, work_dir: str | None = None,
-                live: str | None = None):
+                live: str | None = None, probe: pd.DataFrame | None = None):
     """TRL's DPOTrainer for ``policy`` against the frozen ``ref`` (no gradients, no optimizer state).
 
     TRL runs the reference under ``no_grad`` and builds the optimizer from the
     policy only; freezing it here also keeps ZeRO/accelerate from treating it as
     trainable. With LoRA the adapter-free policy is the reference and ``ref`` is unused.
+    ``probe`` (held-out pairs) gives the logged ``kl`` curve.
     """
     from trl import DPOConfig, DPOTrainer
 
@@ -92,9 +136,12 @@ def dpo_trainer(p: DPOParams, policy, ref, tok, pairs: pd.DataFrame, seed: int, 
     peft = p.lora.peft_config(policy)
     if not peft:
         ref.requires_grad_(False).eval()
-    return DPOTrainer(model=policy, ref_model=None if peft else ref, args=args,
-                      train_dataset=to_dataset(pairs), processing_class=tok, peft_config=peft,
-                      callbacks=live_callbacks(live))
+    kl = kl_callback(tok, probe if probe is not None else pd.DataFrame(), p.train.max_length)
+    trainer = DPOTrainer(model=policy, ref_model=None if peft else ref, args=args,
+                         train_dataset=to_dataset(pairs), processing_class=tok, peft_config=peft,
+                         callbacks=[kl, *live_callbacks(live)])
+    kl.ref = _AdapterOff(trainer.model) if peft else trainer.ref_model
+    return trainer
 
 
 def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | None = None,
@@ -112,7 +159,7 @@ def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | N
     train_all = check_pairs(pd.concat([train, rs[train.columns]], ignore_index=True), "dpo training pairs")
     before = logp_margins(policy, tok, train_all, p.train.max_length)
 
-    trainer = dpo_trainer(p, policy, ref, tok, train_all, seed, work_dir, live)
+    trainer = dpo_trainer(p, policy, ref, tok, train_all, seed, work_dir, live, val.head(p.kl_probe))
     result = trainer.train()
     policy = trained_model(trainer, p.lora.enabled)
     policy.eval()
@@ -131,6 +178,6 @@ def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | N
         "train_loss": float(result.training_loss), "steps": int(result.global_step), "beta": p.beta,
     })
     samples += [("sft (reference) / held-out", q, r) for q, r in zip(val_prompts[:2], sft_replies[:2])]
-    curve = [{"step": h["step"], "loss": h["loss"], "margin": h.get("rewards/margins", float("nan"))}
-             for h in trainer.state.log_history if "loss" in h]
+    curve = [{"step": h["step"], "loss": h["loss"], "margin": h.get("rewards/margins", float("nan")),
+              "kl": h.get("kl", float("nan"))} for h in trainer.state.log_history if "loss" in h]
     return policy, tok, metrics, curve, samples

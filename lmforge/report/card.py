@@ -11,18 +11,27 @@ charts are inline SVG (``lmforge.report.svg``): no script, no network. It reads
 timing files, so the ``report`` stage lists them as deps and its outputs are
 ``cache: false``; the page is a pure function of those files, the lock and the
 commit (no clock, no host name), so the same inputs give the same bytes.
-DVC does not record how long each stage ran, so wall time per stage is not shown.
+
+Wall time per stage: DVC records none, so every stage that DVC runs leaves its own in
+``metrics/timing/stages/<stage>.json`` (``lmforge.stage``). The card reads whatever is
+there, in dvc.yaml's stage order, as it reads dvc.lock: not as deps, since the report
+stage writes one of those files itself. A stage that did not rerun keeps the time of its
+last run.
 """
 from __future__ import annotations
 
 import csv
 import json
+import math
 from html import escape
 from pathlib import Path
+
+import yaml
 
 from lmforge.io import write_text
 from lmforge.report.svg import bar_chart, line_chart, num
 from lmforge.release.lineage import git_commit, load_lock
+from lmforge.stage import STAGE_TIMING_DIR
 
 # the artifacts whose md5 the card pins (when dvc.lock has them)
 LINEAGE = ("data/sample", "data/curated", "models/tokenizer", "data/tokens", "models/pretrain/hf",
@@ -94,6 +103,22 @@ def gather(root: Path, lock_path: Path) -> list[dict]:
                    line_chart("Held-out perplexity", {"val_ppl": _points(evals, "step", "val_ppl")}, log_y=True),
                    line_chart("Throughput (tokens/s)", {"tokens/s": _points(speed, "step", "tokens_per_s")})]})
 
+    sections += _post_training(root, m)
+    sections.append(_evals(root))
+    sections.append(_serving(timing["serve"]))
+    sections.append(_wall_times(root, lock_path))
+
+    commit, _dirty = git_commit(root)
+    outs = {o["path"].rstrip("/"): o.get("md5") for st in load_lock(lock_path).values()
+            for o in (st.get("outs") or []) + (st.get("deps") or [])}
+    sections.append({"title": "Lineage", "rows": [("git commit", commit)] +
+                     [(p, outs[p]) for p in LINEAGE if p in outs], "charts": []})
+    return sections
+
+
+def _post_training(root: Path, m: dict) -> list[dict]:
+    """SFT, reward and DPO: headline figures, gate verdict, training curve (DPO: and its KL)."""
+    sections = []
     for stage, keys in (("sft", ("train_loss", "perplexity", "refusal_rate", "over_refusal")),
                         ("reward", ("accuracy_before", "accuracy", "margin", "train_loss")),
                         ("dpo", ("win_rate", "kl_token", "reward_margin", "preference_accuracy", "perplexity"))):
@@ -105,22 +130,45 @@ def gather(root: Path, lock_path: Path) -> list[dict]:
         series = {"loss": _points(curve, "step", "loss")}
         if stage == "dpo":
             series["reward margin"] = _points(curve, "step", "margin")
-        sections.append({"title": f"Post-training: {stage}", "rows": rows,
-                         "charts": [line_chart(f"{stage} training curve", series)]})
+        charts = [line_chart(f"{stage} training curve", series)]
+        kl = _points(curve, "step", "kl")
+        if any(math.isfinite(y) for _, y in kl):
+            charts.append(line_chart("dpo token KL from the reference (held-out probe)", {"KL": kl}))
+        sections.append({"title": f"Post-training: {stage}", "rows": rows, "charts": charts})
+    return sections
 
-    loads = sorted(timing["serve"].items())
-    sections.append({"title": "Serving (load test of lmforge serve)", "rows": [
+
+def _evals(root: Path) -> dict:
+    """lm-eval scores of the three models side by side (metrics/eval_<model>.json)."""
+    scores = {m: (_json(root, f"metrics/eval_{m}.json").get("tasks") or {}) for m in ("pretrain", "sft", "dpo")}
+    keys = sorted({(t, k) for tasks in scores.values() for t, v in tasks.items() for k in v
+                   if k in ("acc", "bits_per_byte", "refusal_rate")})
+    rows = [(f"{t} {k}", " / ".join(_fmt((scores[m].get(t) or {}).get(k, "-")) for m in scores)) for t, k in keys]
+    return {"title": "Evaluations (lm-eval: pretrain / sft / dpo)", "rows": rows, "charts": []}
+
+
+def _serving(serve: dict) -> dict:
+    loads = sorted(serve.items())
+    return {"title": "Serving (load test of lmforge serve)", "rows": [
         (f"{k}: {f}", v.get(f)) for k, v in loads for f in ("latency_p50_s", "latency_p95_s", "ttft_p50_s",
                                                             "tokens_per_s", "requests_per_s")],
         "charts": [bar_chart("Generated tokens/s by concurrency", [(k, float(v.get("tokens_per_s", 0))) for k, v in loads]),
-                   bar_chart("p95 latency (s) by concurrency", [(k, float(v.get("latency_p95_s", 0))) for k, v in loads])]})
+                   bar_chart("p95 latency (s) by concurrency", [(k, float(v.get("latency_p95_s", 0))) for k, v in loads])]}
 
-    commit, _dirty = git_commit(root)
-    outs = {o["path"].rstrip("/"): o.get("md5") for st in load_lock(lock_path).values()
-            for o in (st.get("outs") or []) + (st.get("deps") or [])}
-    sections.append({"title": "Lineage", "rows": [("git commit", commit)] +
-                     [(p, outs[p]) for p in LINEAGE if p in outs], "charts": []})
-    return sections
+
+def _wall_times(root: Path, lock_path: Path) -> dict:
+    """Seconds of each stage's last run under DVC, in dvc.yaml's order, then the rest by name."""
+    found = {p.stem: _json(root, str(p.relative_to(root))).get("seconds")
+             for p in sorted((root / STAGE_TIMING_DIR).glob("*.json"))}
+    graph = lock_path.with_name("dvc.yaml")
+    stages = list((yaml.safe_load(graph.read_text()) or {}).get("stages") or {}) if graph.exists() else []
+    order = [s for s in stages if s in found] + sorted(set(found) - set(stages))
+    times = [(s, float(found[s])) for s in order if isinstance(found[s], (int, float))]
+    rows = [(f"{s} (s)", round(t, 1)) for s, t in times]
+    if times:
+        rows.append(("all stages (s)", round(sum(t for _, t in times), 1)))
+    return {"title": "Wall time per stage (last run under DVC)", "rows": rows,
+            "charts": [bar_chart("Wall time per stage (s)", times)] if times else []}
 
 
 def render_md(sections: list[dict]) -> str:

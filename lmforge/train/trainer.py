@@ -100,24 +100,44 @@ def run_fingerprint(cfg: PretrainConfig, conf, seed: int, meta: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def set_aside_stale(ckroot: Path, fingerprint: str, rank: int) -> Path | None:
-    """Move checkpoints of a different run beside the folder (never delete them)."""
+def _fingerprint_of(ckroot: Path) -> str | None:
+    """The run fingerprint of the newest complete checkpoint under ``ckroot`` (None: there is none)."""
     newest = C.latest(ckroot)
     if newest is None:
         return None
-    saved = json.loads((newest / "trainer_state.json").read_text()).get("fingerprint")
+    return json.loads((newest / "trainer_state.json").read_text()).get("fingerprint") or "unknown"
+
+
+def set_aside_stale(ckroot: Path, fingerprint: str, rank: int) -> Path | None:
+    """Move checkpoints of a different run beside the folder (never delete them), and bring
+    back this run's own if an earlier switch set them aside there.
+
+    Set-aside folders are named by fingerprint (``checkpoints-stale-<first 12>``), so
+    alternating between two settings (``dvc exp run -S ...`` back and forth) moves each
+    run's checkpoints out of the way and back: neither continues the other, and going back
+    to earlier settings resumes their own run (at its end: nothing to retrain).
+    """
+    saved = _fingerprint_of(ckroot)
+    D.barrier()   # every rank has read the folder before rank 0 moves anything
     if saved == fingerprint:
         return None
-    stale = ckroot.with_name(f"{ckroot.name}-stale-{(saved or 'unknown')[:12]}")
+    stale = ckroot.with_name(f"{ckroot.name}-stale-{(saved or '')[:12]}")
+    mine = ckroot.with_name(f"{ckroot.name}-stale-{fingerprint[:12]}")
     if rank == 0:
-        if stale.exists():
-            shutil.rmtree(stale)
-        os.replace(ckroot, stale)
-        print(f"[pretrain] WARNING: {ckroot} held a run with other params or data "
-              f"(fingerprint {(saved or 'none')[:12]} != {fingerprint[:12]}); moved it to {stale} "
-              f"and training afresh", flush=True)
+        if saved is not None:
+            if stale.exists():
+                shutil.rmtree(stale)
+            os.replace(ckroot, stale)
+            print(f"[pretrain] WARNING: {ckroot} held a run with other params or data "
+                  f"(fingerprint {saved[:12]} != {fingerprint[:12]}); moved it to {stale}", flush=True)
+        if _fingerprint_of(mine) == fingerprint:
+            shutil.rmtree(ckroot, ignore_errors=True)   # at most torn leftovers: no complete checkpoint
+            os.replace(mine, ckroot)
+            print(f"[pretrain] brought back this run's checkpoints from {mine}", flush=True)
+        elif saved is not None:
+            print("[pretrain] training afresh", flush=True)
     D.barrier()
-    return stale
+    return stale if saved is not None else None
 
 
 @torch.no_grad()

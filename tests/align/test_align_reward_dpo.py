@@ -63,12 +63,15 @@ def test_dpo_logs_trl_metrics_to_dvclive(dpo_run, work):
     live = work / "dpo-cwd/metrics/live/dpo"
     tsv = live / "plots/metrics"
     curve = dpo_run[3]
-    for name in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+    for name in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl"):
         rows = list(csv.DictReader(open(tsv / f"{name}.tsv"), delimiter="\t"))
         assert [int(r["step"]) for r in rows] == [c["step"] for c in curve], name
         assert list(rows[0]) == ["step", name.rsplit("/", 1)[-1]]  # no timestamp column
     margins = [float(r["margins"]) for r in csv.DictReader(open(tsv / "rewards/margins.tsv"), delimiter="\t")]
     assert margins == pytest.approx([c["margin"] for c in curve])
+    kl = [float(r["kl"]) for r in csv.DictReader(open(tsv / "kl.tsv"), delimiter="\t")]
+    assert kl == pytest.approx([c["kl"] for c in curve])   # our KL probe, logged beside TRL's figures
+    assert all(k >= 0 for k in kl) and kl[-1] > kl[0]      # the policy moves away from the reference
     summary = json.loads((live / "metrics.json").read_text())
     assert "runtime" not in json.dumps(summary) and "per_second" not in json.dumps(summary)
     assert not (live / "params.yaml").exists()

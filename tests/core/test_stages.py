@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from lmforge.config import ParamsError
-from lmforge.stage import run_stage
+from lmforge.stage import STAGE_TIMING_DIR, run_stage
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = sorted(p for p in (REPO / "stages").glob("*.py") if p.name != "__init__.py")
@@ -76,3 +77,20 @@ def test_stage_with_a_bad_param_exits_2_with_one_line_naming_the_key(tmp_path, s
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert p.stderr.startswith(f"{stage}: ") and key in p.stderr, p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_a_stage_dvc_runs_leaves_its_wall_time_and_only_then(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    with pytest.raises(SystemExit):
+        run_stage(lambda: None)                                   # not run by DVC: nothing written
+    assert not (tmp_path / "metrics").exists()
+    monkeypatch.setenv("DVC_STAGE", "eval_sft")
+    with pytest.raises(SystemExit):
+        run_stage(_fails(ParamsError("params.yaml: evals.limit: bad")))   # failed: nothing written
+    assert not (tmp_path / "metrics").exists()
+    with pytest.raises(SystemExit) as e:
+        run_stage(lambda: None)
+    assert e.value.code == 0
+    got = json.loads((tmp_path / STAGE_TIMING_DIR / "eval_sft.json").read_text())
+    assert set(got) == {"seconds"} and got["seconds"] >= 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,34 +18,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.orchestration import clone_project
+
 
 STAGES = ("curate", "validate_curated", "tokenizer", "tokenize", "validate_tokens", "pretrain")
 
 
-def _copy_repo(dest: Path, shorten: bool = True) -> None:
-    """The working tree as a fresh clone has it: tracked and unignored files only."""
-    files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    if shorten:
-        _shorten(dest)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
-        subprocess.run(cmd, cwd=dest, check=True)
-
-
-def _shorten(dest: Path) -> None:
-    params = yaml.safe_load((dest / "params.yaml").read_text())
+def _shorten(params: dict) -> None:
     params["data"]["sources"] = [s for s in params["data"]["sources"] if s["name"] in ("pydoc", "fortunes")]
     params["tokenizer"]["vocab_size"] = 1024
     params["model"] = {**params["model"], "depth": 1}
     params["pretrain"].update(max_steps=4, eval_every=2, checkpoint_every=2, eval_rows=8)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def _out_hashes(repo: Path) -> dict[str, str]:
@@ -66,7 +48,7 @@ def _env() -> dict:
 def test_fresh_clone_plans_the_whole_graph_with_snakemake(tmp_path, profile):
     """No feedback collected, no remote: Snakemake still plans every stage (the feedback
     store is a stage output, made from the live log's folder, which git carries)."""
-    _copy_repo(tmp_path, shorten=False)
+    clone_project(tmp_path)
     env = {**_env(), "PYTHONPATH": str(tmp_path)}
     r = subprocess.run(["snakemake", "-n", *profile], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=300)
@@ -81,7 +63,7 @@ def test_two_clones_give_the_same_dvc_lock(tmp_path):
     hashes = []
     for name in ("a", "b"):
         repo = tmp_path / name
-        _copy_repo(repo)
+        clone_project(repo, _shorten)
         env["PYTHONPATH"] = str(repo)
         r = subprocess.run(["dvc", "repro", "-f", "pretrain"], cwd=repo, env=env, capture_output=True,
                            text=True, timeout=900)

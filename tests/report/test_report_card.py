@@ -3,11 +3,17 @@
 The card is written (into a temporary folder) from the committed metrics files and
 dvc.lock, twice, and must come out byte-identical; then headless Chromium opens the
 HTML with every non-file request aborted: no request may be made, no page error
-raised, and each inline SVG chart must render with its data marks.
+raised, and each inline SVG chart must render with its data marks. A copy of the metrics
+with stage wall times and a DPO KL column must add those two charts.
 """
 from __future__ import annotations
 
+import csv
+import json
+import shutil
+
 from lmforge.report.card import write_card
+from lmforge.stage import STAGE_TIMING_DIR
 
 from support.orchestration import ROOT, render_offline
 
@@ -27,3 +33,32 @@ def test_report_card_is_deterministic_and_draws_offline(tmp_path):
     assert charts >= 12 and html.count("<svg ") == charts and "no data" not in html
     drawn = render_offline(tmp_path / "a/summary.html", charts, selector="svg.chart:has(.series, .bar)")
     assert drawn == charts
+
+
+def test_report_card_shows_stage_wall_times_and_the_dpo_kl_curve(tmp_path):
+    """Wall times from metrics/timing/stages/ in dvc.yaml's stage order; a `kl` column in
+    metrics/dpo_loss.csv gives the DPO KL chart. Without them (above) neither is drawn."""
+    shutil.copytree(ROOT / "metrics", tmp_path / "metrics")
+    for name in ("dvc.lock", "dvc.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    before = write_card(tmp_path, tmp_path / "before")
+    shutil.rmtree(tmp_path / STAGE_TIMING_DIR, ignore_errors=True)
+    for stage, seconds in (("report", 1.5), ("pretrain", 120.25), ("curate", 30.0)):
+        (tmp_path / STAGE_TIMING_DIR).mkdir(parents=True, exist_ok=True)
+        (tmp_path / STAGE_TIMING_DIR / f"{stage}.json").write_text(json.dumps({"seconds": seconds}))
+    rows = list(csv.DictReader(open(tmp_path / "metrics/dpo_loss.csv")))
+    with open(tmp_path / "metrics/dpo_loss.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, [*rows[0], "kl"])
+        w.writeheader()
+        w.writerows({**r, "kl": 0.01 * i} for i, r in enumerate(rows))
+
+    after = write_card(tmp_path, tmp_path / "after")
+    md = (tmp_path / "after/summary.md").read_text()
+    section = md[md.index("## Wall time per stage"):].split("\n## ")[0]
+    assert [line.split(" | ")[0].strip("| ") for line in section.splitlines() if " (s) |" in line] == [
+        "curate (s)", "pretrain (s)", "report (s)", "all stages (s)"]
+    assert "| all stages (s) | 151.8 |" in section
+    html = (tmp_path / "after/summary.html").read_text()
+    assert "Wall time per stage (s)" in html and "dpo token KL from the reference" in html
+    assert after == before + 2
+    assert render_offline(tmp_path / "after/summary.html", after, selector="svg.chart:has(.series, .bar)") == after

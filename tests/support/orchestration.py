@@ -13,8 +13,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -97,6 +99,33 @@ def copy_orchestration(dst: Path) -> None:
         shutil.copy(ROOT / "lmforge" / module, dst / "lmforge" / module)
     (dst / "lmforge" / "__init__.py").write_text('"""tiny copy"""\n')
     shutil.copytree(ROOT / "profiles", dst / "profiles", dirs_exist_ok=True)
+
+
+def clone_project(dest: Path, edit_params: Callable[[dict], None] | None = None) -> Path:
+    """This repository as a fresh clone has it (tracked and unignored files, nothing
+    generated), in a new git repo at ``dest``; ``edit_params`` changes params.yaml first."""
+    files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        src = ROOT / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    if edit_params:
+        params = yaml.safe_load((dest / "params.yaml").read_text())
+        edit_params(params)
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        subprocess.run(cmd, cwd=dest, check=True)
+    return dest
+
+
+def pipeline_env(repo: Path, **kw: str) -> dict:
+    """Environment for the real stages in a copy: its own code first, this venv on PATH, offline."""
+    e = env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(repo), **kw)
+    return e
 
 
 def make_tiny_repo(path: Path, remote: Path) -> Path:
