@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,8 +205,6 @@ def pack(files: Sequence[Path], tokenizer, out_dir: str | os.PathLike, cfg: Toke
     by_language: Counter = Counter()
     docs: Counter = Counter()
     all_lengths: list[np.ndarray] = []
-    import sys
-
     import pyarrow.parquet as pq
     from tqdm import tqdm
 

@@ -131,25 +131,12 @@ def _scores_section(scores: dict | None) -> str:
             "tasks and data in `evals/`.\n\n" + _table(rows, ["task", "items", "scores"]))
 
 
-def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: str, dirty: bool,
-               params: dict, artifacts: list[Artifact], stages: list[str], files: dict[str, str],
-               scores: dict | None = None) -> str:
-    c = model.config
-    n_params = sum(p.numel() for p in model.parameters())
-    sections = {k: params[k] for k in cfg.card_params if k in params}
+def _provenance(cfg: ReleaseConfig, commit: str, dirty: bool, artifacts: list[Artifact], stages: list[str],
+                files: dict[str, str]) -> str:
+    """The card's Provenance section: commit, upstream artifacts and inputs from dvc.lock, file hashes."""
     produced = [a for a in artifacts if a.stage]
     sources = [a for a in artifacts if not a.stage]
     src = next((a for a in produced if a.path == cfg.source.rstrip("/")), None)
-    front = yaml.safe_dump({"license": cfg.license, "library_name": "transformers", "pipeline_tag": "text-generation",
-                            "tags": ["lmforge", c.model_type, "text-generation-inference"],
-                            **({"model-index": model_index(cfg.name, scores)} if scores else {})},
-                           sort_keys=False)
-    model_rows = [
-        ["architecture", f"`{type(model).__name__}`"], ["parameters", f"{n_params:,}"],
-        ["layers / hidden size / heads", f"{c.num_hidden_layers} / {c.hidden_size} / {c.num_attention_heads}"],
-        ["context length", str(c.max_position_embeddings)], ["vocabulary", str(c.vocab_size)],
-        ["weights dtype", cfg.dtype], ["LoRA adapter merged at release", "yes" if merged else "no (already merged)"],
-    ]
     lineage = "\n".join([
         f"- **git commit:** `{commit}`" + (" (work tree had uncommitted changes)" if dirty else ""),
         f"- **released from:** `{cfg.source}`" + (f" (md5 `{src.md5}` in dvc.lock)" if src else ""),
@@ -162,6 +149,45 @@ def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: st
                   for a in produced], ["artifact", "produced by", "md5 (dvc.lock)", "bytes", "files"])
     srcs = _table([[f"`{a.path}`", f"`{a.md5}`" if a.md5 else "—"] for a in sources], ["input", "md5 (dvc.lock)"])
     file_rows = _table([[f"`{k}`", f"`{v}`"] for k, v in sorted(files.items())], ["file", "sha256"])
+    return f"""## Provenance
+
+{lineage}
+
+### Upstream artifacts
+
+Every artifact this release was built from, as recorded in `{cfg.lock_file}`, back to the crawl shards.
+
+{art}
+
+### Source inputs
+
+Inputs that no stage produces: crawl shards, committed data and the code of each stage.
+
+{srcs}
+
+### Files in this release
+
+{file_rows}
+"""
+
+
+def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: str, dirty: bool,
+               params: dict, artifacts: list[Artifact], stages: list[str], files: dict[str, str],
+               scores: dict | None = None) -> str:
+    c = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    sections = {k: params[k] for k in cfg.card_params if k in params}
+    front = yaml.safe_dump({"license": cfg.license, "library_name": "transformers", "pipeline_tag": "text-generation",
+                            "tags": ["lmforge", c.model_type, "text-generation-inference"],
+                            **({"model-index": model_index(cfg.name, scores)} if scores else {})},
+                           sort_keys=False)
+    model_rows = [
+        ["architecture", f"`{type(model).__name__}`"], ["parameters", f"{n_params:,}"],
+        ["layers / hidden size / heads", f"{c.num_hidden_layers} / {c.hidden_size} / {c.num_attention_heads}"],
+        ["context length", str(c.max_position_embeddings)], ["vocabulary", str(c.vocab_size)],
+        ["weights dtype", cfg.dtype], ["LoRA adapter merged at release", "yes" if merged else "no (already merged)"],
+    ]
+    provenance = _provenance(cfg, commit, dirty, artifacts, stages, files)
     return f"""---
 {front}---
 
@@ -181,26 +207,7 @@ generation starts after `<|assistant|>\\n` and stops at `<|end|>` or `<|eos|>`
 
 {_scores_section(scores)}
 
-## Provenance
-
-{lineage}
-
-### Upstream artifacts
-
-Every artifact this release was built from, as recorded in `{cfg.lock_file}`, back to the crawl shards.
-
-{art}
-
-### Source inputs
-
-Inputs that no stage produces: crawl shards, committed data and the code of each stage.
-
-{srcs}
-
-### Files in this release
-
-{file_rows}
-
+{provenance}
 ## Parameters
 
 The `params.yaml` sections that shaped this model:
@@ -219,8 +226,9 @@ curl localhost:3000/generate -H 'Content-Type: application/json' \\
   -d '{{"inputs": "What is Debian?", "parameters": {{"max_new_tokens": 32}}}}'
 ```
 
-On a GPU with Text Generation Inference: `deploy/tgi-run.sh`, `deploy/kubernetes.yaml` or
-`sbatch deploy/tgi.sbatch` (written by the `deploy` stage) mount this folder as `MODEL_ID`.
+On a GPU, the `deploy` stage writes files that mount this folder (`deploy.engine` picks which):
+vLLM's `deploy/vllm-run.sh`, `deploy/vllm-kubernetes.yaml` or `sbatch deploy/vllm.sbatch`, and
+Text Generation Inference's `deploy/tgi-run.sh`, `deploy/kubernetes.yaml` or `sbatch deploy/tgi.sbatch`.
 
 ## Limitations
 
