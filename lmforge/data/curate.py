@@ -41,7 +41,7 @@ from datatrove.utils.logging import logger
 
 from lmforge.data.curate_config import DataConfig, SourceSettings
 from lmforge.data.readers import resolve_files
-from lmforge.data.shard_cache import ShardCache
+from lmforge.data.shard_cache import ShardCache, transient_drops
 from lmforge.data.signatures import SignatureWriter, sort_task_outputs
 
 
@@ -164,7 +164,7 @@ class ShardTask(PipelineStep):
         sort_task_outputs(Path(self.work) / sh.source, sh.rank)
         with get_datafolder(f"{self.work}/{sh.source}/logs").open(f"stats/{sh.rank:05d}.json", "w") as f:
             PipelineStats(steps).save_to_disk(f)
-        if self.cache is not None and sh.key:
+        if self.cache is not None and sh.key and not transient_drops(Path(self.work) / sh.source, sh.rank):
             self.cache.store(sh.source, sh.key, Path(self.work) / sh.source, sh.rank)
         self.stat_update(f"files_{sh.source}")
         yield from ()

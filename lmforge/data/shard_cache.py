@@ -18,6 +18,8 @@ deliberately *not* a stage output. Outputs are deleted before a stage runs unles
 the lock depend on what earlier runs left behind. A memo keyed by content changes time, never
 results (like ccache beside make, or DVC's own run-cache), so it stays outside the graph;
 deleting it at any time is safe. Entries of shards no longer read are kept until deleted.
+A shard where a page's extraction timed out (or its extraction process broke) is not stored:
+that outcome depends on the machine's load at the time, and the next run tries it again.
 """
 from __future__ import annotations
 
@@ -68,6 +70,17 @@ def _task_files(source_work: Path, rank: int) -> dict[str, Path]:
     for step in sorted(p.name for p in rejected.iterdir()) if rejected.is_dir() else ():
         files[f"rejected-{step}.parquet"] = rejected / step / f"{n}.parquet"
     return files
+
+
+TRANSIENT = ("extract:timeout", "extract:broken_process")
+
+
+def transient_drops(source_work: Path, rank: int) -> bool:
+    """Whether this task dropped a page for a reason that may not recur (extraction timeout)."""
+    import pyarrow.parquet as pq
+
+    f = source_work / "rejected" / "extract" / f"{rank:05d}.parquet"
+    return f.exists() and any(r in TRANSIENT for r in pq.read_table(f, columns=["reason"]).column("reason").to_pylist())
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -96,3 +96,15 @@ def test_the_cache_key_follows_content_and_settings_not_the_source_path(cfg, tmp
     assert cache.key(cfg.for_source(stricter), folder, "a.jsonl") != key
     (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "two"}\n')
     assert cache.key(cfg.for_source(src), folder, "a.jsonl") != key
+
+
+@pytest.mark.parametrize("why,transient", [("timeout", True), ("broken_process", True), ("empty", False)])
+def test_a_shard_with_an_extraction_timeout_is_not_cached(tmp_path, why, transient):
+    from datatrove.data import Document
+
+    from lmforge.data.blocks import WorkWriter
+    from lmforge.data.shard_cache import transient_drops
+
+    with WorkWriter(str(tmp_path / "rejected" / "extract"), step="extract") as w:
+        w.write(Document(text="<html>", id="p", metadata={"url": "https://x.org/p", "filter_reason": why}), 3)
+    assert transient_drops(tmp_path, 3) is transient and transient_drops(tmp_path, 4) is False
