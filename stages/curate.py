@@ -1,7 +1,8 @@
 """Stage curate: crawl shards (data.sources) -> data/curated/, data/rejected/, funnel metrics.
 
 Reads params `data`; the work is in lmforge.data.curate (datatrove pipelines per source, then
-a global datasketch dedup step). Writes metrics/curate.json and metrics/curate_funnel.csv.
+a global datasketch dedup step; shards already filtered with the same settings come from
+`data.cache_dir`). Writes metrics/curate.json and metrics/curate_funnel.csv.
 With `data.executor: slurm` it submits the jobs and returns; run `dvc commit curate` when
 they have finished.
 """
@@ -27,6 +28,8 @@ def main() -> int:
           f"({c['train']} train / {c['val']} val), {metrics['rejected']['documents']} rejected, "
           f"{metrics['input']['corrupt_files']} corrupt files, {metrics['seconds']} s")
     print("funnel: " + " -> ".join(f"{k} {v}" for k, v in f.items()))
+    sh = metrics["shards"]
+    print(f"shards: {len(sh['processed'])} filtered, {len(sh['cached'])} from the cache (data.cache_dir)")
     return 0
 
 

@@ -7,12 +7,15 @@ executor runs one task per input file, across all sources, on ``data.workers`` l
     SafeReader (warc | jsonl | parquet)
       -> Trafilatura (HTML sources only) -> URLFilter -> py3langid language filter
       -> Gopher repetition -> Gopher quality -> C4 quality -> FineWeb quality
-      -> PII redaction (emails, IPs) -> work/<source>/kept/*.parquet
+      -> PII redaction (emails, IPs) -> dedup sketches -> work/<source>/kept/*.parquet
 
 Every filter has an exclusion writer, so each dropped document lands in
-``work/<source>/rejected/<step>/`` with ``reason = "<step>:<filter's reason>"``. Then the
-global ``finalize`` step (exact + datasketch MinHash-LSH near dedup across all sources) writes
-``data/curated/``, ``data/rejected/``, the metrics JSON and the funnel CSV.
+``work/<source>/rejected/<step>/`` with ``reason = "<step>:<filter's reason>"``. A task then
+sorts its kept documents and their dedup sketches by dedup priority
+(``lmforge/data/signatures.py``), and its outputs are cached by shard content and settings
+(``lmforge/data/shard_cache.py``): a shard whose results are cached is not run again. Then the
+global ``finalize`` step (exact + datasketch MinHash-LSH near dedup across all sources, from
+the sketches) streams ``data/curated/``, ``data/rejected/``, the metrics JSON and the funnel CSV.
 
 Locally everything happens in a temporary work folder beside the outputs (``.curate-work-*``),
 locked (``flock``) while its run lives and removed afterwards; a folder left by a killed run
@@ -38,6 +41,8 @@ from datatrove.utils.logging import logger
 
 from lmforge.data.curate_config import DataConfig, SourceSettings
 from lmforge.data.readers import resolve_files
+from lmforge.data.shard_cache import ShardCache, transient_drops
+from lmforge.data.signatures import SignatureWriter, sort_task_outputs
 
 
 @dataclass
@@ -92,6 +97,7 @@ def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
             steps.append(cls(exclusion_writer=rejects(key), **kwargs))
     steps.append(b.CountingPII(remove_emails=cfg.pii.emails, remove_ips=cfg.pii.ips,
                                only_remove_public_ips=cfg.pii.only_public_ips))
+    steps.append(SignatureWriter(str(base / "signatures"), cfg.dedup))
     steps.append(b.WorkWriter(str(base / "kept")))
     return steps
 
@@ -100,6 +106,34 @@ def _fields(p) -> dict:
     import dataclasses
 
     return {f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "enabled"}
+
+
+@dataclass
+class Shard:
+    """One input file of a source: its place in the source (``rank`` of ``n_files``) and cache key."""
+    source: str
+    rank: int
+    n_files: int
+    file: str            # where the readers name it (problems, warnings)
+    key: str | None = None
+
+
+def shards(plans: list[SourcePlan], work: Path, cache: ShardCache | None) -> tuple[list[Shard], list[Shard]]:
+    """(shards to run, shards restored from the cache into ``work``)."""
+    from datatrove.io import get_datafolder
+
+    todo, cached = [], []
+    for sp in plans:
+        name, folder = sp.settings.source.name, get_datafolder(sp.root)
+        for i, rel in enumerate(sp.files):
+            sh = Shard(name, i, len(sp.files), folder.resolve_paths(rel))
+            if cache is not None:
+                sh.key = cache.key(sp.settings, folder, rel)
+                if cache.restore(name, sh.key, work / name, i, sh.file):
+                    cached.append(sh)
+                    continue
+            todo.append(sh)
+    return todo, cached
 
 
 class ShardTask(PipelineStep):
@@ -112,10 +146,9 @@ class ShardTask(PipelineStep):
     type = "🗂 - SHARD"
     name = "shard"
 
-    def __init__(self, plans: list[SourcePlan], pipelines: dict[str, list], work: str):
+    def __init__(self, todo: list[Shard], pipelines: dict[str, list], work: str, cache: ShardCache | None):
         super().__init__()
-        self.tasks = [(sp.settings.source.name, i, len(sp.files)) for sp in plans for i in range(len(sp.files))]
-        self.pipelines, self.work = pipelines, work
+        self.tasks, self.pipelines, self.work, self.cache = todo, pipelines, work, cache
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         from collections import deque
@@ -123,27 +156,33 @@ class ShardTask(PipelineStep):
         from datatrove.io import get_datafolder
         from datatrove.utils.stats import PipelineStats
 
-        source, local_rank, n_files = self.tasks[rank]
-        steps = self.pipelines[source]
+        sh = self.tasks[rank]
+        steps = self.pipelines[sh.source]
         for step in steps:
-            data = step(data, local_rank, n_files)
+            data = step(data, sh.rank, sh.n_files)
         deque(data, maxlen=0)
-        with get_datafolder(f"{self.work}/{source}/logs").open(f"stats/{local_rank:05d}.json", "w") as f:
+        sort_task_outputs(Path(self.work) / sh.source, sh.rank)
+        with get_datafolder(f"{self.work}/{sh.source}/logs").open(f"stats/{sh.rank:05d}.json", "w") as f:
             PipelineStats(steps).save_to_disk(f)
-        self.stat_update(f"files_{source}")
+        if self.cache is not None and sh.key and not transient_drops(Path(self.work) / sh.source, sh.rank):
+            self.cache.store(sh.source, sh.key, Path(self.work) / sh.source, sh.rank)
+        self.stat_update(f"files_{sh.source}")
         yield from ()
 
 
 def build_executors(cfg: DataConfig, plans: list[SourcePlan], work: Path, outputs: CurateOutputs,
-                    executor: str | None = None) -> list:
-    """The shard executor (one task per input file, all sources); with Slurm also a finalize job."""
-    task = ShardTask(plans, {sp.settings.source.name: build_pipeline(cfg, sp, work) for sp in plans}, str(work))
-    n = len(task.tasks)
+                    executor: str | None = None, todo: list[Shard] | None = None) -> list:
+    """The shard executor (one task per input file to run, all sources); with Slurm also a finalize job."""
+    cache = ShardCache(cfg.cache_dir, cfg) if cfg.cache_dir else None
+    todo = shards(plans, work, None)[0] if todo is None else todo
+    task = ShardTask(todo, {sp.settings.source.name: build_pipeline(cfg, sp, work) for sp in plans}, str(work),
+                     cache)
+    n = len(todo)
     if (executor or cfg.executor) == "local":
         from datatrove.executor import LocalPipelineExecutor
 
         return [LocalPipelineExecutor([task], tasks=n, workers=min(cfg.workers, n),
-                                      logging_dir=str(work / "logs"), skip_completed=False)]
+                                      logging_dir=str(work / "logs"), skip_completed=False)] if n else []
     from datatrove.executor import SlurmPipelineExecutor
 
     from lmforge.data.finalize import FinalizeStep
@@ -155,34 +194,43 @@ def build_executors(cfg: DataConfig, plans: list[SourcePlan], work: Path, output
                   mem_per_cpu_gb=s.mem_per_cpu_gb, qos=s.qos, sbatch_args=dict(s.sbatch_args) or None,
                   env_command=f"{env}cd {Path.cwd()} && export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1",
                   skip_completed=False)
-    shards = SlurmPipelineExecutor([task], tasks=n, workers=-1, job_name="curate-shards",
-                                   logging_dir=str(work / "logs"), **common)
+    execs = [SlurmPipelineExecutor([task], tasks=n, workers=-1, job_name="curate-shards",
+                                   logging_dir=str(work / "logs"), **common)] if n else []
     fin = FinalizeStep(cfg, str(work), *(str(Path(p).resolve()) for p in (
         outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)))
-    return [shards, SlurmPipelineExecutor([fin], tasks=1, job_name="curate-finalize", depends=shards,
+    return execs + [SlurmPipelineExecutor([fin], tasks=1, job_name="curate-finalize",
+                                          depends=execs[0] if execs else None,
                                           logging_dir=str(work / "finalize-logs"), **common)]
 
 
 def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: str | None = None) -> dict | None:
-    """Run curation. Returns the metrics dict (local) or None after submitting Slurm jobs."""
+    """Run curation. Returns the metrics dict (local) or None after submitting Slurm jobs.
+
+    The returned dict also says which shards ran and which came from the cache (``shards``);
+    that part is not written to the metrics file, which must not depend on earlier runs.
+    """
     from lmforge.data.finalize import finalize
 
     outputs = outputs or CurateOutputs()
     plans = plan(cfg)
     kind = executor or cfg.executor
+    cache = ShardCache(cfg.cache_dir, cfg) if cfg.cache_dir else None
     if kind == "slurm":
-        work = outputs.curated.parent / ".curate_work"
+        work = (outputs.curated.parent / ".curate_work").resolve()
         if work.exists():
             shutil.rmtree(work)
-        execs = build_executors(cfg, plans, work.resolve(), outputs, "slurm")
+        todo, _ = shards(plans, work, cache)
+        execs = build_executors(cfg, plans, work, outputs, "slurm", todo)
         execs[-1].run()  # launches its dependency chain first
         return None
     t0 = time.perf_counter()
     with work_dir(outputs.curated.parent) as work:
-        for ex in build_executors(cfg, plans, work, outputs, "local"):
+        todo, cached = shards(plans, work, cache)
+        for ex in build_executors(cfg, plans, work, outputs, "local", todo):
             ex.run()
         metrics = finalize(cfg, work, outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    metrics["shards"] = {"processed": [sh.file for sh in todo], "cached": [sh.file for sh in cached]}
     return metrics
 
 

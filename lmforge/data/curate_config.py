@@ -193,6 +193,9 @@ class DataConfig:
     slurm: SlurmParams = field(default_factory=SlurmParams)
     val_fraction: float = 0.05
     rows_per_shard: int = 5000
+    # per-shard filter results, keyed by shard content + settings + code (lmforge/data/shard_cache.py);
+    # a shard already curated is not run again. null = no cache. Not a DVC output, on purpose.
+    cache_dir: Optional[str] = "data/.curate_cache"
     # documents larger than this (WARC: record Content-Length; JSONL/Parquet: UTF-8 bytes of the
     # text) are rejected as `read:too_large` before extraction; null = no cap. See MAX_DOC_BYTES.
     max_doc_bytes: Optional[int] = MAX_DOC_BYTES

@@ -12,6 +12,10 @@ in-memory LSH pass runs at hundreds to thousands of docs/s at equal or better re
   far; a candidate counts only if its estimated Jaccard similarity >= ``threshold``, so banding
   alone never produces a false positive. The first document in input order is kept, later
   ones point at it through ``duplicate_of``.
+
+A document's ``Sketch`` (normalised-text digest + MinHash values) is all a decision needs, so
+the curate shard tasks compute sketches beside the text (``lmforge/data/signatures.py``) and
+the global step decides from sketches alone (``add_sketch``), never holding texts.
 """
 from __future__ import annotations
 
@@ -36,6 +40,13 @@ def shingles(ws: list[str], k: int) -> set[bytes]:
 
 
 @dataclass
+class Sketch:
+    """What dedup needs of one document: its normalised-text digest and its MinHash values."""
+    exact: bytes | None                 # sha1 of the normalised text; None when exact dedup is off
+    minhash: object | None              # numpy array of num_perm hash values; None when near is off
+
+
+@dataclass
 class Decision:
     id: str
     reason: str | None = None        # None: kept; "exact_dedup" | "near_dedup"
@@ -55,7 +66,7 @@ class Deduplicator:
         self._template = MinHash(num_perm=params.num_perm, seed=params.seed, hashfunc=self._hash)
         self._MinHash = MinHash
         self.lsh = MinHashLSH(num_perm=params.num_perm, params=(params.bands, params.rows))
-        self.exact: dict[str, str] = {}
+        self.exact: dict[bytes, str] = {}
         self.sketches: dict[str, object] = {}
         self.stats = {"documents": 0, "exact_dedup": 0, "near_dedup": 0, "kept": 0}
 
@@ -65,18 +76,35 @@ class Deduplicator:
         m.update_batch(shingles(ws, self.p.shingle_size))
         return m
 
-    def add(self, doc_id: str, text: str) -> Decision:
-        self.stats["documents"] += 1
+    def sketch(self, text: str) -> Sketch:
         ws = words(text)
+        exact = hashlib.sha1(" ".join(ws).encode()).digest() if self.p.exact else None
+        return Sketch(exact, self.signature(ws).hashvalues if self.p.near else None)
+
+    def lean(self, hashvalues):
+        """A signature (values, or their bytes as stored) as a MinHash for the LSH; a LeanMinHash
+        holds no permutations, so the index keeps only the values."""
+        from datasketch import LeanMinHash
+
+        if isinstance(hashvalues, bytes):
+            import numpy as np
+
+            hashvalues = np.frombuffer(hashvalues, dtype=self._template.hashvalues.dtype)
+        return LeanMinHash(seed=self.p.seed, hashvalues=hashvalues, scheme=self._template.scheme)
+
+    def add(self, doc_id: str, text: str) -> Decision:
+        return self.add_sketch(doc_id, self.sketch(text))
+
+    def add_sketch(self, doc_id: str, sk: Sketch) -> Decision:
+        self.stats["documents"] += 1
         if self.p.exact:
-            key = hashlib.sha1(" ".join(ws).encode()).hexdigest()
-            first = self.exact.get(key)
+            first = self.exact.get(sk.exact)
             if first is not None:
                 self.stats["exact_dedup"] += 1
                 return Decision(doc_id, "exact_dedup", first, 1.0)
-            self.exact[key] = doc_id
+            self.exact[sk.exact] = doc_id
         if self.p.near:
-            m = self.signature(ws)
+            m = self.lean(sk.minhash)
             best, best_sim = None, 0.0
             for cand in self.lsh.query(m):
                 sim = m.jaccard(self.sketches[cand])

@@ -4,11 +4,12 @@ Why a separate global step: per-shard steps run in parallel (one datatrove task 
 file), but duplicates cross shards and sources, so exact and near dedup must see every kept
 document at once. This step reads the per-source work folders written by the shard pipelines,
 decides duplicates with ``lmforge.data.dedup`` (earlier source in ``data.sources`` wins, then
-URL, then id), drops documents that share a 13-gram with an evaluation item (reason
-``decontamination:<eval set>``, lmforge/evals/decontam.py), assigns the deterministic
-train/val split by hash of id, and writes
-``data/curated/`` and ``data/rejected/`` atomically (temp folder, then rename), plus the
-metrics JSON and the funnel CSV. Corrupt input recorded by the readers is re-raised here as a
+URL, then id) from the per-shard sketches, drops documents that share a 13-gram with an
+evaluation item (reason ``decontamination:<eval set>``, lmforge/evals/decontam.py), assigns
+the deterministic train/val split by hash of id, and streams ``data/curated/`` and
+``data/rejected/`` (``lmforge/data/publish.py``: it never holds the corpus), both swapped in
+atomically (temp folders, then rename) once both are complete, plus the metrics JSON and the
+funnel CSV. Corrupt input recorded by the readers is re-raised here as a
 ``BadInputWarning`` naming each file, and counted in the metrics. Input that cannot be curated
 at all fails here, before any output is touched, with a ``BadInputError`` naming source, file
 and column: a file without the text column, or a source whose files yield no documents (a
@@ -16,7 +17,6 @@ single empty file among others is only a warning).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from collections import Counter
@@ -25,23 +25,19 @@ from pathlib import Path
 from datatrove.pipeline.base import PipelineStep
 
 from lmforge.data.curate_config import DataConfig
-from lmforge.data.dedup import Deduplicator
+from lmforge.data.publish import (CURATED_COLUMNS, REJECTED_COLUMNS, ChunkedParquet, Tally, decide_duplicates,
+                                  publish_kept, publish_task_rejects, split_of)
 from lmforge.data.readers import BadInputError
 from lmforge.io import atomic_dir, write_csv, write_json
 
+__all__ = ["BadInputWarning", "CURATED_COLUMNS", "REJECTED_COLUMNS", "FinalizeStep", "finalize", "split_of"]
+
 FUNNEL_STEPS = ("read", "extract", "url_filter", "language", "gopher_repetition", "gopher_quality",
                 "c4_quality", "fineweb_quality", "exact_dedup", "near_dedup", "review", "decontamination")
-CURATED_COLUMNS = ("id", "url", "source", "language", "language_score", "text", "split")
-REJECTED_COLUMNS = (*CURATED_COLUMNS, "reason", "duplicate_of")
 
 
 class BadInputWarning(UserWarning):
     """Input that was counted and skipped (truncated/corrupt shard or record)."""
-
-
-def split_of(doc_id: str, val_fraction: float) -> str:
-    h = int.from_bytes(hashlib.sha1(doc_id.encode()).digest()[:8], "big") / 2**64
-    return "val" if h < val_fraction else "train"
 
 
 def read_drop_labels(path: str | None) -> set[str]:
@@ -55,43 +51,12 @@ def read_drop_labels(path: str | None) -> set[str]:
     return {i for i, label in latest.items() if label == "drop"}
 
 
-def apply_review_labels(curated: list[dict], rejected: list[dict], drop: set[str]) -> list[dict]:
-    """Move curated documents a reviewer dropped to ``rejected`` (reason ``review``)."""
-    kept = []
-    for row in curated:
-        if row["id"] in drop:
-            row.update(reason="review", duplicate_of=None)
-            rejected.append(row)
-        else:
-            kept.append(row)
-    return kept
-
-
-def decontaminate(curated: list[dict], rejected: list[dict], cfg: DataConfig) -> tuple[list[dict], dict]:
-    """Move curated documents sharing an n-gram with an eval item to ``rejected``
-    (reason ``decontamination:<eval set>``); return the rest and the per-set report."""
-    from lmforge.evals.decontam import load_index, report, split_contaminated
+def decontamination_index(cfg: DataConfig):
+    """The eval items' n-gram index, or None when decontamination is off."""
+    from lmforge.evals.decontam import load_index
 
     d = cfg.decontamination
-    if not d.enabled:
-        return curated, {"enabled": False}
-    index = load_index(d.eval_data, d.ngram, d.min_words)
-    kept, dropped = split_contaminated(curated, index, lambda r: r["text"])
-    for row, eval_set in dropped:
-        row.update(reason=f"decontamination:{eval_set}", duplicate_of=None)
-        rejected.append(row)
-    return kept, {"enabled": True, **report(index, dropped, len(curated))}
-
-
-def _read_parquets(folder: Path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from lmforge.data.blocks import work_schema
-
-    files = sorted(folder.rglob("*.parquet")) if folder.exists() else []
-    tables = [pq.read_table(f, schema=work_schema()) for f in files]
-    return pa.concat_tables(tables) if tables else work_schema().empty_table()
+    return load_index(d.eval_data, d.ngram, d.min_words) if d.enabled else None
 
 
 def _stat_total(v) -> float:
@@ -149,67 +114,32 @@ def _source_funnel(stats: dict[str, Counter]) -> dict[str, dict]:
 
 def finalize(cfg: DataConfig, work: Path, curated_dir: Path, rejected_dir: Path,
              metrics_path: Path, funnel_path: Path) -> dict:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from lmforge.evals.decontam import report
 
     stats = {s.name: read_step_stats(work / s.name / "logs") for s in cfg.sources}
     problems = {s.name: read_problems(work, s.name) for s in cfg.sources}
     check_inputs(cfg, stats, problems)
-    order = {s.name: i for i, s in enumerate(cfg.sources)}
-    kept = pa.concat_tables([_read_parquets(work / s.name / "kept") for s in cfg.sources]).to_pylist()
-    kept.sort(key=lambda r: (order[r["source"]], r["url"] or "", r["id"]))
-    rejected = [_read_parquets(work / s.name / "rejected").to_pylist() for s in cfg.sources]
-    rejected = [r for rows in rejected for r in rows]
-
-    dd, seen, curated = Deduplicator(cfg.dedup), set(), []
-    for row in kept:
-        if row["id"] in seen:
-            row.update(reason="duplicate_id", duplicate_of=row["id"])
-            rejected.append(row)
-            continue
-        seen.add(row["id"])
-        d = dd.add(row["id"], row["text"])
-        if d.reason:
-            row.update(reason=d.reason, duplicate_of=d.duplicate_of)
-            rejected.append(row)
-        else:
-            curated.append(row)
-    curated = apply_review_labels(curated, rejected, read_drop_labels(cfg.review_labels))
-    curated, decont = decontaminate(curated, rejected, cfg)
-    for row in curated + rejected:
-        row["split"] = split_of(row["id"], cfg.val_fraction)
-
-    with atomic_dir(curated_dir) as tmp:
+    decisions, dstats = decide_duplicates(cfg, work)
+    drop, index, tally = read_drop_labels(cfg.review_labels), decontamination_index(cfg), Tally()
+    with atomic_dir(curated_dir) as cur, atomic_dir(rejected_dir) as rej:
         for s in cfg.sources:
-            rows = [r for r in curated if r["source"] == s.name]
-            for i in range(0, max(len(rows), 1), cfg.rows_per_shard):
-                chunk = rows[i:i + cfg.rows_per_shard]
-                table = pa.Table.from_pylist([{k: r[k] for k in CURATED_COLUMNS} for r in chunk],
-                                             schema=_schema(CURATED_COLUMNS))
-                pq.write_table(table, tmp / f"{s.name}-{i // cfg.rows_per_shard:05d}.parquet", compression="zstd")
-    with atomic_dir(rejected_dir) as tmp:
-        for s in cfg.sources:
-            rows = [{k: r.get(k) for k in REJECTED_COLUMNS} for r in rejected if r["source"] == s.name]
-            rows.sort(key=lambda r: (r["reason"] or "", r["id"]))
-            pq.write_table(pa.Table.from_pylist(rows, schema=_schema(REJECTED_COLUMNS)),
-                           tmp / f"{s.name}.parquet", compression="zstd")
+            curated = ChunkedParquet(cur, s.name, CURATED_COLUMNS, cfg.rows_per_shard, always=True)
+            rejected = ChunkedParquet(rej, f"{s.name}-global", REJECTED_COLUMNS, cfg.rows_per_shard)
+            publish_kept(cfg, work, s.name, decisions, drop, index, curated, rejected, tally)
+            curated.close()
+            rejected.close()
+            publish_task_rejects(cfg, work, s.name, rej, tally)
 
-    metrics = build_metrics(cfg, stats, problems, curated, rejected, dd.stats)
-    metrics["decontamination"] = decont
+    metrics = build_metrics(cfg, stats, problems, tally, dstats)
+    metrics["decontamination"] = ({"enabled": True, **report(index, tally.decont_dropped, tally.decont_checked)}
+                                  if index is not None else {"enabled": False})
     write_json(metrics_path, metrics)
     write_csv(funnel_path, [{"step": k, "documents": v} for k, v in metrics["funnel"].items()])
     return metrics
 
 
-def _schema(columns):
-    import pyarrow as pa
-
-    types = {"language_score": pa.float64()}
-    return pa.schema([(c, types.get(c, pa.string())) for c in columns])
-
-
 def build_metrics(cfg: DataConfig, stats: dict[str, dict], by_source: dict[str, list[dict]],
-                  curated: list[dict], rejected: list[dict], dstats: dict) -> dict:
+                  tally: Tally, dstats: dict) -> dict:
     steps: dict[str, dict] = {}
     reader, pii = Counter(), Counter()
     problems = [p for s in cfg.sources for p in by_source[s.name]]
@@ -222,7 +152,7 @@ def build_metrics(cfg: DataConfig, stats: dict[str, dict], by_source: dict[str, 
             agg["kept"] += f["kept"]
             agg["dropped"].update(f["dropped"])
     n = steps["fineweb_quality"]["kept"]
-    reasons = Counter(r["reason"] for r in rejected)
+    reasons = tally.reasons
     for step in ("exact_dedup", "near_dedup", "review", "decontamination"):
         dropped = Counter({r: c for r, c in reasons.items() if r and r.split(":")[0] == step})
         if step == "near_dedup" and reasons.get("duplicate_id"):
@@ -235,7 +165,7 @@ def build_metrics(cfg: DataConfig, stats: dict[str, dict], by_source: dict[str, 
                       BadInputWarning, stacklevel=2)
     for step in steps.values():
         step["dropped"] = dict(sorted(step["dropped"].items()))
-    splits = Counter(r["split"] for r in curated)
+    splits = tally.splits
     return {
         "input": {"files": int(reader.get("input_files", 0)), "documents": int(reader.get("documents", 0)),
                   "corrupt_files": int(reader.get("corrupt_files", 0)),
@@ -246,16 +176,21 @@ def build_metrics(cfg: DataConfig, stats: dict[str, dict], by_source: dict[str, 
                   "bad_files": sorted({p["file"] for p in problems})},
         "steps": steps,
         "funnel": {k: steps[k]["kept"] for k in FUNNEL_STEPS},
-        "curated": {"documents": len(curated), "train": splits.get("train", 0), "val": splits.get("val", 0),
-                    "characters": sum(len(r["text"]) for r in curated),
-                    "by_source": dict(sorted(Counter(r["source"] for r in curated).items())),
-                    "by_language": dict(sorted(Counter(r["language"] for r in curated).items()))},
-        "rejected": {"documents": len(rejected), "by_reason": dict(sorted(
-            Counter((r["reason"] or "").split(":")[0] for r in rejected).items()))},
+        "curated": {"documents": tally.curated, "train": splits.get("train", 0), "val": splits.get("val", 0),
+                    "characters": tally.characters, "by_source": dict(sorted(tally.by_source.items())),
+                    "by_language": dict(sorted(tally.by_language.items()))},
+        "rejected": {"documents": tally.rejected, "by_reason": dict(sorted(_by_step(reasons).items()))},
         "pii": {"emails_redacted": int(pii.get("emails_redacted", 0)),
                 "ips_redacted": int(pii.get("ips_redacted", 0))},
         "dedup": dstats,
     }
+
+
+def _by_step(reasons: Counter) -> Counter:
+    out = Counter()
+    for r, n in reasons.items():
+        out[(r or "").split(":")[0]] += n
+    return out
 
 
 class FinalizeStep(PipelineStep):

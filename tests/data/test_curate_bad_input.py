@@ -200,7 +200,7 @@ def _curate_sources(cfg, tmp_path, *sources):
 
     from lmforge.data.curate import CurateOutputs, run_curate
 
-    c = dataclasses.replace(cfg, sources=list(sources), workers=1, review_labels=None)
+    c = dataclasses.replace(cfg, sources=list(sources), workers=1, review_labels=None, cache_dir=None)
     out = CurateOutputs(tmp_path / "data" / "curated", tmp_path / "data" / "rejected",
                         tmp_path / "metrics" / "curate.json", tmp_path / "metrics" / "funnel.csv")
     return run_curate(c, out), out

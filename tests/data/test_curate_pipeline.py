@@ -65,7 +65,7 @@ def run(cfg, pages, tmp_path_factory):
     rid = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, reviewed)}"
     labels = tmp / "review_labels.parquet"
     pq.write_table(pa.Table.from_pylist([{"id": rid, "label": "keep"}, {"id": rid, "label": "drop"}]), labels)
-    c = dataclasses.replace(cfg, sources=srcs, workers=2, review_labels=str(labels))
+    c = dataclasses.replace(cfg, sources=srcs, workers=2, review_labels=str(labels), cache_dir=str(tmp / "cache"))
     out = CurateOutputs(tmp / "data" / "curated", tmp / "data" / "rejected",
                         tmp / "metrics" / "curate.json", tmp / "metrics" / "funnel.csv")
     from lmforge.data.curate import work_dir
@@ -79,8 +79,12 @@ def run(cfg, pages, tmp_path_factory):
         work = dict(killed=os.path.exists(killed), legacy=legacy.exists(), live=live.exists())
     curated = pq.read_table(out.curated).to_pandas()
     rejected = pq.read_table(out.rejected).to_pandas()
+    again = CurateOutputs(*(tmp / "again" / p.name for p in (out.curated, out.rejected, out.metrics, out.funnel)))
+    with pytest.warns(BadInputWarning) as caught_again:   # every shard from the cache this time
+        rerun = run_curate(c, again)
     return dict(metrics=metrics, curated=curated, rejected=rejected, out=out, tmp=tmp, n_web=len(urls), reviewed=reviewed,
-                warnings=[str(w.message) for w in caught], config=c, work=work)
+                warnings=[str(w.message) for w in caught], config=c, work=work, again=again, rerun=rerun,
+                warnings_again=[str(w.message) for w in caught_again if w.category is BadInputWarning])
 
 
 def test_curated_plus_rejected_add_up_to_input(run):
@@ -154,6 +158,16 @@ def test_funnel_metrics_and_plot(run):
     assert not list(run["tmp"].glob("data/.curate-work-*")), "temporary work folder left behind"
 
 
+def test_a_rerun_from_the_shard_cache_gives_the_same_outputs_and_warnings(run):
+    out, again = run["out"], run["again"]
+    assert run["rerun"]["shards"]["processed"] == [] and len(run["rerun"]["shards"]["cached"]) == 4
+    for a, b in ((out.curated, again.curated), (out.rejected, again.rejected)):
+        assert {p.name: p.read_bytes() for p in a.iterdir()} == {p.name: p.read_bytes() for p in b.iterdir()}
+    assert out.metrics.read_text() == again.metrics.read_text()
+    assert run["warnings_again"] and \
+        sorted(run["warnings_again"]) == sorted(w for w in run["warnings"] if " skipped " in w)
+
+
 def test_slurm_executor_builds(run, tmp_path):
     from datatrove.executor import SlurmPipelineExecutor
 
@@ -170,23 +184,22 @@ def test_slurm_executor_builds(run, tmp_path):
 
 
 def test_failed_global_step_leaves_previous_outputs(run, monkeypatch, tmp_path):
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from lmforge.data import finalize as fz
-    from lmforge.data.blocks import work_schema
+    from lmforge.data.dedup import Deduplicator
+    from support.curate_work import write_work
 
     out = run["out"]
     before = {p.name: p.read_bytes() for p in out.rejected.iterdir()}
-    kept = pq.read_table(next(out.curated.glob("web-*.parquet"))).drop_columns(["split"]).to_pylist()
-    (tmp_path / "web" / "kept").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(kept, schema=work_schema()), tmp_path / "web" / "kept" / "00000.parquet")
+    texts = pq.read_table(next(out.curated.glob("web-*.parquet"))).column("text").to_pylist()
+    write_work(tmp_path, run["config"], "web", texts, shards=1, kept_share=1.0)
 
-    def boom(self, doc_id, text):
+    def boom(self, doc_id, sketch):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(fz.Deduplicator, "add", boom)
-    monkeypatch.setattr(fz, "check_inputs", lambda *a: None)  # this work folder holds kept documents only
+    monkeypatch.setattr(Deduplicator, "add_sketch", boom)
+    monkeypatch.setattr(fz, "check_inputs", lambda *a: None)  # this work folder holds one source only
     with pytest.raises(RuntimeError, match="boom"):
         fz.finalize(run["config"], tmp_path, out.curated, out.rejected, out.metrics, out.funnel)
     assert {p.name: p.read_bytes() for p in out.rejected.iterdir()} == before

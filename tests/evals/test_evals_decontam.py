@@ -60,7 +60,7 @@ def runs(tmp_path_factory):
     src = dataclasses.replace(cfg.sources[2], path=str(shard))
     out = {}
     for on in (True, False):
-        c = dataclasses.replace(cfg, sources=[src], workers=1, review_labels=None,
+        c = dataclasses.replace(cfg, sources=[src], workers=1, review_labels=None, cache_dir=None,
                                 decontamination=dataclasses.replace(cfg.decontamination, enabled=on,
                                                                     eval_data=str(DATA)))
         d = tmp / ("on" if on else "off")
