@@ -6,7 +6,10 @@ random-token shards in the ``data/tokens`` format are written to a temp folder
 bf16, torch.compile) runs a few hundred steps; MFU uses the peak FLOP/s of the
 detected device (lmforge.train.mfu). Goal: MFU >= 0.5.
 
-``--cpu-smoke`` runs the same path on CPU in a reduced size (1 layer, fp32, a few
+Then SFT and DPO run on the same device through the stages' TRL trainers
+(``gpu_check_align.py``), printing samples/s and peak memory; ``--no-align`` skips them.
+
+``--cpu-smoke`` runs the same paths on CPU in a reduced size (1 layer, fp32, a few
 steps) so the script itself stays tested.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_check_align
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache/lmforge/torch_extensions"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -47,6 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--global-batch-tokens", type=int, default=262144)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--no-align", action="store_true", help="skip the SFT and DPO checks")
     a = ap.parse_args(argv)
 
     import torch
@@ -84,6 +89,10 @@ def main(argv=None) -> int:
     print(f"gpu_check: device {m['device']}, {m['params'] / 1e6:.1f}M params, {m['precision']}, "
           f"{m['steps']} steps, steady {tps:,.0f} tokens/s, MFU {mfu:.3f} (goal >= 0.5), "
           f"val_loss {m['val_loss']:.3f}")
+    if not a.no_align:
+        from gpu_check_align import align_check
+
+        align_check(work, a.cpu_smoke)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -27,23 +28,33 @@ class ParamsError(InputError):
     """A parameter is missing, unknown, of the wrong type or out of range."""
 
 
-def load_params(path: str | os.PathLike | None = None) -> dict:
-    p = Path(path or PARAMS_FILE)
+def read_yaml(path: str | os.PathLike, where: str = "", error: type[Exception] = None) -> dict:
+    """A YAML file whose top level is a mapping; ``error`` (default ParamsError) otherwise."""
+    err = error or ParamsError
+    p = Path(path)
     if not p.exists():
-        raise ParamsError(f"{p}: parameter file not found (run from the repository root)")
+        raise err(f"{where or p}: file not found: {p}" if where else f"{p}: parameter file not found (run from the repository root)")
     with open(p) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
-        raise ParamsError(f"{p}: top level must be a mapping")
+        raise err(f"{p}: top level must be a mapping")
     return data
 
 
-def _get(params: dict, dotted: str, where: str) -> Any:
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ParamsError(f"{where}: missing section '{dotted}'")
-        node = node[part]
+def load_params(path: str | os.PathLike | None = None) -> dict:
+    return read_yaml(path or PARAMS_FILE)
+
+
+def lookup(data: Any, dotted: str, where: str, error: type[Exception] = None) -> Any:
+    """``data[a][b]...`` for ``"a.b"`` (list items as ``a.0`` or ``a[0]``), DVC's key syntax."""
+    node = data
+    for part in re.findall(r"[^.\[\]]+", dotted):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise (error or ParamsError)(f"{where}: missing key '{dotted}'")
     return node
 
 
@@ -136,14 +147,14 @@ def section(cls: type[T], name: str, params: dict | None = None, path: str | Non
     """Read dotted section ``name`` of params.yaml into dataclass ``cls``."""
     where = f"{path or PARAMS_FILE}: {name}"
     params = load_params(path) if params is None else params
-    return build(cls, _get(params, name, where), where)
+    return build(cls, lookup(params, name, where), where)
 
 
 def value(dotted: str, tp: Any, params: dict | None = None, path: str | None = None) -> Any:
     """One typed value of params.yaml by dotted key (``value("harvest.store", str)``)."""
     where = f"{path or PARAMS_FILE}: {dotted}"
     params = load_params(path) if params is None else params
-    return _check(_get(params, dotted, where), tp, where)
+    return _check(lookup(params, dotted, where), tp, where)
 
 
 def require(cond: bool, msg: str) -> None:

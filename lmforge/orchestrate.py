@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from lmforge.config import lookup, read_yaml
 
 DEFAULT_PARAMS = "params.yaml"
 STAMP_DIR = ".snakemake/dvc-stages"
@@ -116,25 +116,11 @@ def _under(child: str, parent: str) -> bool:
 
 
 def _lookup(data: Any, dotted: str, where: str) -> Any:
-    node = data
-    for part in re.findall(r"[^.\[\]]+", dotted):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            raise DvcYamlError(f"{where}: params key '{dotted}' not found")
-    return node
+    return lookup(data, dotted, where, error=DvcYamlError)
 
 
 def _read_yaml(path: Path, where: str) -> dict:
-    if not path.exists():
-        raise DvcYamlError(f"{where}: file not found: {path}")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise DvcYamlError(f"{path}: top level must be a mapping")
-    return data
+    return read_yaml(path, where, error=DvcYamlError)
 
 
 class _Params:
@@ -256,6 +242,52 @@ def _resources(meta: Any, where: str) -> tuple[int, dict[str, Any]]:
     return threads, res
 
 
+def _raw_stage(name: str, stage: Any, ctx: dict, params: "_Params", path: Path) -> dict:
+    """One dvc.yaml stage with ``${…}`` resolved: its command, deps, outs, params and resources."""
+    where = f"{path}: stage '{name}'"
+    if not _NAME_OK.match(name):
+        raise DvcYamlError(f"{where}: name must be a Python identifier to become a Snakemake rule")
+    if not isinstance(stage, dict) or "cmd" not in stage:
+        kind = "foreach/matrix" if isinstance(stage, dict) and ({"foreach", "matrix"} & stage.keys()) else "cmd-less"
+        raise DvcYamlError(f"{where}: {kind} stages are not supported by the Snakefile translation")
+    used: set[str] = set()
+    resolved = {k: _interpolate(v, ctx, where, used) for k, v in stage.items() if k != "meta"}
+    base = _norm("", str(resolved.get("wdir", "."))) if resolved.get("wdir") else ""
+    cmd = resolved["cmd"]
+    cmd = " && ".join(str(c) for c in cmd) if isinstance(cmd, list) else str(cmd)
+    if base and base != ".":
+        cmd = f"cd {base} && {cmd}"
+    # Interpolated values land in cmd, which Snakemake compares too (as DVC does).
+    pvals = _stage_params(resolved.get("params"), params, where, base)
+    outs = _paths(resolved.get("outs"), base, where)
+    outs += _paths(resolved.get("metrics"), base, where) + _paths(resolved.get("plots"), base, where)
+    threads, res = _resources(_interpolate(stage.get("meta"), ctx, where, used), where)
+    return dict(cmd=cmd, deps=[d.path for d in _paths(resolved.get("deps"), base, where)],
+                outs=outs, params=pvals, threads=threads, resources=res)
+
+
+def _inputs(name: str, raw: dict[str, dict], produced: dict[str, list[str]]) -> list[str]:
+    """Snakemake inputs of stage ``name``: its deps, linked to the outputs of the stages that make them."""
+    inputs: list[str] = []
+    for dep in raw[name]["deps"]:
+        linked = False
+        for other, o in raw.items():
+            if other == name:
+                continue
+            for out in o["outs"]:
+                if _under(dep, out.path) or _under(out.path, dep):
+                    linked = True
+                    if out.persist:  # not a Snakemake output: depend on the stage's others
+                        inputs.extend(produced[other])
+                    elif _under(dep, out.path):
+                        inputs.append(out.path)
+                    else:
+                        inputs.extend([dep, out.path])
+        if not linked:
+            inputs.append(dep)
+    return list(dict.fromkeys(inputs))
+
+
 def rules_from_dvc(dvc_yaml: str | os.PathLike = "dvc.yaml") -> list[RuleSpec]:
     """Translate every stage of ``dvc_yaml`` into a :class:`RuleSpec`.
 
@@ -269,29 +301,7 @@ def rules_from_dvc(dvc_yaml: str | os.PathLike = "dvc.yaml") -> list[RuleSpec]:
         raise DvcYamlError(f"{path}: 'stages' must be a mapping")
     params = _Params(root)
     ctx = _context(doc, params, path)
-
-    raw: dict[str, dict] = {}
-    for name, stage in stages.items():
-        where = f"{path}: stage '{name}'"
-        if not _NAME_OK.match(name):
-            raise DvcYamlError(f"{where}: name must be a Python identifier to become a Snakemake rule")
-        if not isinstance(stage, dict) or "cmd" not in stage:
-            kind = "foreach/matrix" if isinstance(stage, dict) and ({"foreach", "matrix"} & stage.keys()) else "cmd-less"
-            raise DvcYamlError(f"{where}: {kind} stages are not supported by the Snakefile translation")
-        used: set[str] = set()
-        resolved = {k: _interpolate(v, ctx, where, used) for k, v in stage.items() if k != "meta"}
-        base = _norm("", str(resolved.get("wdir", "."))) if resolved.get("wdir") else ""
-        cmd = resolved["cmd"]
-        cmd = " && ".join(str(c) for c in cmd) if isinstance(cmd, list) else str(cmd)
-        if base and base != ".":
-            cmd = f"cd {base} && {cmd}"
-        # Interpolated values land in cmd, which Snakemake compares too (as DVC does).
-        pvals = _stage_params(resolved.get("params"), params, where, base)
-        outs = _paths(resolved.get("outs"), base, where)
-        outs += _paths(resolved.get("metrics"), base, where) + _paths(resolved.get("plots"), base, where)
-        threads, res = _resources(_interpolate(stage.get("meta"), ctx, where, used), where)
-        raw[name] = dict(cmd=cmd, deps=[d.path for d in _paths(resolved.get("deps"), base, where)],
-                         outs=outs, params=pvals, threads=threads, resources=res)
+    raw = {name: _raw_stage(name, stage, ctx, params, path) for name, stage in stages.items()}
 
     # Snakemake outputs: non-persistent outs, or a stamp when a stage has none.
     produced: dict[str, list[str]] = {}
@@ -303,27 +313,9 @@ def rules_from_dvc(dvc_yaml: str | os.PathLike = "dvc.yaml") -> list[RuleSpec]:
 
     specs: list[RuleSpec] = []
     for name, r in raw.items():
-        inputs: list[str] = []
-        for dep in r["deps"]:
-            linked = False
-            for other, o in raw.items():
-                if other == name:
-                    continue
-                for out in o["outs"]:
-                    if _under(dep, out.path) or _under(out.path, dep):
-                        linked = True
-                        if out.persist:  # not a Snakemake output: depend on the stage's others
-                            inputs.extend(produced[other])
-                        elif _under(dep, out.path):
-                            inputs.append(out.path)
-                        else:
-                            inputs.extend([dep, out.path])
-            if not linked:
-                inputs.append(dep)
-        inputs = list(dict.fromkeys(inputs))
         outputs = produced[name]
         specs.append(RuleSpec(
-            name=name, cmd=r["cmd"], inputs=tuple(inputs), outputs=tuple(outputs),
+            name=name, cmd=r["cmd"], inputs=tuple(_inputs(name, raw, produced)), outputs=tuple(outputs),
             output_dirs=frozenset(o for o in outputs if o != stamps[name] and is_dir_path(o, root)),
             params=r["params"], threads=r["threads"], resources=r["resources"], stamp=stamps[name]))
     return specs

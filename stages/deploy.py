@@ -25,8 +25,8 @@ TIMING = "metrics/timing/serve.json"
 
 def main() -> None:
     params = load_params()
-    serve = section(ServeConfig, "serve", params)
     deploy = section(DeployConfig, "deploy", params)
+    serve = section(ServeConfig, "serve", params).for_model(deploy.model_dir)
     files = write_deploy_files(deploy, serve)
     args = [*serve.launcher_args(), "--batch-wait-ms", str(serve.batch_wait_ms), "--dtype", serve.dtype]
     with start_server(deploy.model_dir, extra_args=args, timeout=deploy.smoke.startup_timeout_s) as srv:

@@ -25,6 +25,7 @@ from typing import Any
 from lmforge.config import ParamsError, require
 from lmforge.data.tokenizer import CHAT_TEMPLATE, stop_token_ids
 from lmforge.io import atomic_dir
+from lmforge.model import context_length
 
 log = logging.getLogger("lmforge.align")
 
@@ -71,7 +72,7 @@ class TrainParams:
     lr: float = 1e-3
     warmup_steps: int = 0
     weight_decay: float = 0.0
-    max_length: int = 256
+    max_length: int | None = None  # null = the model's context (config.json), set once by tokenize.seq_len
     threads: int = 1  # torch threads; 2 on a busy 2-core machine is far slower
     deepspeed: str | None = None  # null | "shared" (pretraining's builder) | path to a JSON config
     zero_stage: int = 0  # with deepspeed: shared
@@ -81,8 +82,15 @@ class TrainParams:
         require(self.max_steps > 0, f"max_steps must be > 0, got {self.max_steps}")
         require(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
         require(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        require(self.max_length >= 16, f"max_length must be >= 16, got {self.max_length}")
+        require(self.max_length is None or self.max_length >= 16, f"max_length must be >= 16, got {self.max_length}")
         require(self.zero_stage in (0, 1, 2, 3), f"zero_stage must be 0-3, got {self.zero_stage}")
+
+
+def with_context(p, model_dir: str):
+    """``p`` (a stage's params) with ``train.max_length`` = the model's context when params leave it null."""
+    if p.train.max_length is not None:
+        return p
+    return dataclasses.replace(p, train=dataclasses.replace(p.train, max_length=context_length(model_dir)))
 
 
 def use_bf16(requested: bool | None) -> bool:

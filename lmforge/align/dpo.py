@@ -18,7 +18,7 @@ import dataclasses
 import pandas as pd
 
 from lmforge.align.common import (LoraParams, TrainParams, live_callbacks, load_causal_lm, load_tokenizer,
-                                  trained_model, trl_kwargs)
+                                  trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import (EvalParams, completion_logprobs, generate_replies, policy_metrics, reward_scores,
                                    token_kl)
 from lmforge.align.preferences import PreferenceParams, check_pairs, rejection_pairs, to_dataset
@@ -100,6 +100,7 @@ def dpo_trainer(p: DPOParams, policy, ref, tok, pairs: pd.DataFrame, seed: int, 
 def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | None = None,
               live: str | None = None):
     """Returns (model, tokenizer, metrics, curve, samples); the caller gates, reports and saves."""
+    p = with_context(p, p.sft_model)
     tok = load_tokenizer(p.sft_model)
     policy = load_causal_lm(p.sft_model, "dpo.sft_model")
     ref = load_causal_lm(p.sft_model, "dpo.sft_model")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.align.common import (LoraParams, TrainParams, check_model_dir, live_callbacks, load_tokenizer,
-                                  save_model, trained_model, trl_kwargs)
+                                  save_model, trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import reward_scores
 from lmforge.align.preferences import check_pairs, to_dataset
 from lmforge.config import require
@@ -77,6 +77,7 @@ def train_reward(p: RewardParams, seed: int, work_dir: str | None = None,
 
     from transformers import set_seed
 
+    p = with_context(p, p.sft_model)
     train, val = read_pairs(p.pairs_dir, "train"), read_pairs(p.pairs_dir, "val")
     set_seed(seed)  # the new score head is randomly initialised: same seed, same reward model
     model, tok = load_reward_backbone(p.sft_model)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.align.common import (LoraParams, TrainParams, live_callbacks, load_causal_lm, load_tokenizer,
-                                  trained_model, trl_kwargs)
+                                  trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import EvalParams
 from lmforge.config import ParamsError, require
 
@@ -160,6 +160,7 @@ def train_sft(p: SFTParams, seed: int, work_dir: str | None = None, live: str | 
     """Fine-tune and merge LoRA if any; returns (model, tokenizer, metrics, loss curve).
 
     The caller evaluates, gates and only then saves (``lmforge.align.common.save_model``)."""
+    p = with_context(p, p.base_model)
     trainer, tok, df = build_trainer(p, seed, work_dir, live)
     result = trainer.train()
     model = trained_model(trainer, p.lora.enabled)

@@ -191,6 +191,45 @@ def _stable_docs(site: Path) -> None:
         page.write_text(html)
 
 
+def _validation(name: str, expectations: Sequence[Any]):
+    """An ephemeral GX context holding suite ``name`` and its whole-dataframe validation."""
+    import logging
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=True, metric_calculations=True)  # stderr
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name))
+    for e in expectations:
+        # A copy, so callers may reuse their expectation objects across calls.
+        suite.add_expectation(e.model_copy(deep=True) if hasattr(e, "model_copy") else e.copy())
+    asset = ctx.data_sources.add_pandas(f"{name}-source").add_dataframe_asset(name)
+    batch = asset.add_batch_definition_whole_dataframe("whole")
+    return ctx, ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+
+
+def _run_checkpoint(ctx, vd, name: str, df, site_dir: Path | None) -> dict:
+    """Validate ``df``; with ``site_dir``, also build the Data Docs site there."""
+    import great_expectations as gx
+
+    actions = []
+    if site_dir is not None:
+        ctx.add_data_docs_site(site_name="lmforge", site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(Path(site_dir).resolve())},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["lmforge"])]
+    cp = ctx.checkpoints.add(gx.Checkpoint(name=f"{name}-checkpoint", validation_definitions=[vd], actions=actions,
+                                           result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
+    res = cp.run(batch_parameters={"dataframe": df}, run_id=_run_id(name, df))
+    (vr,) = res.run_results.values()
+    return vr.to_json_dict()
+
+
 def run_checks(df, name: str, expectations: Sequence[Any], out_json: str | os.PathLike,
                docs_dir: str | os.PathLike | None = None, files: Any = None) -> dict:
     """Validate ``df`` against ``expectations`` (``great_expectations.expectations`` objects).
@@ -202,44 +241,13 @@ def run_checks(df, name: str, expectations: Sequence[Any], out_json: str | os.Pa
     error names the files of the failing rows). Returns the result dict; raises
     ``DataCheckError`` naming each failed expectation and file when any fails.
     """
-    import logging
-
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"check name {name!r}: use letters, digits, '_', '-', '.'")
     if len(expectations) == 0:
         raise ValueError(f"check '{name}': no expectations given")
     out_json = Path(out_json)
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = ProgressBarsConfig(globally=True, metric_calculations=True)  # stderr
-
-    suite = ctx.suites.add(gx.ExpectationSuite(name=name))
-    for e in expectations:
-        # A copy, so callers may reuse their expectation objects across calls.
-        suite.add_expectation(e.model_copy(deep=True) if hasattr(e, "model_copy") else e.copy())
-    asset = ctx.data_sources.add_pandas(f"{name}-source").add_dataframe_asset(name)
-    batch = asset.add_batch_definition_whole_dataframe("whole")
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
-
-    def run(site_dir: Path | None) -> dict:
-        actions = []
-        if site_dir is not None:
-            ctx.add_data_docs_site(site_name="lmforge", site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                                  "base_directory": str(Path(site_dir).resolve())},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            })
-            actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["lmforge"])]
-        cp = ctx.checkpoints.add(gx.Checkpoint(name=f"{name}-checkpoint", validation_definitions=[vd],
-                                               actions=actions, result_format=result_format))
-        res = cp.run(batch_parameters={"dataframe": df}, run_id=_run_id(name, df))
-        (vr,) = res.run_results.values()
-        return vr.to_json_dict()
+    ctx, vd = _validation(name, expectations)
+    run = lambda site_dir: _run_checkpoint(ctx, vd, name, df, site_dir)  # noqa: E731
 
     if docs_dir is not None:
         with atomic_dir(docs_dir) as tmp:

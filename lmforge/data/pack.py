@@ -159,6 +159,27 @@ def length_histogram(lengths: Iterable[int]) -> list[dict]:
             for b in range(min(counts), max(counts) + 1)]
 
 
+def _pack_metrics(writers: dict, docs: Counter, all_lengths: list[np.ndarray], row_len: int,
+                  by_source: Counter, by_language: Counter, weights: dict[str, float] | None):
+    """metrics/tokens.json's numbers from the closed shard writers and the counts kept while packing."""
+    slots = sum(w.rows for w in writers.values()) * row_len
+    real = sum(w.tokens for w in writers.values())
+    lengths = np.concatenate(all_lengths) if all_lengths else np.zeros(0, dtype=np.int64)
+    metrics = {
+        "packing_efficiency": round(real / slots, 6) if slots else 0.0,
+        "tokens": real, "slots": slots, "documents": int(sum(docs.values())),
+        "doc_tokens_mean": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
+        "doc_tokens_max": int(lengths.max()) if len(lengths) else 0,
+        "splits": {s: {"rows": w.rows, "tokens": w.tokens, "documents": docs[s], "padding": w.padding,
+                       "packing_efficiency": round(w.tokens / (w.rows * row_len), 6) if w.rows else 0.0}
+                   for s, w in writers.items()},
+        "tokens_per_source": dict(sorted(by_source.items())),
+        "source_weights": dict(sorted((weights or {}).items())),
+        "tokens_per_language": dict(sorted(by_language.items())),
+    }
+    return metrics, lengths
+
+
 def pack(files: Sequence[Path], tokenizer, out_dir: str | os.PathLike, cfg: TokenizeConfig,
          tokenizer_sha256: str, weights: dict[str, float] | None = None) -> tuple[dict, dict, list[dict]]:
     """Tokenize ``files`` and write packed shards + meta.json to ``out_dir`` atomically.
@@ -218,19 +239,5 @@ def pack(files: Sequence[Path], tokenizer, out_dir: str | os.PathLike, cfg: Toke
                 "tokenizer_sha256": tokenizer_sha256, "bos_id": ids["<|bos|>"], "eos_id": ids["<|eos|>"],
                 "pad_id": ids["<|pad|>"], "splits": splits}
         write_json(tmp / "meta.json", meta)
-    slots = sum(w.rows for w in writers.values()) * row_len
-    real = sum(w.tokens for w in writers.values())
-    lengths = np.concatenate(all_lengths) if all_lengths else np.zeros(0, dtype=np.int64)
-    metrics = {
-        "packing_efficiency": round(real / slots, 6) if slots else 0.0,
-        "tokens": real, "slots": slots, "documents": int(sum(docs.values())),
-        "doc_tokens_mean": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
-        "doc_tokens_max": int(lengths.max()) if len(lengths) else 0,
-        "splits": {s: {"rows": w.rows, "tokens": w.tokens, "documents": docs[s], "padding": w.padding,
-                       "packing_efficiency": round(w.tokens / (w.rows * row_len), 6) if w.rows else 0.0}
-                   for s, w in writers.items()},
-        "tokens_per_source": dict(sorted(by_source.items())),
-        "source_weights": dict(sorted((weights or {}).items())),
-        "tokens_per_language": dict(sorted(by_language.items())),
-    }
+    metrics, lengths = _pack_metrics(writers, docs, all_lengths, row_len, by_source, by_language, weights)
     return meta, metrics, length_histogram(lengths.tolist())

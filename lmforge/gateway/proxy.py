@@ -25,7 +25,7 @@ from lmforge.gateway.safety import classify
 from lmforge.feedback.store import REQUESTS
 from lmforge.gateway.upstream import UpstreamError, UpstreamUnavailable
 from lmforge.serve.http import ApiError
-from lmforge.serve.protocol import Limits, sampling_params, sse
+from lmforge.serve.protocol import SSE_DONE, Limits, sampling_params, sse
 
 # TGI GenerateParameters keys; unknown keys are refused (a typo would silently change nothing).
 _GENERATE_KEYS = {"do_sample", "max_new_tokens", "best_of", "repetition_penalty", "frequency_penalty",
@@ -280,6 +280,42 @@ async def chat(request: Request) -> Response:
     return await _with_body(request, "/v1/chat/completions", _chat)
 
 
+async def _chat_events(call: Call, agen, first: dict, ttft: float, want_usage: bool):
+    """The chat stream passed through as SSE, logged once it ends (as a 499 when the client leaves)."""
+    gw = call.gw
+    parts, usage, finish, item, done = [], None, None, first, False
+    try:
+        while item is not None:
+            if item.get("usage"):
+                usage = item["usage"]
+            for ch in item.get("choices") or []:
+                parts.append((ch.get("delta") or {}).get("content") or "")
+                finish = ch.get("finish_reason") or finish
+            if item.get("choices") or want_usage:
+                yield sse(item)
+            try:
+                item = await agen.__anext__()
+            except StopAsyncIteration:
+                item = None
+        usage = usage or {}
+        await call.log(200, completion="".join(parts), input_tokens=usage.get("prompt_tokens"),
+                       output_tokens=usage.get("completion_tokens") or sum(1 for p in parts if p),
+                       finish_reason=finish, ttft=ttft)
+        done = True
+        yield SSE_DONE
+    except (asyncio.CancelledError, GeneratorExit):
+        if not done:
+            gw.writer.append(REQUESTS, call.record(499, completion="".join(parts),
+                                                   error="client disconnected", ttft=ttft))
+        raise
+    except Exception as e:  # noqa: BLE001
+        err = upstream_error(gw, e)
+        if err is None:
+            raise
+        await call.log(err.status, error=err.message, ttft=ttft)
+        yield sse(err.body())
+
+
 async def _chat(call: Call, body: dict) -> Response:
     gw = call.gw
     try:
@@ -319,37 +355,4 @@ async def _chat(call: Call, body: dict) -> Response:
     gw.metrics.ttft.labels(call.route).observe(ttft)
     want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
-    async def events():
-        parts, usage, finish, item, done = [], None, None, first, False
-        try:
-            while item is not None:
-                if item.get("usage"):
-                    usage = item["usage"]
-                for ch in item.get("choices") or []:
-                    parts.append((ch.get("delta") or {}).get("content") or "")
-                    finish = ch.get("finish_reason") or finish
-                if item.get("choices") or want_usage:
-                    yield sse(item)
-                try:
-                    item = await agen.__anext__()
-                except StopAsyncIteration:
-                    item = None
-            usage = usage or {}
-            await call.log(200, completion="".join(parts), input_tokens=usage.get("prompt_tokens"),
-                           output_tokens=usage.get("completion_tokens") or sum(1 for p in parts if p),
-                           finish_reason=finish, ttft=ttft)
-            done = True
-            yield sse("[DONE]")
-        except (asyncio.CancelledError, GeneratorExit):
-            if not done:
-                gw.writer.append(REQUESTS, call.record(499, completion="".join(parts),
-                                                       error="client disconnected", ttft=ttft))
-            raise
-        except Exception as e:  # noqa: BLE001
-            err = upstream_error(gw, e)
-            if err is None:
-                raise
-            await call.log(err.status, error=err.message, ttft=ttft)
-            yield sse(err.body())
-
-    return _stream_response(call, events())
+    return _stream_response(call, _chat_events(call, agen, first, ttft, want_usage))

@@ -116,3 +116,13 @@ def flops_per_token(cfg: ModelConfig, vocab_size: int, seq_len: int) -> float:
     d, f, L = cfg.width, cfg.ffn_width, cfg.n_layers
     matmul = L * (4 * d * d + 3 * d * f) + vocab_size * d
     return 6.0 * matmul + 12.0 * L * d * seq_len
+
+
+def context_length(model_dir: str) -> int:
+    """The model's context window (config ``max_position_embeddings``).
+
+    Pretraining sets it from ``tokenize.seq_len``; post-training and serving read it
+    back from the model folder, so the context length has one home in params.yaml."""
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(str(model_dir)).max_position_embeddings)

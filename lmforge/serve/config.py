@@ -13,23 +13,32 @@ import dataclasses
 from typing import Literal
 
 from lmforge.config import require
+from lmforge.model import context_length
 
 
 @dataclasses.dataclass
 class ServeConfig:
     max_input_tokens: int = 192
-    max_total_tokens: int = 256
+    max_total_tokens: int | None = None  # null = the model's context (config.json), as TGI does
     max_concurrent_requests: int = 32
     max_batch_size: int = 8
     batch_wait_ms: float = 5.0
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     def __post_init__(self):
-        require(0 < self.max_input_tokens < self.max_total_tokens,
+        require(0 < self.max_input_tokens and (self.max_total_tokens is None or self.max_input_tokens < self.max_total_tokens),
                 "serve.max_input_tokens must be positive and below serve.max_total_tokens")
         require(self.max_concurrent_requests >= 1, "serve.max_concurrent_requests must be >= 1")
         require(self.max_batch_size >= 1, "serve.max_batch_size must be >= 1")
         require(self.batch_wait_ms >= 0, "serve.batch_wait_ms must be >= 0")
+
+    def for_model(self, model_dir: str) -> "ServeConfig":
+        """These limits with ``max_total_tokens`` filled in from the model's context when null."""
+        if self.max_total_tokens is not None:
+            return self
+        total = context_length(model_dir)
+        require(self.max_input_tokens < total, f"serve.max_input_tokens must be below the model's context ({total})")
+        return dataclasses.replace(self, max_total_tokens=total)
 
     def launcher_args(self) -> list[str]:
         """The same limits as `lmforge serve` / `text-generation-launcher` flags."""

@@ -3,7 +3,7 @@
 Chat renders the conversation with the model's own chat template
 (`<|role|>\\n...<|end|>\\n`, then `<|assistant|>\\n`) and stops at `<|end|>` or EOS.
 Streams are server-sent `chat.completion.chunk` / `text_completion` objects closed by
-`data: [DONE]`, as TGI sends them (the 0.7.0 `text-generation` client raises on that
+`data:[DONE]` (`serve.protocol.SSE_DONE`), as TGI sends them (the 0.7.0 `text-generation` client raises on that
 closing line; stop reading at the chunk whose `finish_reason` is set). Like TGI, a
 `temperature` of 0 (or none) means greedy decoding, and features lmforge does not
 implement (tools, response_format, n > 1) are refused with a 422 rather than ignored.
@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from lmforge.serve.requests import VERSION, Pending, ServerState, event_stream, observe, read_body
 from lmforge.serve.http import ApiError
-from lmforge.serve.protocol import _get, fit_tokens, invalid, require_object, sampling_params, sse
+from lmforge.serve.protocol import _get, fit_tokens, invalid, require_object, sampling_params, sse, SSE_DONE
 
 
 def _finish_reason(reason: str) -> str:
@@ -212,7 +212,7 @@ async def _merged_stream(state: ServerState, pendings: list[Pending], head: dict
             if ev.finish:
                 left -= 1
                 observe(state, ev.finish, t0, validated, pendings[i].params)
-        yield b"data: [DONE]\n\n"
+        yield SSE_DONE
     finally:
         for t in tasks:
             t.cancel()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any
+from typing import Any, Callable
 
 from lmforge.serve.http import invalid
 from lmforge.serve.sampling import SamplingParams
@@ -77,47 +77,37 @@ class GenerateOptions:
     stream: bool = False
 
 
+# TGI's checks of GenerateParameters, with its messages: key -> (kind, valid(value, limits), message)
+_CHECKS: dict[str, tuple[str, Callable[[Any, Limits], bool], str]] = {
+    "best_of": ("int", lambda v, lim: 0 < v <= lim.max_best_of,
+                "`best_of` must be > 0 and <= {lim.max_best_of}. Given: {v}"),
+    "temperature": ("number", lambda v, lim: v > 0, "`temperature` must be strictly positive"),
+    "repetition_penalty": ("number", lambda v, lim: v > 0, "`repetition_penalty` must be strictly positive"),
+    "frequency_penalty": ("number", lambda v, lim: -2.0 <= v <= 2.0, "`frequency_penalty` must be >= -2.0 and <= 2.0"),
+    "top_p": ("number", lambda v, lim: 0.0 < v <= 1.0, "`top_p` must be > 0.0 and <= 1.0"),
+    "typical_p": ("number", lambda v, lim: 0.0 < v < 1.0, "`typical_p` must be > 0.0 and < 1.0"),
+    "top_k": ("int", lambda v, lim: v > 0, "`top_k` must be strictly positive"),
+    "max_new_tokens": ("int", lambda v, lim: v > 0, "`max_new_tokens` must be strictly positive"),
+    "seed": ("int", lambda v, lim: 0 <= v < 2**64, "`seed` must be a non-negative 64-bit integer"),
+    "truncate": ("int", lambda v, lim: 0 < v <= lim.max_input_tokens,
+                 "`truncate` must be strictly positive and less than {lim.max_input_tokens}. Given: {v}"),
+    "top_n_tokens": ("int", lambda v, lim: 0 <= v <= lim.max_top_n_tokens,
+                     "`top_n_tokens` must be >= 0 and <= {lim.max_top_n_tokens}. Given: {v}"),
+}
+
+
 def sampling_params(p: dict, limits: Limits, *, where: str = "parameters.") -> tuple[SamplingParams, int | None]:
     """Check TGI GenerateParameters; returns the params (max_new_tokens maybe 0 = default) and truncate."""
-    best_of = _get(p, "best_of", "int", where)
-    if best_of is not None and not 0 < best_of <= limits.max_best_of:
-        raise invalid(f"`best_of` must be > 0 and <= {limits.max_best_of}. Given: {best_of}")
-    temperature = _get(p, "temperature", "number", where)
-    if temperature is not None and temperature <= 0:
-        raise invalid("`temperature` must be strictly positive")
-    rep = _get(p, "repetition_penalty", "number", where)
-    if rep is not None and rep <= 0:
-        raise invalid("`repetition_penalty` must be strictly positive")
-    freq = _get(p, "frequency_penalty", "number", where)
-    if freq is not None and not -2.0 <= freq <= 2.0:
-        raise invalid("`frequency_penalty` must be >= -2.0 and <= 2.0")
-    top_p = _get(p, "top_p", "number", where)
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise invalid("`top_p` must be > 0.0 and <= 1.0")
-    typical_p = _get(p, "typical_p", "number", where)
-    if typical_p is not None and not 0.0 < typical_p < 1.0:
-        raise invalid("`typical_p` must be > 0.0 and < 1.0")
-    top_k = _get(p, "top_k", "int", where)
-    if top_k is not None and top_k <= 0:
-        raise invalid("`top_k` must be strictly positive")
-    max_new = _get(p, "max_new_tokens", "int", where)
-    if max_new is not None and max_new <= 0:
-        raise invalid("`max_new_tokens` must be strictly positive")
+    v: dict[str, Any] = {}
+    for key, (kind, ok, message) in _CHECKS.items():
+        v[key] = _get(p, key, kind, where)
+        if v[key] is not None and not ok(v[key], limits):
+            raise invalid(message.format(v=v[key], lim=limits))
     stop = _get(p, "stop", "strlist", where) or []
     if len(stop) > limits.max_stop_sequences:
         raise invalid(f"`stop` supports up to {limits.max_stop_sequences} stop sequences. Given: {len(stop)}")
     if any(s == "" for s in stop):
         raise invalid("`stop` sequences cannot be empty")
-    seed = _get(p, "seed", "int", where)
-    if seed is not None and not 0 <= seed < 2**64:
-        raise invalid("`seed` must be a non-negative 64-bit integer")
-    truncate = _get(p, "truncate", "int", where)
-    if truncate is not None and not 0 < truncate <= limits.max_input_tokens:
-        raise invalid(f"`truncate` must be strictly positive and less than {limits.max_input_tokens}. "
-                      f"Given: {truncate}")
-    top_n = _get(p, "top_n_tokens", "int", where) or 0
-    if not 0 <= top_n <= limits.max_top_n_tokens:
-        raise invalid(f"`top_n_tokens` must be >= 0 and <= {limits.max_top_n_tokens}. Given: {top_n}")
     for flag in ("do_sample", "details", "decoder_input_details", "return_full_text", "watermark"):
         _get(p, flag, "bool", where)
     if p.get("watermark"):
@@ -127,20 +117,20 @@ def sampling_params(p: dict, limits: Limits, *, where: str = "parameters.") -> t
     if p.get("adapter_id") not in (None, "", "null"):
         raise invalid("`adapter_id` is not supported: lmforge serve serves one merged model")
     params = SamplingParams(
-        max_new_tokens=max_new or 0,
+        max_new_tokens=v["max_new_tokens"] or 0,
         do_sample=bool(p.get("do_sample")),
-        temperature=temperature,
-        top_k=top_k,
-        top_p=None if top_p == 1.0 else top_p,
-        typical_p=typical_p,
-        repetition_penalty=rep,
-        frequency_penalty=freq or None,
-        seed=seed,
+        temperature=v["temperature"],
+        top_k=v["top_k"],
+        top_p=None if v["top_p"] == 1.0 else v["top_p"],
+        typical_p=v["typical_p"],
+        repetition_penalty=v["repetition_penalty"],
+        frequency_penalty=v["frequency_penalty"] or None,
+        seed=v["seed"],
         stop=stop,
-        top_n_tokens=top_n,
+        top_n_tokens=v["top_n_tokens"] or 0,
         decoder_input_details=bool(p.get("decoder_input_details")),
     )
-    return params, truncate
+    return params, v["truncate"]
 
 
 def fit_tokens(ids: list[int], params: SamplingParams, truncate: int | None, limits: Limits) -> list[int]:
@@ -218,6 +208,9 @@ def stream_json(ev, opts: GenerateOptions) -> dict:
 
 def sse(obj: Any) -> bytes:
     """One server-sent event, as TGI writes it (`data:{json}` and a blank line); a string
-    is sent as it is (an upstream's already-encoded event, or `[DONE]`)."""
+    is sent as it is (an upstream's already-encoded event)."""
     data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
     return b"data:" + data.encode() + b"\n\n"
+
+
+SSE_DONE = sse("[DONE]")  # the end of an OpenAI-style stream, in the same spelling as every event

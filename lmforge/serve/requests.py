@@ -19,7 +19,7 @@ from starlette.responses import StreamingResponse
 from lmforge.serve.engine import Engine, ErrorEvent, Finish, Generation
 from lmforge.serve.http import ApiError, read_json
 from lmforge.serve.metrics import ServerMetrics
-from lmforge.serve.protocol import Limits, sse
+from lmforge.serve.protocol import SSE_DONE, Limits, sse
 from lmforge.serve.sampling import SamplingParams
 
 VERSION = "0.1.0"
@@ -141,7 +141,7 @@ def event_stream(state: ServerState, pending: Pending, fmt, t0: float, validated
                 if ev.finish is not None:
                     observe(state, ev.finish, t0, validated, pending.params)
             if done:
-                yield b"data: [DONE]\n\n"
+                yield SSE_DONE
         except ApiError as e:
             state.metrics.counters.inc("tgi_request_failure", err=e.error_type)
             yield sse(e.body())

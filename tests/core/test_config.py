@@ -53,7 +53,7 @@ def test_section_reads_dotted_path(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text("a:\n  b:\n    name: y\n")
     assert section(Outer, "a.b", path=str(p)).name == "y"
-    with pytest.raises(ParamsError, match="missing section 'a.c'"):
+    with pytest.raises(ParamsError, match="missing key 'a.c'"):
         section(Outer, "a.c", path=str(p))
 
 

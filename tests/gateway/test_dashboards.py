@@ -53,7 +53,7 @@ def test_dashboard_metrics_exist_in_real_scrapes(stack, tmp_path):
     server = exported(httpx.get(upstream + "/metrics", timeout=30).text)
     gateway = exported(httpx.get(gw.url + "/metrics", timeout=30).text)
     d = DeployConfig(out_dir=str(tmp_path / "deploy"), engine="tgi")  # the panels chart TGI-named metrics
-    files = write_deploy_files(d, ServeConfig())
+    files = write_deploy_files(d, ServeConfig(max_total_tokens=256))
     dash = json.loads(Path(files["grafana"]).read_text())
     assert dash == grafana_dashboard(d)
     wanted = queried_metrics(dash)

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from support.orchestration import env, git_commit, make_tiny_repo, parse_dry_run, render_offline, run
+from support.orchestration import check_repo, env, git_commit, make_tiny_repo, parse_dry_run, render_offline, run
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def test_params_change_only_changes_that_stage(tmp_path):
 
 @pytest.mark.parametrize("doc, params, match", [
     ({"stages": {"a": {"foreach": [1, 2], "do": {"cmd": "echo ${item}"}}}}, {}, "foreach/matrix"),
-    ({"stages": {"a": {"cmd": "echo", "params": ["nope.key"]}}}, {"x": 1}, "params key 'nope.key' not found"),
+    ({"stages": {"a": {"cmd": "echo", "params": ["nope.key"]}}}, {"x": 1}, "missing key 'nope.key'"),
     ({"stages": {"a": {"cmd": "echo ${x}"}}}, {"x": {"y": 1}}, "only scalars"),
     ({"stages": {"bad-name": {"cmd": "echo"}}}, {}, "Python identifier"),
     ({"stages": {"a": {"cmd": "echo", "meta": {"resources": {"threads": 0}}}}}, {}, "threads"),

@@ -145,10 +145,10 @@ def test_engine_switch_writes_only_the_chosen_files(tmp_path):
     assert names() == TGI_NAMES | SHARED_NAMES
 
 
-def test_repo_params_are_valid_and_checked():
+def test_repo_params_are_valid_and_checked(tiny_model):
     params = load_params(REPO / "params.yaml")
-    serve = section(ServeConfig, "serve", params)
-    assert serve.max_input_tokens < serve.max_total_tokens
+    serve = section(ServeConfig, "serve", params).for_model(str(tiny_model))
+    assert serve.max_input_tokens < serve.max_total_tokens == 256  # the tiny model's context
     assert section(DeployConfig, "deploy", params).smoke.concurrency
     with pytest.raises(ParamsError, match="tag"):
         build(DeployConfig, {"tag": "ghcr.io/x:1"}, "deploy")

@@ -89,10 +89,12 @@ def git_commit(repo: Path, msg: str) -> str:
 
 
 def copy_orchestration(dst: Path) -> None:
-    """The project's Snakefile and its translation module, profiles and DVC config."""
+    """The project's Snakefile and its translation module (with the params loader it reads
+    YAML through), profiles and DVC config."""
     (dst / "lmforge").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", dst / "Snakefile")
-    shutil.copy(ROOT / "lmforge" / "orchestrate.py", dst / "lmforge" / "orchestrate.py")
+    for module in ("orchestrate.py", "config.py", "stage.py"):
+        shutil.copy(ROOT / "lmforge" / module, dst / "lmforge" / module)
     (dst / "lmforge" / "__init__.py").write_text('"""tiny copy"""\n')
     shutil.copytree(ROOT / "profiles", dst / "profiles", dirs_exist_ok=True)
 

@@ -11,4 +11,7 @@ def test_gpu_check_cpu_smoke(tmp_path, capsys):
     assert gpu_check.main(["--cpu-smoke", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "gpu_check: device cpu" in out and "MFU" in out and "fp32" in out
+    for stage in ("sft", "dpo"):  # post-training ran through the stages' trainers, on CPU, without bf16
+        line = next(l for l in out.splitlines() if l.startswith(f"gpu_check {stage}:"))
+        assert "samples/s" in line and "peak" in line and "bf16 False" in line and "device cpu" in line
     assert (tmp_path / "pretrain/hf/model.safetensors").exists()
