@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-CACHE = Path(os.environ.get("LMFORGE_CACHE", Path.home() / ".cache" / "lmforge")) / "smollm2-135m-instruct"
+CACHE = Path.home() / ".cache" / "lmforge" / "smollm2-135m-instruct"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHANCE = {"lmforge_manpages_mc": 0.25, "lmforge_docstrings_mc": 0.25}
 SHOWN = ("acc", "acc_norm", "bits_per_byte", "refusal_rate")
@@ -100,10 +100,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the scores here")
     args = ap.parse_args()
+    tiny = str(Path(args.tiny).resolve())
     os.chdir(REPO)   # the task YAMLs name their data relative to the repository root
     limit = None if args.full else args.limit
     ref = str(reference_folder())
-    tiny = args.tiny
     if not (Path(tiny) / "config.json").exists():   # a fresh clone before `dvc repro`
         sys.path.insert(0, str(REPO / "tests"))
         from support.tiny_model import build_tiny_model
