@@ -38,6 +38,7 @@ from datatrove.utils.logging import logger
 
 from lmforge.data.curate_config import DataConfig, SourceSettings
 from lmforge.data.readers import resolve_files
+from lmforge.stage import InputError
 
 
 @dataclass
@@ -136,14 +137,32 @@ class ShardTask(PipelineStep):
 
 def build_executors(cfg: DataConfig, plans: list[SourcePlan], work: Path, outputs: CurateOutputs,
                     executor: str | None = None) -> list:
-    """The shard executor (one task per input file, all sources); with Slurm also a finalize job."""
+    """The shard executor (one task per input file, all sources), then datatrove dedup's stages
+    (``dedup.engine: datatrove``), on the chosen executor; with Slurm also a finalize job."""
     task = ShardTask(plans, {sp.settings.source.name: build_pipeline(cfg, sp, work) for sp in plans}, str(work))
-    n = len(task.tasks)
-    if (executor or cfg.executor) == "local":
+    stages = [("curate-shards", [task], len(task.tasks), work / "logs")]
+    if cfg.dedup.engine == "datatrove":
+        from lmforge.data.dedup_datatrove import stages as dedup_stages
+
+        stages += [(name, p, n, work / "dedup-logs" / name) for name, p, n in dedup_stages(
+            cfg.dedup, task.tasks, str(work))]
+    kind = executor or cfg.executor
+    if kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return [LocalPipelineExecutor([task], tasks=n, workers=min(cfg.workers, n),
-                                      logging_dir=str(work / "logs"), skip_completed=False)]
+        return [LocalPipelineExecutor(p, tasks=n, workers=min(cfg.workers, n), logging_dir=str(logs),
+                                      skip_completed=False) for _, p, n, logs in stages]
+    if kind == "ray":
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        return [RayPipelineExecutor(p, tasks=n, workers=min(cfg.workers, n), logging_dir=str(logs),
+                                    skip_completed=False, mem_per_cpu_gb=cfg.slurm.mem_per_cpu_gb)
+                for _, p, n, logs in stages]
+    return _slurm_executors(cfg, stages, work, outputs)
+
+
+def _slurm_executors(cfg: DataConfig, stages: list, work: Path, outputs: CurateOutputs) -> list:
+    """One Slurm array per stage, each depending on the one before; then the finalize job."""
     from datatrove.executor import SlurmPipelineExecutor
 
     from lmforge.data.finalize import FinalizeStep
@@ -155,12 +174,25 @@ def build_executors(cfg: DataConfig, plans: list[SourcePlan], work: Path, output
                   mem_per_cpu_gb=s.mem_per_cpu_gb, qos=s.qos, sbatch_args=dict(s.sbatch_args) or None,
                   env_command=f"{env}cd {Path.cwd()} && export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1",
                   skip_completed=False)
-    shards = SlurmPipelineExecutor([task], tasks=n, workers=-1, job_name="curate-shards",
-                                   logging_dir=str(work / "logs"), **common)
+    execs, before = [], None
+    for name, p, n, logs in stages:
+        before = SlurmPipelineExecutor(p, tasks=n, workers=-1, job_name=name, logging_dir=str(logs),
+                                       depends=before, **common)
+        execs.append(before)
     fin = FinalizeStep(cfg, str(work), *(str(Path(p).resolve()) for p in (
         outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)))
-    return [shards, SlurmPipelineExecutor([fin], tasks=1, job_name="curate-finalize", depends=shards,
+    return [*execs, SlurmPipelineExecutor([fin], tasks=1, job_name="curate-finalize", depends=before,
                                           logging_dir=str(work / "finalize-logs"), **common)]
+
+
+def check_executor(kind: str) -> None:
+    """Fail at start, naming it, when the chosen executor cannot run here."""
+    import importlib.util
+
+    if kind == "slurm" and shutil.which("sbatch") is None:
+        raise InputError("data.executor: slurm, but there is no `sbatch` on PATH")
+    if kind == "ray" and importlib.util.find_spec("ray") is None:
+        raise InputError("data.executor: ray, but the `ray` package is not installed (pip install ray)")
 
 
 def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: str | None = None) -> dict | None:
@@ -168,8 +200,9 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
     from lmforge.data.finalize import finalize
 
     outputs = outputs or CurateOutputs()
-    plans = plan(cfg)
     kind = executor or cfg.executor
+    check_executor(kind)
+    plans = plan(cfg)
     if kind == "slurm":
         work = outputs.curated.parent / ".curate_work"
         if work.exists():
@@ -179,7 +212,7 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
         return None
     t0 = time.perf_counter()
     with work_dir(outputs.curated.parent) as work:
-        for ex in build_executors(cfg, plans, work, outputs, "local"):
+        for ex in build_executors(cfg, plans, work, outputs, kind):
             ex.run()
         metrics = finalize(cfg, work, outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)

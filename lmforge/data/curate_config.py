@@ -18,9 +18,14 @@ from lmforge.config import ParamsError, build, require
 
 @dataclass
 class ExtractParams:
-    """Trafilatura (HTML sources only)."""
+    """HTML to text (HTML sources only): ``trafilatura`` or ``resiliparse`` (lmforge/data/extract.py).
+
+    ``timeout`` and ``favour_precision`` are Trafilatura's; ``main_content`` is Resiliparse's
+    boilerplate removal."""
+    engine: Literal["trafilatura", "resiliparse"] = "trafilatura"
     timeout: float = 5.0
     favour_precision: bool = True
+    main_content: bool = True
 
     def __post_init__(self):
         require(self.timeout > 0, f"data.extract.timeout must be > 0, got {self.timeout}")
@@ -124,11 +129,15 @@ class PIIParams:
 
 @dataclass
 class DedupParams:
-    """Exact (normalised-text hash) then datasketch MinHash-LSH near-dedup.
+    """Exact (normalised-text hash) then MinHash-LSH near-dedup.
 
     LSH with ``bands`` x ``rows`` proposes candidates; a candidate is a duplicate only if its
     estimated Jaccard similarity is >= ``threshold`` (no false positives from banding alone).
+    ``engine``: ``datasketch`` (one in-memory LSH in finalize, lmforge/data/dedup.py) or
+    ``datatrove`` (datatrove's signature and bucket stages on the curate executor, then one
+    confirming pass; lmforge/data/dedup_datatrove.py), same decisions contract.
     """
+    engine: Literal["datasketch", "datatrove"] = "datasketch"
     exact: bool = True
     near: bool = True
     shingle_size: int = 5          # words per shingle
@@ -144,6 +153,9 @@ class DedupParams:
         require(self.bands * self.rows <= self.num_perm,
                 f"data.dedup: bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
         require(0.0 < self.threshold <= 1.0, f"data.dedup.threshold must be in (0, 1], got {self.threshold}")
+        require(self.engine == "datasketch" or self.bands * self.rows == self.num_perm,
+                f"data.dedup: engine datatrove stores bands*rows = {self.bands * self.rows} MinHash values; "
+                f"set num_perm to that (got {self.num_perm})")
 
 
 @dataclass
@@ -201,7 +213,7 @@ class DecontaminationParams:
 class DataConfig:
     sources: list[SourceConfig]
     workers: int = 2
-    executor: Literal["local", "slurm"] = "local"
+    executor: Literal["local", "slurm", "ray"] = "local"
     slurm: SlurmParams = field(default_factory=SlurmParams)
     val_fraction: float = 0.05
     rows_per_shard: int = 5000

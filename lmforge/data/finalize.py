@@ -161,7 +161,7 @@ def finalize(cfg: DataConfig, work: Path, curated_dir: Path, rejected_dir: Path,
     rejected = [_read_parquets(work / s.name / "rejected").to_pylist() for s in cfg.sources]
     rejected = [r for rows in rejected for r in rows]
 
-    dd, seen, curated = Deduplicator(cfg.dedup), set(), []
+    dd, seen, curated = _deduplicator(cfg, work), set(), []
     for row in kept:
         if row["id"] in seen:
             row.update(reason="duplicate_id", duplicate_of=row["id"])
@@ -199,6 +199,15 @@ def finalize(cfg: DataConfig, work: Path, curated_dir: Path, rejected_dir: Path,
     write_json(metrics_path, metrics)
     write_csv(funnel_path, [{"step": k, "documents": v} for k, v in metrics["funnel"].items()])
     return metrics
+
+
+def _deduplicator(cfg: DataConfig, work: Path):
+    """datasketch decides here; datatrove's stages have decided already (decisions.parquet)."""
+    if cfg.dedup.engine == "datatrove":
+        from lmforge.data.dedup_datatrove import Decisions
+
+        return Decisions(work)
+    return Deduplicator(cfg.dedup)
 
 
 def _schema(columns):
