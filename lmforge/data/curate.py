@@ -5,7 +5,7 @@ executor runs one task per input file, across all sources, on ``data.workers`` l
 (or as one Slurm array):
 
     SafeReader (warc | jsonl | parquet)
-      -> Trafilatura (HTML sources only) -> URLFilter -> py3langid language filter
+      -> Trafilatura or Resiliparse (HTML sources only; lmforge/data/extract.py) -> URLFilter -> py3langid language filter
       -> Gopher repetition -> Gopher quality -> C4 quality -> FineWeb quality
       -> PII redaction (emails, IPs) -> work/<source>/kept/*.parquet
 
@@ -74,8 +74,9 @@ def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
     steps = [SafeReader(src.format, sp.root, sp.files, src.name, problems_folder=str(base / "problems"),
                         max_doc_bytes=cfg.max_doc_bytes, exclusion_writer=rejects("read"))]
     if src.format == "warc":
-        steps.append(b.RecordingTrafilatura(exclusion_writer=rejects("extract"), timeout=st.extract.timeout,
-                                            favour_precision=st.extract.favour_precision))
+        from lmforge.data.extract import make_extractor
+
+        steps.append(make_extractor(st.extract, rejects("extract")))
     if st.url_filter.enabled:
         u = st.url_filter
         steps.append(b.OfflineURLFilter(

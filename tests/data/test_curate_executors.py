@@ -33,7 +33,7 @@ def small(cfg, tmp_path_factory):
     planted = plant_near_duplicates([(d["id"], d["text"]) for d in docs], n=3, seed=1)
     by_id = {d["id"]: d["text"] for d in docs}
     copies = ([{"id": i, "text": t} for i, t, _ in planted]
-              + [{"id": f"exact-{k}", "text": by_id[o].upper()} for k, (_, _, o) in enumerate(planted)])
+              + [{"id": f"exact-{k}", "text": by_id[o]} for k, (_, _, o) in enumerate(planted)])
     for name, rows in (("rst", docs), ("copies", copies)):
         (tmp / "in" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     pq.write_table(pa.Table.from_pylist(fortune_docs()[:8]), tmp / "in" / "fortunes.parquet")
