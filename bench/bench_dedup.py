@@ -17,8 +17,8 @@ docs show (LocalPipelineExecutor, one worker, signature -> buckets -> cluster ->
 
 ``--curve`` plants copies of real documents (short < 150 words, medium < 600, long) whose
 5-word-shingle Jaccard similarity to their original (of the normalised text, as dedup sees it)
-spans 0.3 to 1.0: words are replaced by new ones at random places until the similarity is the
-target. Each original is used once. For each banding (bands x rows = num_perm) and confirming
+is drawn uniformly from 0.3 to 1.0: words are replaced by new ones at random places until the
+similarity reaches the target. Each original is used once. For each banding (bands x rows = num_perm) and confirming
 threshold it prints the recall per similarity bin (a copy counts as found when it is removed
 as a duplicate of its original) and the false positives: copies below 0.5 that were removed,
 and originals removed as duplicates of a document less than 0.5 similar.
@@ -103,7 +103,7 @@ def run_datatrove(docs, params, work: Path) -> tuple[float, set[str]]:
     return elapsed, {i for i, _ in docs} - set(kept)
 
 
-CURVE_CONFIGS = [(14, 8), (16, 7), (20, 6), (20, 5), (25, 5), (32, 4)]
+CURVE_CONFIGS = [(14, 8), (16, 7), (20, 6), (20, 5), (25, 5)]
 CURVE_THRESHOLDS = [0.6, 0.65, 0.7]
 BINS = [0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.01]
 LENGTHS = {"short": (50, 150), "medium": (150, 600), "long": (600, 10**9)}
@@ -136,36 +136,31 @@ def copy_at(ws: list[str], target: float, rng, k: int) -> tuple[str, float]:
     return " ".join(best), jaccard(base, shingles(best, k))
 
 
-def plant_curve(base, per_cell: int, k: int, seed: int = 0):
-    """Copies over similarity targets x length classes: [(copy_id, text, original_id, jaccard, length)]."""
+def plant_curve(base, per_class: int, k: int, seed: int = 0):
+    """Copies at similarities drawn uniformly from [0.3, 1], ``per_class`` per length class:
+    [(copy_id, text, original_id, jaccard, length class)]."""
     import random
 
     from lmforge.data.dedup import words
 
     rng = random.Random(seed)
-    targets = [round(0.3 + 0.05 * i, 2) for i in range(15)]
     pools = {name: [(i, words(t)) for i, t in base if lo <= len(words(t)) < hi] for name, (lo, hi) in LENGTHS.items()}
-    for p in pools.values():
-        rng.shuffle(p)
     out = []
     for name, pool in pools.items():
-        n = min(per_cell, len(pool) // len(targets))
-        for target in targets:
-            for _ in range(n):
-                orig, ws = pool.pop()
-                text, sim = copy_at(ws, target, rng, k)
-                out.append((f"curve-{len(out):04d}", text, orig, sim, name))
+        for orig, ws in rng.sample(pool, min(per_class, len(pool))):
+            text, sim = copy_at(ws, rng.uniform(0.3, 1.0), rng, k)
+            out.append((f"curve-{len(out):04d}", text, orig, sim, name))
     return out
 
 
-def curve(base, params, per_cell: int) -> None:
+def curve(base, params, per_class: int) -> None:
     import dataclasses
 
     from lmforge.data.dedup import dedup
 
     from lmforge.data.dedup import shingles, words
 
-    planted = plant_curve(base, per_cell, params.shingle_size)
+    planted = plant_curve(base, per_class, params.shingle_size)
     docs = base + [(i, t) for i, t, *_ in planted]
     texts = dict(docs)
 
@@ -173,8 +168,9 @@ def curve(base, params, per_cell: int) -> None:
         k = params.shingle_size
         return jaccard(shingles(words(texts[a]), k), shingles(words(texts[b]), k))
 
-    print(f"curve: {len(base)} real documents, {len(planted)} copies (similarity 0.3-1.0, "
-          f"{per_cell} per similarity x length cell); bins by true shingle Jaccard")
+    n_len = {name: sum(1 for *_, ln in planted if ln == name) for name in LENGTHS}
+    print(f"curve: {len(base)} real documents, {len(planted)} copies at similarity uniform in 0.3-1.0 "
+          f"({n_len}); bins by true shingle Jaccard")
     labels = [f"[{a:.2f},{min(b, 1):.2f}{']' if b > 1 else ')'}" for a, b in zip(BINS, BINS[1:])]
     counts = [sum(1 for *_, s, _ in planted if a <= s < b) for a, b in zip(BINS, BINS[1:])]
     print(f"{'bands x rows':>12s} {'thr':>5s} " + " ".join(f"{lab:>12s}" for lab in labels)
@@ -202,7 +198,7 @@ def main() -> int:
     ap.add_argument("--planted", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--curve", action="store_true", help="recall/false positives over banding x threshold")
-    ap.add_argument("--per-cell", type=int, default=6, help="--curve: copies per similarity x length cell")
+    ap.add_argument("--per-class", type=int, default=120, help="--curve: copies per length class")
     args = ap.parse_args()
     from datatrove.utils.logging import logger
 
@@ -216,7 +212,7 @@ def main() -> int:
     natural = {d.id for d in dedup(raw, params) if d.reason}
     base = [d for d in raw if d[0] not in natural]
     if args.curve:
-        curve(base, params, args.per_cell)
+        curve(base, params, args.per_class)
         return 0
     planted = plant_near_duplicates(base, args.planted, seed=args.seed)
     docs = base + [(i, t) for i, t, _ in planted]

@@ -178,7 +178,7 @@ def _slurm_executors(cfg: DataConfig, stages: list, work: Path, outputs: CurateO
     execs, before = [], None
     for name, p, n, logs in stages:
         before = SlurmPipelineExecutor(p, tasks=n, workers=-1, job_name=name, logging_dir=str(logs),
-                                       depends=before, **common)
+                                       depends=before, tasks_per_job=s.tasks_per_job, **common)
         execs.append(before)
     fin = FinalizeStep(cfg, str(work), *(str(Path(p).resolve()) for p in (
         outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)))

@@ -70,7 +70,7 @@ def local_run(small):
     return decisions(out)
 
 
-def wait_for_jobs(state: Path, timeout: float = 400) -> dict[str, str]:
+def wait_for_jobs(state: Path, timeout: float = 450) -> dict[str, str]:
     """Job name -> exit code, once every submitted job has ended and no new one appears."""
     deadline, seen = time.monotonic() + timeout, -1
     while time.monotonic() < deadline:
@@ -95,7 +95,8 @@ def test_slurm_runs_shards_dedup_stages_and_finalize_as_jobs(small, local_run, t
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     out = outputs(tmp_path)
-    c = dataclasses.replace(c, executor="slurm", dedup=dataclasses.replace(c.dedup, engine="datatrove"))
+    c = dataclasses.replace(c, executor="slurm", dedup=dataclasses.replace(c.dedup, engine="datatrove"),
+                            slurm=dataclasses.replace(c.slurm, tasks_per_job=8))  # one process per stage
     assert run_curate(c, out) is None  # submitted
     jobs = wait_for_jobs(state)
     assert set(jobs.values()) == {"0"}, jobs  # each stage's array and datatrove's merge_stats job

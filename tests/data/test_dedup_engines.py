@@ -93,6 +93,6 @@ def test_datatrove_engine_needs_num_perm_equal_to_bands_times_rows(params):
     from lmforge.config import ParamsError, section
     from lmforge.data.curate_config import DataConfig
 
-    bad = {**params["data"], "dedup": {**params["data"]["dedup"], "engine": "datatrove", "num_perm": 128}}
+    bad = {**params["data"], "dedup": {**params["data"]["dedup"], "engine": "datatrove", "num_perm": 128, "bands": 14, "rows": 8}}
     with pytest.raises(ParamsError, match=r"data\.dedup: engine datatrove stores bands\*rows = 112"):
         section(DataConfig, "data", params={"data": bad})
