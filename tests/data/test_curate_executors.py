@@ -3,7 +3,9 @@ shard array, datatrove's dedup stages and finalize as dependent jobs) and a loca
 give the same curated documents as the local run; an executor that cannot run fails at start."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -70,7 +72,7 @@ def local_run(small):
     return decisions(out)
 
 
-def wait_for_jobs(state: Path, timeout: float = 450) -> dict[str, str]:
+def wait_for_jobs(state: Path, timeout: float = 900) -> dict[str, str]:
     """Job name -> exit code, once every submitted job has ended and no new one appears."""
     deadline, seen = time.monotonic() + timeout, -1
     while time.monotonic() < deadline:
@@ -82,7 +84,24 @@ def wait_for_jobs(state: Path, timeout: float = 450) -> dict[str, str]:
     raise AssertionError(f"Slurm jobs still running after {timeout} s: {sorted(p.name for p in state.rglob('*'))}")
 
 
-def test_slurm_runs_shards_dedup_stages_and_finalize_as_jobs(small, local_run, tmp_path, monkeypatch):
+def stop_jobs(state: Path) -> None:
+    """End the jobs of a failed run (their shells and what they started), not leave them running."""
+    import os
+    import signal
+
+    for pid_file in (state / "jobs").glob("*.pid"):
+        if not pid_file.with_suffix(".rc").exists():
+            pid = int(pid_file.read_text())
+            for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+                subprocess.run(["pkill", "-TERM", "-P", child], check=False)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(child), signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.timeout(1200)  # about a minute on a quiet 2-core machine; ten under heavy load
+def test_slurm_runs_shards_dedup_stages_and_finalize_as_jobs(small, local_run, tmp_path, monkeypatch, request):
     from lmforge.data.curate import run_curate
 
     tmp, c = small
@@ -94,6 +113,7 @@ def test_slurm_runs_shards_dedup_stages_and_finalize_as_jobs(small, local_run, t
     monkeypatch.setenv("FAKE_SLURM_DIR", str(state))
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    request.addfinalizer(lambda: stop_jobs(state))
     out = outputs(tmp_path)
     c = dataclasses.replace(c, executor="slurm", dedup=dataclasses.replace(c.dedup, engine="datatrove"),
                             slurm=dataclasses.replace(c.slurm, tasks_per_job=8))  # one process per stage
@@ -110,6 +130,7 @@ def test_slurm_runs_shards_dedup_stages_and_finalize_as_jobs(small, local_run, t
     assert {"exact_dedup", "near_dedup"} <= reasons, reasons
 
 
+@pytest.mark.timeout(1200)
 def test_ray_runs_on_a_local_instance(small, local_run, tmp_path):
     pytest.importorskip("ray")
     import ray
