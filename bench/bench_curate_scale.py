@@ -65,6 +65,42 @@ def build_crawl(n: int, out: Path, seed: int = 0) -> list[Path]:
     return sorted(out.glob("crawl-*.warc.gz"))
 
 
+class TreeSampler:
+    """Peak RSS and CPU time of every process under this one, sampled twice a second.
+
+    ``RUSAGE_CHILDREN`` misses datatrove's pool workers (not reaped by a wait), so the
+    workers are read with psutil while they live; CPU of a worker is its last sample."""
+
+    def __init__(self):
+        import threading
+
+        self.rss: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self):
+        import psutil
+
+        me = psutil.Process()
+        while not self.stop.wait(0.5):
+            for p in me.children(recursive=True):
+                try:
+                    self.rss[p.pid] = max(self.rss.get(p.pid, 0), p.memory_info().rss)
+                    t = p.cpu_times()
+                    self.cpu[p.pid] = t.user + t.system
+                except psutil.Error:
+                    pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def run_one(n: int, crawl: Path, extract: str, engine: str, workers: int) -> dict:
     """Curate the shards holding the first ``n`` pages; resource use of this process and its children."""
     import dataclasses
@@ -90,12 +126,13 @@ def run_one(n: int, crawl: Path, extract: str, engine: str, workers: int) -> dic
                                 dedup=dataclasses.replace(cfg.dedup, engine=engine))
         out = CurateOutputs(Path(tmp) / "curated", Path(tmp) / "rejected", Path(tmp) / "m.json", Path(tmp) / "f.csv")
         t = time.perf_counter()
-        m = run_curate(c, out)
+        with TreeSampler() as tree:
+            m = run_curate(c, out)
         wall = time.perf_counter() - t
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
     return {"docs": m["input"]["documents"], "curated": m["curated"]["documents"], "wall_s": wall,
-            "cpu_s": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
-            "main_rss_mb": own.ru_maxrss / 1024, "worker_rss_mb": kids.ru_maxrss / 1024}
+            "cpu_s": own.ru_utime + own.ru_stime + sum(tree.cpu.values()),
+            "main_rss_mb": own.ru_maxrss / 1024, "worker_rss_mb": max(tree.rss.values(), default=0) / 2**20}
 
 
 def exponent(a: dict, b: dict, key: str) -> float:
