@@ -5,7 +5,7 @@ executor runs one task per input file, across all sources, on ``data.workers`` l
 (or as one Slurm array):
 
     SafeReader (warc | jsonl | parquet)
-      -> Trafilatura (HTML sources only) -> URLFilter -> py3langid language filter
+      -> Trafilatura or Resiliparse (HTML sources only; lmforge/data/extract.py) -> URLFilter -> py3langid language filter
       -> Gopher repetition -> Gopher quality -> C4 quality -> FineWeb quality
       -> PII redaction (emails, IPs) -> dedup sketches -> work/<source>/kept/*.parquet
 
@@ -43,6 +43,7 @@ from lmforge.data.curate_config import DataConfig, SourceSettings
 from lmforge.data.readers import resolve_files
 from lmforge.data.shard_cache import ShardCache, transient_drops
 from lmforge.data.signatures import SignatureWriter, sort_task_outputs
+from lmforge.stage import InputError
 
 
 @dataclass
@@ -78,8 +79,9 @@ def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
     steps = [SafeReader(src.format, sp.root, sp.files, src.name, problems_folder=str(base / "problems"),
                         max_doc_bytes=cfg.max_doc_bytes, exclusion_writer=rejects("read"))]
     if src.format == "warc":
-        steps.append(b.RecordingTrafilatura(exclusion_writer=rejects("extract"), timeout=st.extract.timeout,
-                                            favour_precision=st.extract.favour_precision))
+        from lmforge.data.extract import make_extractor
+
+        steps.append(make_extractor(st.extract, rejects("extract")))
     if st.url_filter.enabled:
         u = st.url_filter
         steps.append(b.OfflineURLFilter(
@@ -172,17 +174,36 @@ class ShardTask(PipelineStep):
 
 def build_executors(cfg: DataConfig, plans: list[SourcePlan], work: Path, outputs: CurateOutputs,
                     executor: str | None = None, todo: list[Shard] | None = None) -> list:
-    """The shard executor (one task per input file to run, all sources); with Slurm also a finalize job."""
+    """The shard executor (one task per input file to run, all sources), then datatrove dedup's stages
+    (``dedup.engine: datatrove``, over every shard, cached ones included), on the chosen executor;
+    with Slurm also a finalize job."""
     cache = ShardCache(cfg.cache_dir, cfg) if cfg.cache_dir else None
     todo = shards(plans, work, None)[0] if todo is None else todo
     task = ShardTask(todo, {sp.settings.source.name: build_pipeline(cfg, sp, work) for sp in plans}, str(work),
                      cache)
-    n = len(todo)
-    if (executor or cfg.executor) == "local":
+    stages = [("curate-shards", [task], len(todo), work / "logs")] if todo else []
+    if cfg.dedup.engine == "datatrove":
+        from lmforge.data.dedup_datatrove import stages as dedup_stages
+
+        every = [(sp.settings.source.name, i, len(sp.files)) for sp in plans for i in range(len(sp.files))]
+        stages += [(name, p, n, work / "dedup-logs" / name) for name, p, n in dedup_stages(cfg.dedup, every, str(work))]
+    kind = executor or cfg.executor
+    if kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return [LocalPipelineExecutor([task], tasks=n, workers=min(cfg.workers, n),
-                                      logging_dir=str(work / "logs"), skip_completed=False)] if n else []
+        return [LocalPipelineExecutor(p, tasks=n, workers=min(cfg.workers, n), logging_dir=str(logs),
+                                      skip_completed=False) for _, p, n, logs in stages]
+    if kind == "ray":
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        return [RayPipelineExecutor(p, tasks=n, workers=min(cfg.workers, n), logging_dir=str(logs),
+                                    skip_completed=False, mem_per_cpu_gb=cfg.slurm.mem_per_cpu_gb)
+                for _, p, n, logs in stages]
+    return _slurm_executors(cfg, stages, work, outputs)
+
+
+def _slurm_executors(cfg: DataConfig, stages: list, work: Path, outputs: CurateOutputs) -> list:
+    """One Slurm array per stage, each depending on the one before; then the finalize job."""
     from datatrove.executor import SlurmPipelineExecutor
 
     from lmforge.data.finalize import FinalizeStep
@@ -194,13 +215,25 @@ def build_executors(cfg: DataConfig, plans: list[SourcePlan], work: Path, output
                   mem_per_cpu_gb=s.mem_per_cpu_gb, qos=s.qos, sbatch_args=dict(s.sbatch_args) or None,
                   env_command=f"{env}cd {Path.cwd()} && export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1",
                   skip_completed=False)
-    execs = [SlurmPipelineExecutor([task], tasks=n, workers=-1, job_name="curate-shards",
-                                   logging_dir=str(work / "logs"), **common)] if n else []
+    execs, before = [], None
+    for name, p, n, logs in stages:
+        before = SlurmPipelineExecutor(p, tasks=n, workers=-1, job_name=name, logging_dir=str(logs),
+                                       depends=before, tasks_per_job=s.tasks_per_job, **common)
+        execs.append(before)
     fin = FinalizeStep(cfg, str(work), *(str(Path(p).resolve()) for p in (
         outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)))
-    return execs + [SlurmPipelineExecutor([fin], tasks=1, job_name="curate-finalize",
-                                          depends=execs[0] if execs else None,
+    return [*execs, SlurmPipelineExecutor([fin], tasks=1, job_name="curate-finalize", depends=before,
                                           logging_dir=str(work / "finalize-logs"), **common)]
+
+
+def check_executor(kind: str) -> None:
+    """Fail at start, naming it, when the chosen executor cannot run here."""
+    import importlib.util
+
+    if kind == "slurm" and shutil.which("sbatch") is None:
+        raise InputError("data.executor: slurm, but there is no `sbatch` on PATH")
+    if kind == "ray" and importlib.util.find_spec("ray") is None:
+        raise InputError("data.executor: ray, but the `ray` package is not installed (pip install ray)")
 
 
 def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: str | None = None) -> dict | None:
@@ -212,8 +245,9 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
     from lmforge.data.finalize import finalize
 
     outputs = outputs or CurateOutputs()
-    plans = plan(cfg)
     kind = executor or cfg.executor
+    check_executor(kind)
+    plans = plan(cfg)
     cache = ShardCache(cfg.cache_dir, cfg) if cfg.cache_dir else None
     if kind == "slurm":
         work = (outputs.curated.parent / ".curate_work").resolve()
@@ -226,7 +260,7 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
     t0 = time.perf_counter()
     with work_dir(outputs.curated.parent) as work:
         todo, cached = shards(plans, work, cache)
-        for ex in build_executors(cfg, plans, work, outputs, "local", todo):
+        for ex in build_executors(cfg, plans, work, outputs, kind, todo):
             ex.run()
         metrics = finalize(cfg, work, outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)

@@ -19,9 +19,14 @@ from lmforge.evals.decontam import DecontaminationParams
 
 @dataclass
 class ExtractParams:
-    """Trafilatura (HTML sources only)."""
+    """HTML to text (HTML sources only): ``trafilatura`` or ``resiliparse`` (lmforge/data/extract.py).
+
+    ``timeout`` and ``favour_precision`` are Trafilatura's; ``main_content`` is Resiliparse's
+    boilerplate removal."""
+    engine: Literal["trafilatura", "resiliparse"] = "trafilatura"
     timeout: float = 5.0
     favour_precision: bool = True
+    main_content: bool = True
 
     def __post_init__(self):
         require(self.timeout > 0, f"data.extract.timeout must be > 0, got {self.timeout}")
@@ -125,18 +130,22 @@ class PIIParams:
 
 @dataclass
 class DedupParams:
-    """Exact (normalised-text hash) then datasketch MinHash-LSH near-dedup.
+    """Exact (normalised-text hash) then MinHash-LSH near-dedup.
 
     LSH with ``bands`` x ``rows`` proposes candidates; a candidate is a duplicate only if its
     estimated Jaccard similarity is >= ``threshold`` (no false positives from banding alone).
+    ``engine``: ``datasketch`` (one in-memory LSH in finalize, lmforge/data/dedup.py) or
+    ``datatrove`` (datatrove's signature and bucket stages on the curate executor, then one
+    confirming pass; lmforge/data/dedup_datatrove.py), same decisions contract.
     """
+    engine: Literal["datasketch", "datatrove"] = "datasketch"
     exact: bool = True
     near: bool = True
     shingle_size: int = 5          # words per shingle
-    num_perm: int = 112
-    bands: int = 14
-    rows: int = 8
-    threshold: float = 0.7
+    num_perm: int = 120
+    bands: int = 20                # 20 x 6 and 0.65 chosen from bench/bench_dedup.py --curve (docs/LOG.md)
+    rows: int = 6
+    threshold: float = 0.65
     seed: int = 1
 
     def __post_init__(self):
@@ -145,6 +154,9 @@ class DedupParams:
         require(self.bands * self.rows <= self.num_perm,
                 f"data.dedup: bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
         require(0.0 < self.threshold <= 1.0, f"data.dedup.threshold must be in (0, 1], got {self.threshold}")
+        require(self.engine == "datasketch" or self.bands * self.rows == self.num_perm,
+                f"data.dedup: engine datatrove stores bands*rows = {self.bands * self.rows} MinHash values; "
+                f"set num_perm to that (got {self.num_perm})")
 
 
 @dataclass
@@ -153,9 +165,13 @@ class SlurmParams:
     partition: str = "cpu"
     time: str = "02:00:00"
     cpus_per_task: int = 1
-    mem_per_cpu_gb: int = 2
+    mem_per_cpu_gb: int = 2        # a worker's resident peak was measured at 1.6 GB (docs/LOG.md)
     qos: Optional[str] = None
     sbatch_args: dict = field(default_factory=dict)
+    tasks_per_job: int = 1         # datatrove tasks run one after another in one array job (small tasks)
+
+    def __post_init__(self):
+        require(self.tasks_per_job >= 1, f"data.slurm.tasks_per_job must be >= 1, got {self.tasks_per_job}")
 
 
 # 2 MB. Common Crawl truncates HTTP payloads at 1 MiB, so no real web page record is refused, and
@@ -189,7 +205,7 @@ class SourceConfig:
 class DataConfig:
     sources: list[SourceConfig]
     workers: int = 2
-    executor: Literal["local", "slurm"] = "local"
+    executor: Literal["local", "slurm", "ray"] = "local"
     slurm: SlurmParams = field(default_factory=SlurmParams)
     val_fraction: float = 0.05
     rows_per_shard: int = 5000

@@ -116,10 +116,19 @@ def _rank_files(source_work: Path, folder: str) -> list[Path]:
     return sorted(d.glob("*.parquet")) if d.is_dir() else []
 
 
+def _deduplicator(cfg, work: Path):
+    """datasketch decides here; datatrove's stages have decided already (decisions.parquet)."""
+    if cfg.dedup.engine == "datatrove":
+        from lmforge.data.dedup_datatrove import Decisions
+
+        return Decisions(work)
+    return Deduplicator(cfg.dedup)
+
+
 def decide_duplicates(cfg, work: Path) -> tuple[dict, dict]:
     """``{(source, file index, row index): (id, reason, duplicate_of)}`` for every kept document
     that is a duplicate, and the dedup counters. Reads sketches only."""
-    dd, seen, decisions = Deduplicator(cfg.dedup), set(), {}
+    dd, seen, decisions = _deduplicator(cfg, work), set(), {}
     for s in cfg.sources:
         kept = _rank_files(work / s.name, "kept")
         sigs = [work / s.name / "signatures" / f.name for f in kept]

@@ -164,18 +164,14 @@ class SafeReader(PipelineStep):
         return doc
 
     def _read_warc(self, filepath: str):
-        from datatrove.pipeline.readers.warc import process_record
-        from warcio.archiveiterator import ArchiveIterator
+        """FastWARC (lmforge/data/warc_fast.py): the raw file, FastWARC decompresses it."""
+        from lmforge.data.warc_fast import records
 
-        with self.data_folder.open(filepath, "rb", compression="infer") as f:
-            for ri, record in enumerate(ArchiveIterator(f)):
-                if record.rec_type not in ("response", "conversion"):
-                    continue
-                h = record.rec_headers
-                head = Document(text="", id=h.get_header("WARC-Record-ID") or f"{filepath}/{ri}",
-                                metadata={"url": h.get_header("WARC-Target-URI")})
-                if not self._too_large(head, record.length or 0, filepath):  # before the payload is read
-                    yield self._parse(filepath, ri, lambda: process_record(record))
+        with self.data_folder.open(filepath, "rb") as f:
+            for ri, rid, url, length, parse in records(f):
+                head = Document(text="", id=rid or f"{filepath}/{ri}", metadata={"url": url})
+                if not self._too_large(head, length or 0, filepath):  # before the payload is read
+                    yield self._parse(filepath, ri, parse)
 
     def _read_jsonl(self, filepath: str):
         def parse(line: str) -> dict:

@@ -165,8 +165,7 @@ def test_a_missing_text_column_or_key_is_reported_per_file(tmp_path):
 
 def test_too_large_documents_are_rejected_before_their_payload_is_read(tmp_path, pages, monkeypatch):
     import pyarrow.parquet as pq
-    from datatrove.pipeline.readers import warc
-
+    from lmforge.data import warc_fast
     from lmforge.data.blocks import WorkWriter
     from lmforge.data.readers import SafeReader
 
@@ -179,8 +178,8 @@ def test_too_large_documents_are_rejected_before_their_payload_is_read(tmp_path,
     (tmp_path / "in" / "d.jsonl").write_text(json.dumps({"id": "long", "text": long_text}) + "\n"
                                              + json.dumps({"id": "short", "text": "Short."}) + "\n")
     seen = []
-    monkeypatch.setattr(warc, "process_record", lambda rec, real=warc.process_record: (
-        seen.append(rec.rec_headers.get_header("WARC-Target-URI")), real(rec))[1])
+    monkeypatch.setattr(warc_fast, "_document", lambda rec, ri, real=warc_fast._document: (
+        seen.append(rec.headers.get("WARC-Target-URI")), real(rec, ri))[1])
     for fmt, f in (("warc", "w.warc.gz"), ("jsonl", "d.jsonl")):
         r = SafeReader(fmt, str(tmp_path / "in"), [f], "s", max_doc_bytes=cap,
                        exclusion_writer=WorkWriter(str(tmp_path / "rej" / fmt), step="read"))
