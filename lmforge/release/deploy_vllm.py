@@ -8,8 +8,8 @@ the same `serve` limits:
 - `vllm-kubernetes.yaml` — the shared GPU Deployment/Service (``manifests``) with vLLM's
   container, and a HorizontalPodAutoscaler on vLLM's queue gauge
   `vllm:num_requests_waiting`, which the custom metrics API serves as
-  `vllm_num_requests_waiting` after a prometheus-adapter rename rule (the rule is
-  printed in the file's header: Kubernetes metric names cannot carry the colon);
+  `vllm_num_requests_waiting` after a prometheus-adapter rename rule (printed in the
+  file's header);
 - `vllm.sbatch` — a SLURM job running the same image through apptainer.
 
 How the `serve` limits map: max_total_tokens → `--max-model-len` (vLLM bounds prompt +

@@ -12,7 +12,7 @@ tokenizers' DecodeStream) and every token goes to the request's `emit` callback.
 
 Why not transformers 5's continuous batching: `model.generate_batch` runs on CPU, but
 bench/bench_engine.py (release model, 8 prompts in flight, 32 new tokens, 1 thread,
-same run) measured this engine 2.4-3.1x faster than it with a paged cache sized for the
+same run) measured this engine 2.4-3.6x faster than it with a paged cache sized for the
 load, and ~10x faster with its default sizing; it has no streaming yet either. Where a
 step's time goes (cProfile, 48 short requests, 8 in flight): forward passes 82% (prefill
 passes a third of the wall time), cache rebuilding 12%, token choice 4%, detokenising
