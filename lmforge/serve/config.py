@@ -27,7 +27,8 @@ class ServeConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     def __post_init__(self):
-        require(0 < self.max_input_tokens and (self.max_total_tokens is None or self.max_input_tokens < self.max_total_tokens),
+        total = self.max_total_tokens
+        require(0 < self.max_input_tokens and (total is None or self.max_input_tokens < total),
                 "serve.max_input_tokens must be positive and below serve.max_total_tokens")
         require(self.max_concurrent_requests >= 1, "serve.max_concurrent_requests must be >= 1")
         require(self.max_batch_size >= 1, "serve.max_batch_size must be >= 1")

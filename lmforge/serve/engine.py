@@ -16,13 +16,11 @@ same run) measured this engine 2.4-3.6x faster than it with a paged cache sized 
 load, and ~10x faster with its default sizing; it has no streaming yet either. Where a
 step's time goes (cProfile, 48 short requests, 8 in flight): forward passes 82% (prefill
 passes a third of the wall time), cache rebuilding 12%, token choice 4%, detokenising
-0.5%. Joining newcomers' prefill into the decode pass was tried and lost (69 -> 50 tok/s):
-padding every running row to the prompt's width costs more than the pass it saves.
+0.5%. Prefill inside the decode pass lost (69 -> 50 tok/s): padding rows costs more than it saves.
 
-The cache is transformers 5's `DynamicCache`, which cannot left-pad or trim columns: `_rebuild`
-remakes it from each layer's `keys`/`values` with the model's config (layers keep their kind).
-A failure ends only the request that causes it (TGI "generation" error, 424): a row whose
-token choice raises is evicted alone; a batched pass that raises is retried row by row.
+transformers 5's `DynamicCache` cannot left-pad or trim columns: `_rebuild` remakes it from each
+layer's `keys`/`values` (layers keep their kind). A failure ends only its request (TGI "generation"
+error, 424): a failing row is evicted alone; a batched pass that raises is retried row by row.
 """
 from __future__ import annotations
 

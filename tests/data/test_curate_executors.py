@@ -44,7 +44,8 @@ def small(cfg, tmp_path_factory):
             dataclasses.replace(rst, name="copies", path=str(tmp / "in" / "copies.jsonl")),
             SourceConfig("fortunes", str(tmp / "in" / "fortunes.parquet"), "parquet")]
     dedup = dataclasses.replace(cfg.dedup, num_perm=32, bands=4, rows=8)
-    return tmp, dataclasses.replace(cfg, sources=srcs, workers=2, review_labels=None, dedup=dedup,
+    # no shard cache: every run here must really run its shard tasks on its executor
+    return tmp, dataclasses.replace(cfg, sources=srcs, workers=2, review_labels=None, dedup=dedup, cache_dir=None,
                                     decontamination=dataclasses.replace(cfg.decontamination, enabled=False))
 
 
