@@ -26,7 +26,8 @@ import time
 import pytest
 
 from lmforge.config import load_params
-from support.orchestration import clone_project, git_commit, pipeline_env, run
+from support.orchestration import (clone_project, exp_show, git_commit, pipeline_env, run, start_queue,
+                                   wait_for_queue)
 
 TARGET = "eval_pretrain"
 HEADLINE = {"metrics/pretrain.json": ("val_ppl", "init_val_ppl", "steps"),
@@ -45,7 +46,7 @@ def _shorten(params: dict) -> None:
 def experiments(repo, env) -> dict[str, dict]:
     """{name: {"params": params.yaml data, file: {headline key: value}}} from `dvc exp show --json`."""
     out = {}
-    for base in json.loads(run(["dvc", "exp", "show", "--json"], repo, env=env).stdout):
+    for base in exp_show(repo, env):
         for exp in base.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 data = rev.get("data") or {}
@@ -62,19 +63,6 @@ def _exp_run(repo, env, name: str, *sets: str):
     out = run(["dvc", "exp", "run", *args, "-n", name, TARGET], repo, env=env, timeout=900)
     print(f"dvc exp run {name}: {time.monotonic() - t:.0f} s")   # shown with pytest -s
     return out
-
-
-def _wait_for(repo, env, names: set[str], seconds: int = 1200) -> None:
-    """Until `dvc queue status` says Success for every one of ``names`` (polled gently: each
-    DVC call costs a second or two of CPU that the queued runs need)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        status = run(["dvc", "queue", "status"], repo, env=env, check=False).stdout
-        done = {n for n in names for line in status.splitlines() if n in line.split() and "Success" in line}
-        if done == names:
-            return
-        assert "Failed" not in status and time.monotonic() < deadline, status
-        time.sleep(10)
 
 
 @pytest.mark.timeout(1800)   # over 3 min of CPU; a loaded machine stretches it
@@ -107,9 +95,9 @@ def test_exp_run_a_queue_and_checkpoints_that_stay_with_their_run(tmp_path):
     for lr in ("1e-3", "6e-3"):
         run(["dvc", "exp", "run", "--queue", "-S", f"pretrain.lr={lr}", "-n", f"lr-{lr}", TARGET], repo, env=env)
     t = time.monotonic()
-    run(["dvc", "queue", "start", "-j", "1"], repo, env=env)
+    start_queue(repo, env)
     try:
-        _wait_for(repo, env, {"lr-1e-3", "lr-6e-3"})
+        wait_for_queue(repo, {"lr-1e-3", "lr-6e-3"}, env, seconds=1200)
     finally:
         run(["dvc", "queue", "stop", "--kill"], repo, env=env, check=False)
     print(f"queue of two: {time.monotonic() - t:.0f} s")

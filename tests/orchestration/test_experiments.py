@@ -7,15 +7,14 @@ One `dvc exp run -S`, then a queue of two experiments started with `dvc queue st
 from __future__ import annotations
 
 import json
-import time
 
-from support.orchestration import make_tiny_repo, run
+from support.orchestration import exp_show, make_tiny_repo, run, start_queue, wait_for_queue
 
 
 def experiments(repo) -> dict[str, dict]:
     """{experiment name: {"params": count section, "metrics": count.json}} from `dvc exp show --json`."""
     out = {}
-    for base in json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout):
+    for base in exp_show(repo):
         for exp in base.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 data = rev.get("data") or {}
@@ -34,13 +33,13 @@ def test_exp_run_and_a_queue_of_two(tmp_path):
 
     for scale in (4, 5):
         run(["dvc", "exp", "run", "--queue", "-S", f"count.scale={scale}", "-n", f"scale-{scale}"], repo)
-    run(["dvc", "queue", "start", "-j", "1"], repo)
-    deadline = time.monotonic() + 300
-    while not {"scale-4", "scale-5"} <= set(got := experiments(repo)):
-        assert time.monotonic() < deadline, run(["dvc", "queue", "status"], repo, check=False).stdout
-        time.sleep(3)
+    start_queue(repo)
+    try:
+        wait_for_queue(repo, {"scale-4", "scale-5"})
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], repo, check=False)
+    got = experiments(repo)
     assert [got[f"scale-{s}"]["metrics"]["score"] for s in (3, 4, 5)] == [9, 12, 15]
-    run(["dvc", "queue", "stop", "--kill"], repo, check=False)
 
     diff = json.loads(run(["dvc", "exp", "diff", "scale-4", "scale-5", "--json"], repo).stdout)
     assert diff["metrics"]["metrics/count.json"]["score"] == {"old": 12, "new": 15, "diff": 3}

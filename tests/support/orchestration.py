@@ -7,11 +7,13 @@ for real in seconds, whatever state the main pipeline is in.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -82,6 +84,44 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: int = 240,
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p
+
+
+def start_queue(repo: Path, environ: dict | None = None, jobs: int = 1) -> None:
+    """`dvc queue start -j N`, its output to a file: the worker it detaches inherits the
+    output, so with pipes (``capture_output``) the call would last until the queue is done."""
+    log = repo.parent / f"{repo.name}-queue-start.log"
+    with open(log, "w") as out:
+        p = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=repo, env=environ or env(),
+                           stdout=out, stderr=subprocess.STDOUT, timeout=240)
+    assert p.returncode == 0, log.read_text()
+
+
+def wait_for_queue(repo: Path, names: set[str], environ: dict | None = None, seconds: int = 300) -> None:
+    """Until `dvc queue status` says Success for every one of ``names``. Polled gently (each DVC
+    call costs a second or two of CPU that the queued runs need), and not with `dvc exp show`,
+    which fails while the worker creates or removes a run's temporary copy."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = run(["dvc", "queue", "status"], repo, check=False, env=environ).stdout
+        done = {n for n in names for line in status.splitlines() if n in line.split() and "Success" in line}
+        if done == names:
+            return
+        assert "Failed" not in status and time.monotonic() < deadline, status
+        time.sleep(5)
+
+
+def exp_show(repo: Path, environ: dict | None = None, tries: int = 10) -> list:
+    """`dvc exp show --json`, retried while a queue worker is still removing a temporary copy
+    (DVC then fails with "directory '.dvc/tmp/exps/...' does not exist")."""
+    for _ in range(tries - 1):
+        p = run(["dvc", "exp", "show", "--json"], repo, check=False, env=environ)
+        if p.returncode == 0 or "does not exist" not in p.stderr:
+            break
+        time.sleep(3)
+    else:
+        p = run(["dvc", "exp", "show", "--json"], repo, env=environ)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout)
 
 
 def git_commit(repo: Path, msg: str) -> str:
