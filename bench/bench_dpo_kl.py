@@ -37,7 +37,7 @@ def main() -> None:
     import pandas as pd
 
     from lmforge.align.common import load_causal_lm, load_tokenizer
-    from lmforge.align.dpo import DPOParams, dpo_trainer
+    from lmforge.align.dpo import DPOStageConfig, dpo_trainer
     from lmforge.config import build
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-dpo-kl-"))
@@ -50,7 +50,7 @@ def main() -> None:
     pairs = pd.DataFrame({"prompt": df.prompt, "chosen": df.response,
                           "rejected": df.response.sample(frac=1.0, random_state=0).values})
     pairs = pairs[pairs.chosen != pairs.rejected].head(200 + args.probe).reset_index(drop=True)
-    p = build(DPOParams, {"sft_model": sft, "kl_probe": args.probe,
+    p = build(DPOStageConfig, {"sft_model": sft, "kl_probe": args.probe,
                           "train": {"max_steps": 1000, "batch_size": 8, "max_length": 256}}, "dpo")
     tok = load_tokenizer(sft)
     policy, ref = load_causal_lm(sft, "sft"), load_causal_lm(sft, "sft")

@@ -65,10 +65,10 @@ def cpu() -> float:
 def extract_all(engine: str, pages) -> tuple[dict[str, str], float, float]:
     from datatrove.data import Document
 
-    from lmforge.data.curate_config import ExtractParams
+    from lmforge.data.curate_config import ExtractConfig
     from lmforge.data.extract import make_extractor
 
-    step = make_extractor(ExtractParams(engine=engine), None)
+    step = make_extractor(ExtractConfig(engine=engine), None)
     docs = [Document(text=html, id=url, metadata={"url": url}) for url, html in pages]
     c, t = cpu(), time.perf_counter()
     out = {d.id: d.text for d in step.run(iter(docs))}

@@ -36,8 +36,8 @@ def main() -> None:
     import torch
     from trl import SFTTrainer
 
-    from lmforge.align.instructions import InstructionsParams, check_and_split
-    from lmforge.align.sft import SFTParams, build_trainer, to_dataset
+    from lmforge.align.instructions import InstructionsConfig, check_and_split
+    from lmforge.align.sft import SFTStageConfig, build_trainer, to_dataset
     from lmforge.config import build
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sft-"))
@@ -47,9 +47,9 @@ def main() -> None:
 
         df = pd.read_parquet(REPO / "data/instructions/pairs.parquet")
         base = str(make_llama(tmp / "base", (df.prompt + "\n" + df.response).tolist(), vocab=2048, hidden=128))
-    check_and_split(InstructionsParams(path=str(REPO / "data/instructions/pairs.parquet"), out_dir=str(tmp / "i")),
+    check_and_split(InstructionsConfig(path=str(REPO / "data/instructions/pairs.parquet"), out_dir=str(tmp / "i")),
                     str(tmp / "gx.json"))
-    p = build(SFTParams, {"base_model": base, "data_dir": str(tmp / "i"), "feedback_dir": str(tmp / "none"),
+    p = build(SFTStageConfig, {"base_model": base, "data_dir": str(tmp / "i"), "feedback_dir": str(tmp / "none"),
                           "train": {"max_steps": 1000, "batch_size": 8}}, "sft")
     ours, tok, df = build_trainer(p, 0)
     theirs = SFTTrainer(model=ours.model, args=ours.args, train_dataset=to_dataset(df, False), processing_class=tok)

@@ -50,20 +50,20 @@ def align_check(work: Path, cpu_smoke: bool, steps: int = 60, batch: int = 16) -
     from support.tiny_model import build_tiny_model
 
     from lmforge.align.common import load_causal_lm, load_tokenizer, with_context
-    from lmforge.align.dpo import DPOParams, dpo_trainer
-    from lmforge.align.instructions import InstructionsParams, check_and_split
-    from lmforge.align.sft import SFTParams, build_trainer
+    from lmforge.align.dpo import DPOStageConfig, dpo_trainer
+    from lmforge.align.instructions import InstructionsConfig, check_and_split
+    from lmforge.align.sft import SFTStageConfig, build_trainer
     from lmforge.config import build
 
     shape = dict(hidden_size=64, layers=1) if cpu_smoke else dict(hidden_size=768, layers=12)
     base = str(build_tiny_model(work / "align-base", max_position_embeddings=512, **shape))
     instr = work / "instructions"
-    check_and_split(InstructionsParams(path=str(SAMPLE), out_dir=str(instr)), str(work / "instructions-gx.json"))
+    check_and_split(InstructionsConfig(path=str(SAMPLE), out_dir=str(instr)), str(work / "instructions-gx.json"))
     if cpu_smoke:
         steps, batch = 2, 2
     train = {"max_steps": steps, "batch_size": batch, "lr": 1e-4, "threads": 1}
 
-    sft = with_context(build(SFTParams, {"base_model": base, "data_dir": str(instr), "out_dir": str(work / "sft"),
+    sft = with_context(build(SFTStageConfig, {"base_model": base, "data_dir": str(instr), "out_dir": str(work / "sft"),
                                          "feedback_dir": str(work / "no-feedback"), "train": train}, "sft"), base)
     trainer, _, _ = build_trainer(sft, 0, str(work / "sft-work"))
     out = {"sft": _run("sft", trainer)}
@@ -73,7 +73,7 @@ def align_check(work: Path, cpu_smoke: bool, steps: int = 60, batch: int = 16) -
     pairs = pd.DataFrame({"prompt": df.prompt, "chosen": df.response,
                           "rejected": df.response.sample(frac=1, random_state=0).to_numpy()})
     pairs = pairs[pairs.chosen != pairs.rejected].reset_index(drop=True)
-    dpo = with_context(build(DPOParams, {"sft_model": base, "train": train}, "dpo"), base)
+    dpo = with_context(build(DPOStageConfig, {"sft_model": base, "train": train}, "dpo"), base)
     tok = load_tokenizer(base)
     trainer = dpo_trainer(dpo, load_causal_lm(base), load_causal_lm(base), tok, pairs, 0, str(work / "dpo-work"))
     out["dpo"] = _run("dpo", trainer)

@@ -7,6 +7,10 @@ This module walks the imports of a stage's entry module (``python -m stages.X`` 
 dvc.yaml), including imports inside functions, and returns the ``lmforge``/``stages``
 files it can reach. ``python -m lmforge.codedeps`` checks dvc.yaml against that;
 ``--write`` rewrites each stage's code deps (data deps and comments are kept).
+
+A module that starts another as a child process (``python -m ...``) names it in a module-level
+``SUBPROCESS_MODULES`` tuple; the walk follows those names like imports, so the deploy stage,
+which runs `lmforge serve` in a subprocess, reruns when the server's code changes.
 """
 from __future__ import annotations
 
@@ -37,6 +41,9 @@ def _imported(path: Path, module: str) -> set[str]:
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
             names |= {base} | {f"{base}.{a.name}" for a in node.names}  # `from pkg import mod`
+        elif (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SUBPROCESS_MODULES" for t in node.targets)
+              and isinstance(node.value, (ast.Tuple, ast.List))):
+            names |= {e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
     return {n for n in names if n.split(".")[0] in PACKAGES}
 
 

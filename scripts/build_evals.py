@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lmforge.align.instructions import InstructionsParams  # noqa: E402
+from lmforge.align.instructions import InstructionsConfig  # noqa: E402
 from lmforge.config import section  # noqa: E402
 from lmforge.evals import items  # noqa: E402
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     sft = items.sft_origins(args.pairs)
-    safety = section(InstructionsParams, "instructions").safety_fraction
+    safety = section(InstructionsConfig, "instructions").safety_fraction
     tasks = {
         "manpages_mc": items.multiple_choice(items.man_facts(args.man), args.n, args.seed, "manpages_mc"),
         "docstrings_mc": items.multiple_choice(items.docstring_facts(items.DOCSTRING_MODULES, sft), args.n,

@@ -9,7 +9,7 @@ naming the expectation and the store file, which stops `dvc repro` before SFT/DP
 from __future__ import annotations
 
 from lmforge.config import load_params, section
-from lmforge.evals.decontam import DecontaminationParams
+from lmforge.evals.decontam import DecontaminationConfig
 from lmforge.io import write_csv, write_json
 from lmforge.feedback.drift import drift_report
 from lmforge.feedback.harvest import HarvestConfig, run_harvest
@@ -19,7 +19,7 @@ from lmforge.stage import run_stage
 def main() -> None:
     params = load_params()
     cfg = section(HarvestConfig, "harvest", params)
-    res = run_harvest(cfg, section(DecontaminationParams, "data.decontamination", params))
+    res = run_harvest(cfg, section(DecontaminationConfig, "data.decontamination", params))
     drift, hist = drift_report(cfg.drift, res.train_prompts, res.live_prompts,
                                res.metrics["ratings_up"], res.metrics["ratings_down"], res.new_examples)
     write_json("metrics/harvest.json", res.metrics)

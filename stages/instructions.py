@@ -1,15 +1,15 @@
 """Stage `instructions`: GX-check the committed instruction sample, split it, decontaminate train."""
-from lmforge.align.instructions import InstructionsParams, check_and_split
+from lmforge.align.instructions import InstructionsConfig, check_and_split
 from lmforge.config import load_params, section
-from lmforge.evals.decontam import DecontaminationParams
+from lmforge.evals.decontam import DecontaminationConfig
 from lmforge.io import write_json
 from lmforge.stage import run_stage
 
 
 def main() -> None:
     params = load_params()
-    p = section(InstructionsParams, "instructions", params)
-    decontam = section(DecontaminationParams, "data.decontamination", params)
+    p = section(InstructionsConfig, "instructions", params)
+    decontam = section(DecontaminationConfig, "data.decontamination", params)
     metrics = check_and_split(p, "metrics/gx/instructions.json", decontam=decontam)
     write_json("metrics/instructions.json", metrics)
     print(metrics)

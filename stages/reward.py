@@ -1,12 +1,12 @@
 """Stage `reward`: train the reward model on preference pairs, report held-out accuracy."""
-from lmforge.align.reward import RewardParams, train_reward
+from lmforge.align.reward import RewardStageConfig, train_reward
 from lmforge.config import load_params, section
 from lmforge.io import write_csv, write_json
 from lmforge.stage import run_stage
 
 
 def main() -> None:
-    p = section(RewardParams, "reward")
+    p = section(RewardStageConfig, "reward")
     metrics, curve = train_reward(p, load_params()["seed"], live="reward")
     write_json("metrics/reward.json", metrics)
     write_csv("metrics/reward_loss.csv", curve)

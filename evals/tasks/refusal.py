@@ -1,8 +1,8 @@
 """Scoring of the lmforge_refusal task: a reply counts as a refusal when it opens with one of
 the refusal phrases the post-training gates use (lmforge.align.evaluate), so both agree."""
-from lmforge.align.evaluate import EvalParams, is_refusal
+from lmforge.align.evaluate import GateEvalConfig, is_refusal
 
-MARKERS = EvalParams().refusal_markers
+MARKERS = GateEvalConfig().refusal_markers
 
 
 def process_results(doc: dict, results: list[str]) -> dict:

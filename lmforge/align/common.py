@@ -34,7 +34,7 @@ CONTRACT_TEMPLATE = CHAT_TEMPLATE  # the one template, defined with the tokenize
 
 
 @dataclasses.dataclass
-class LoraParams:
+class AdapterConfig:
     """LoRA through peft; the adapter is merged into full weights before export."""
 
     enabled: bool = False
@@ -63,7 +63,7 @@ class LoraParams:
 
 
 @dataclasses.dataclass
-class TrainParams:
+class TrainConfig:
     """Optimisation knobs shared by the three trainers."""
 
     max_steps: int = 40
@@ -103,7 +103,7 @@ def use_bf16(requested: bool | None) -> bool:
     return supported if requested is None else bool(requested) and supported
 
 
-def deepspeed_config(tp: TrainParams) -> dict | None:
+def deepspeed_config(tp: TrainConfig) -> dict | None:
     """The DeepSpeed config, shared with pretraining.
 
     ``"shared"`` builds it with pretraining's own builder
@@ -125,7 +125,7 @@ def deepspeed_config(tp: TrainParams) -> dict | None:
     return json.loads(p.read_text())
 
 
-def trl_kwargs(tp: TrainParams, seed: int, out_dir: str | None) -> dict[str, Any]:
+def trl_kwargs(tp: TrainConfig, seed: int, out_dir: str | None) -> dict[str, Any]:
     """Arguments every TRL config here gets (``out_dir`` None: a scratch folder, no checkpoints)."""
     import tempfile
 

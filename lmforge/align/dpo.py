@@ -26,18 +26,18 @@ import dataclasses
 
 import pandas as pd
 
-from lmforge.align.common import (LoraParams, TrainParams, live_callbacks, load_causal_lm, load_tokenizer,
+from lmforge.align.common import (AdapterConfig, TrainConfig, live_callbacks, load_causal_lm, load_tokenizer,
                                   trained_model, trl_kwargs, with_context)
-from lmforge.align.evaluate import (EvalParams, completion_logprobs, generate_replies, policy_metrics, reward_scores,
+from lmforge.align.evaluate import (GateEvalConfig, completion_logprobs, generate_replies, policy_metrics, reward_scores,
                                    token_kl)
-from lmforge.align.preferences import PreferenceParams, check_pairs, rejection_pairs, to_dataset
+from lmforge.align.preferences import PreferenceConfig, check_pairs, rejection_pairs, to_dataset
 from lmforge.align.reward import load_reward_model, read_pairs
 from lmforge.config import require
 from lmforge.io import atomic_path
 
 
 @dataclasses.dataclass
-class DPOParams:
+class DPOStageConfig:
     sft_model: str = "models/sft"
     reward_model: str = "models/reward"
     pairs_dir: str = "data/preferences"
@@ -48,9 +48,9 @@ class DPOParams:
     rejection_prompts: int = 32  # (a) rejection sampling: prompts ...
     rejection_samples: int = 4  # ... and samples per prompt
     kl_probe: int = 8  # held-out pairs the KL curve is measured on at each logging step; 0 = none
-    train: TrainParams = dataclasses.field(default_factory=lambda: TrainParams(max_steps=30, lr=5e-4))
-    lora: LoraParams = dataclasses.field(default_factory=LoraParams)
-    eval: EvalParams = dataclasses.field(default_factory=EvalParams)
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(max_steps=30, lr=5e-4))
+    lora: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
+    eval: GateEvalConfig = dataclasses.field(default_factory=GateEvalConfig)
 
     def __post_init__(self):
         require(self.beta > 0, f"dpo.beta must be > 0, got {self.beta}")
@@ -80,7 +80,7 @@ def win_rate(rm, tok, prompts: list[str], new: list[str], old: list[str], max_le
     return sum(wins) / max(1, len(wins))
 
 
-def make_rejection_pairs(p: DPOParams, pref: PreferenceParams, policy, rm, tok, seed: int) -> tuple[pd.DataFrame, int]:
+def make_rejection_pairs(p: DPOStageConfig, pref: PreferenceConfig, policy, rm, tok, seed: int) -> tuple[pd.DataFrame, int]:
     if p.rejection_prompts == 0:
         return pd.DataFrame(columns=["prompt", "chosen", "rejected", "source", "score_margin"]), 0
     src = pd.read_parquet(f"{p.data_dir}/train.parquet")
@@ -121,7 +121,7 @@ class _AdapterOff:
             return self.model(**kw)
 
 
-def dpo_trainer(p: DPOParams, policy, ref, tok, pairs: pd.DataFrame, seed: int, work_dir: str | None = None,
+def dpo_trainer(p: DPOStageConfig, policy, ref, tok, pairs: pd.DataFrame, seed: int, work_dir: str | None = None,
                 live: str | None = None, probe: pd.DataFrame | None = None):
     """TRL's DPOTrainer for ``policy`` against the frozen ``ref`` (no gradients, no optimizer state).
 
@@ -144,7 +144,7 @@ def dpo_trainer(p: DPOParams, policy, ref, tok, pairs: pd.DataFrame, seed: int, 
     return trainer
 
 
-def train_dpo(p: DPOParams, pref: PreferenceParams, seed: int, work_dir: str | None = None,
+def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: str | None = None,
               live: str | None = None):
     """Returns (model, tokenizer, metrics, curve, samples); the caller gates, reports and saves."""
     p = with_context(p, p.sft_model)

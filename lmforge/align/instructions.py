@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.config import require
-from lmforge.evals.decontam import DecontaminationParams, drop_contaminated_pairs
+from lmforge.evals.decontam import DecontaminationConfig, drop_contaminated_pairs
 from lmforge.io import atomic_dir
 
 COLUMNS = ["prompt", "response", "source", "licence"]
@@ -30,7 +30,7 @@ REFUSAL_SOURCE = "refusal"
 
 
 @dataclasses.dataclass
-class InstructionsParams:
+class InstructionsConfig:
     path: str = "data/instructions/pairs.parquet"
     out_dir: str = "data/instructions_checked"
     val_fraction: float = 0.05
@@ -47,7 +47,7 @@ class InstructionsParams:
         require(0 < self.min_response_chars <= self.max_response_chars, "min/max_response_chars out of order")
 
 
-def expectations(p: InstructionsParams) -> list:
+def expectations(p: InstructionsConfig) -> list:
     import great_expectations.expectations as gxe
 
     out = [gxe.ExpectTableColumnsToMatchSet(column_set=COLUMNS + ["origin"], exact_match=False)]
@@ -77,7 +77,7 @@ def in_safety_split(prompt: str, safety_fraction: float) -> bool:
     return _bucket(prompt) < safety_fraction
 
 
-def assign_split(df: pd.DataFrame, p: InstructionsParams) -> pd.Series:
+def assign_split(df: pd.DataFrame, p: InstructionsConfig) -> pd.Series:
     b = df["prompt"].map(_bucket)
     refusal = df["source"] == REFUSAL_SOURCE
     split = pd.Series("train", index=df.index)
@@ -86,8 +86,8 @@ def assign_split(df: pd.DataFrame, p: InstructionsParams) -> pd.Series:
     return split
 
 
-def check_and_split(p: InstructionsParams, out_json: str, docs_dir: str | None = None,
-                    decontam: DecontaminationParams | None = None) -> dict:
+def check_and_split(p: InstructionsConfig, out_json: str, docs_dir: str | None = None,
+                    decontam: DecontaminationConfig | None = None) -> dict:
     """Run the GX suite on ``p.path``; on success write train/val/safety parquet files, and the
     train pairs ``decontam`` drops (none when it is None) to rejected.parquet."""
     from lmforge.checks.runner import run_checks
@@ -105,7 +105,7 @@ def check_and_split(p: InstructionsParams, out_json: str, docs_dir: str | None =
     df = df.assign(split=assign_split(df, p))
     splits = {s: df[df.split == s].reset_index(drop=True) for s in ("train", "val", "safety")}
     splits["train"], rejected, decont = drop_contaminated_pairs(
-        splits["train"], decontam or DecontaminationParams(enabled=False), ["prompt", "response"])
+        splits["train"], decontam or DecontaminationConfig(enabled=False), ["prompt", "response"])
     for s, part in splits.items():
         if len(part) == 0:
             raise ValueError(f"{path}: split '{s}' is empty after splitting {len(df)} rows"

@@ -28,13 +28,13 @@ import pandas as pd
 
 from lmforge.align.common import generate
 from lmforge.config import require
-from lmforge.evals.decontam import DecontaminationParams, drop_contaminated_pairs
+from lmforge.evals.decontam import DecontaminationConfig, drop_contaminated_pairs
 
 COLUMNS = ["prompt", "chosen", "rejected", "source"]
 
 
 @dataclasses.dataclass
-class PreferenceParams:
+class PreferenceConfig:
     sft_model: str = "models/sft"
     data_dir: str = "data/instructions_checked"
     feedback_dir: str = "data/feedback"
@@ -87,7 +87,7 @@ def _drop_identical(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return df[keep].reset_index(drop=True), int((~keep).sum())
 
 
-def reference_pairs(model, tok, prompts: list[str], references: list[str], p: PreferenceParams,
+def reference_pairs(model, tok, prompts: list[str], references: list[str], p: PreferenceConfig,
                     seed: int) -> tuple[pd.DataFrame, int]:
     """(b): reference answer chosen over the model's own sample."""
     samples = generate(model, tok, prompts, max_new_tokens=p.max_new_tokens, sample=True,
@@ -96,7 +96,7 @@ def reference_pairs(model, tok, prompts: list[str], references: list[str], p: Pr
     return _drop_identical(df)
 
 
-def rejection_pairs(model, rm, tok, prompts: list[str], n: int, p: PreferenceParams, seed: int,
+def rejection_pairs(model, rm, tok, prompts: list[str], n: int, p: PreferenceConfig, seed: int,
                     max_length: int = 256) -> tuple[pd.DataFrame, int]:
     """(a): n samples per prompt, best against worst under the reward model."""
     from lmforge.align.evaluate import reward_scores
@@ -119,7 +119,7 @@ def _is_val(prompt: str, fraction: float) -> bool:
     return int(hashlib.sha1(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def build_preferences(model, tok, p: PreferenceParams, seed: int, decontam: DecontaminationParams | None = None
+def build_preferences(model, tok, p: PreferenceConfig, seed: int, decontam: DecontaminationConfig | None = None
                       ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     """Train and held-out pairs from (b) and (c), and the train pairs ``decontam`` set aside."""
     train_src = pd.read_parquet(Path(p.data_dir) / "train.parquet")
@@ -133,7 +133,7 @@ def build_preferences(model, tok, p: PreferenceParams, seed: int, decontam: Deco
     train = check_pairs(pd.concat([train, fb[~fb_val]], ignore_index=True), "preference train pairs")
     val = check_pairs(pd.concat([val, fb[fb_val]], ignore_index=True), "preference held-out pairs")
     train, contaminated, decont = drop_contaminated_pairs(
-        train, decontam or DecontaminationParams(enabled=False), ["prompt", "chosen", "rejected"])
+        train, decontam or DecontaminationConfig(enabled=False), ["prompt", "chosen", "rejected"])
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"no usable preference pairs (train {len(train)}, held-out {len(val)}): every sample "
                          "equalled its reference or carried an eval item; raise preferences.temperature "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lmforge.align.common import (LoraParams, TrainParams, check_model_dir, live_callbacks, load_tokenizer,
+from lmforge.align.common import (AdapterConfig, TrainConfig, check_model_dir, live_callbacks, load_tokenizer,
                                   save_model, trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import reward_scores
 from lmforge.align.preferences import check_pairs, to_dataset
@@ -23,13 +23,13 @@ from lmforge.config import require
 
 
 @dataclasses.dataclass
-class RewardParams:
+class RewardStageConfig:
     sft_model: str = "models/sft"
     pairs_dir: str = "data/preferences"
     out_dir: str = "models/reward"
     min_accuracy: float | None = None  # held-out pairwise accuracy below this fails the stage
-    train: TrainParams = dataclasses.field(default_factory=lambda: TrainParams(max_steps=30, lr=5e-4))
-    lora: LoraParams = dataclasses.field(default_factory=LoraParams)
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(max_steps=30, lr=5e-4))
+    lora: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
 
     def __post_init__(self):
         require(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "reward.min_accuracy must be in [0, 1]")
@@ -71,7 +71,7 @@ def read_pairs(pairs_dir: str, split: str) -> pd.DataFrame:
     return check_pairs(pd.read_parquet(path), str(path))
 
 
-def train_reward(p: RewardParams, seed: int, work_dir: str | None = None,
+def train_reward(p: RewardStageConfig, seed: int, work_dir: str | None = None,
                  live: str | None = None) -> tuple[dict, list[dict]]:
     from trl import RewardConfig, RewardTrainer
 

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from lmforge.align.common import (LoraParams, TrainParams, live_callbacks, load_causal_lm, load_tokenizer,
+from lmforge.align.common import (AdapterConfig, TrainConfig, live_callbacks, load_causal_lm, load_tokenizer,
                                   trained_model, trl_kwargs, with_context)
-from lmforge.align.evaluate import EvalParams
+from lmforge.align.evaluate import GateEvalConfig
 from lmforge.config import ParamsError, require
 
 
 @dataclasses.dataclass
-class SFTParams:
+class SFTStageConfig:
     base_model: str = "models/pretrain/hf"
     data_dir: str = "data/instructions_checked"
     feedback_dir: str = "data/feedback"
@@ -38,9 +38,9 @@ class SFTParams:
     max_per_source: int = 150  # training examples per source (0 = all)
     source_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     packing: bool = False
-    train: TrainParams = dataclasses.field(default_factory=TrainParams)
-    lora: LoraParams = dataclasses.field(default_factory=LoraParams)
-    eval: EvalParams = dataclasses.field(default_factory=EvalParams)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    lora: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
+    eval: GateEvalConfig = dataclasses.field(default_factory=GateEvalConfig)
 
     def __post_init__(self):
         require(self.max_per_source >= 0, f"max_per_source must be >= 0, got {self.max_per_source}")
@@ -66,7 +66,7 @@ def read_feedback_sft(feedback_dir: str) -> pd.DataFrame:
     return df[cols]
 
 
-def training_frame(p: SFTParams, seed: int) -> pd.DataFrame:
+def training_frame(p: SFTStageConfig, seed: int) -> pd.DataFrame:
     path = Path(p.data_dir) / "train.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path}: checked instructions missing (run the instructions stage)")
@@ -136,7 +136,7 @@ def _weighted_trainer_cls():
     return WeightedSFTTrainer
 
 
-def build_trainer(p: SFTParams, seed: int, work_dir: str | None = None, live: str | None = None):
+def build_trainer(p: SFTStageConfig, seed: int, work_dir: str | None = None, live: str | None = None):
     """The configured (weighted) SFTTrainer, its tokenizer and the training frame."""
     from trl import SFTConfig, SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -156,7 +156,7 @@ def build_trainer(p: SFTParams, seed: int, work_dir: str | None = None, live: st
     return SFTTrainer(**kwargs), tok, df
 
 
-def train_sft(p: SFTParams, seed: int, work_dir: str | None = None, live: str | None = None):
+def train_sft(p: SFTStageConfig, seed: int, work_dir: str | None = None, live: str | None = None):
     """Fine-tune and merge LoRA if any; returns (model, tokenizer, metrics, loss curve).
 
     The caller evaluates, gates and only then saves (``lmforge.align.common.save_model``)."""

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from lmforge.config import ParamsError, build, require
-from lmforge.evals.decontam import DecontaminationParams
+from lmforge.evals.decontam import DecontaminationConfig
 
 
 @dataclass
-class ExtractParams:
+class ExtractConfig:
     """HTML to text (HTML sources only): ``trafilatura`` or ``resiliparse`` (lmforge/data/extract.py).
 
     ``timeout`` and ``favour_precision`` are Trafilatura's; ``main_content`` is Resiliparse's
@@ -33,7 +33,7 @@ class ExtractParams:
 
 
 @dataclass
-class URLFilterParams:
+class URLFilterConfig:
     """datatrove URLFilter with its shipped block lists; the TLD list is the bundled snapshot."""
     enabled: bool = True
     use_integrated_lists: bool = True
@@ -44,7 +44,7 @@ class URLFilterParams:
 
 
 @dataclass
-class LanguageParams:
+class LanguageConfig:
     """py3langid (model ships with the package): keep ``allowed`` languages at >= min_score."""
     enabled: bool = True
     allowed: list[str] = field(default_factory=lambda: ["en"])
@@ -58,7 +58,7 @@ class LanguageParams:
 
 
 @dataclass
-class GopherRepetitionParams:
+class GopherRepetitionConfig:
     enabled: bool = True
     dup_line_frac: Optional[float] = 0.3
     dup_para_frac: Optional[float] = 0.3
@@ -76,7 +76,7 @@ class GopherRepetitionParams:
 
 
 @dataclass
-class GopherQualityParams:
+class GopherQualityConfig:
     enabled: bool = True
     min_doc_words: Optional[int] = 50
     max_doc_words: Optional[int] = 100000
@@ -103,7 +103,7 @@ class C4QualityParams:
 
 
 @dataclass
-class FineWebQualityParams:
+class FineWebQualityConfig:
     enabled: bool = True
     line_punct_thr: float = 0.12
     line_punct_exclude_zero: bool = False
@@ -114,22 +114,22 @@ class FineWebQualityParams:
 
 
 @dataclass
-class FilterParams:
-    gopher_repetition: GopherRepetitionParams = field(default_factory=GopherRepetitionParams)
-    gopher_quality: GopherQualityParams = field(default_factory=GopherQualityParams)
+class FilterConfig:
+    gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
+    gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
     c4_quality: C4QualityParams = field(default_factory=C4QualityParams)
-    fineweb_quality: FineWebQualityParams = field(default_factory=FineWebQualityParams)
+    fineweb_quality: FineWebQualityConfig = field(default_factory=FineWebQualityConfig)
 
 
 @dataclass
-class PIIParams:
+class PIIConfig:
     emails: bool = True
     ips: bool = True
     only_public_ips: bool = True
 
 
 @dataclass
-class DedupParams:
+class DedupConfig:
     """Exact (normalised-text hash) then MinHash-LSH near-dedup.
 
     LSH with ``bands`` x ``rows`` proposes candidates; a candidate is a duplicate only if its
@@ -160,7 +160,7 @@ class DedupParams:
 
 
 @dataclass
-class SlurmParams:
+class CurateSlurmConfig:
     """datatrove SlurmPipelineExecutor settings (``executor: slurm``)."""
     partition: str = "cpu"
     time: str = "02:00:00"
@@ -180,7 +180,7 @@ class SlurmParams:
 # 4.9 GB in extraction and the filters.
 MAX_DOC_BYTES = 2_000_000
 
-FILTER_KEYS = tuple(f.name for f in dataclasses.fields(FilterParams))
+FILTER_KEYS = tuple(f.name for f in dataclasses.fields(FilterConfig))
 OVERRIDABLE = (*FILTER_KEYS, "language", "extract", "url_filter")
 
 
@@ -206,7 +206,7 @@ class DataConfig:
     sources: list[SourceConfig]
     workers: int = 2
     executor: Literal["local", "slurm", "ray"] = "local"
-    slurm: SlurmParams = field(default_factory=SlurmParams)
+    slurm: CurateSlurmConfig = field(default_factory=CurateSlurmConfig)
     val_fraction: float = 0.05
     rows_per_shard: int = 5000
     # per-shard filter results, keyed by shard content + settings + code (lmforge/data/shard_cache.py);
@@ -215,16 +215,16 @@ class DataConfig:
     # documents larger than this (WARC: record Content-Length; JSONL/Parquet: UTF-8 bytes of the
     # text) are rejected as `read:too_large` before extraction; null = no cap. See MAX_DOC_BYTES.
     max_doc_bytes: Optional[int] = MAX_DOC_BYTES
-    extract: ExtractParams = field(default_factory=ExtractParams)
-    url_filter: URLFilterParams = field(default_factory=URLFilterParams)
-    language: LanguageParams = field(default_factory=LanguageParams)
-    filters: FilterParams = field(default_factory=FilterParams)
-    pii: PIIParams = field(default_factory=PIIParams)
-    dedup: DedupParams = field(default_factory=DedupParams)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    url_filter: URLFilterConfig = field(default_factory=URLFilterConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    pii: PIIConfig = field(default_factory=PIIConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     # keep/drop labels from the review page, harvested from the feedback store; a `drop`
     # label rejects the document (reason `review`). null = ignore; a missing file = no labels.
     review_labels: Optional[str] = "data/feedback/review_labels.parquet"
-    decontamination: DecontaminationParams = field(default_factory=DecontaminationParams)
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
 
     def __post_init__(self):
         require(len(self.sources) > 0, "data.sources must list at least one source")
@@ -256,13 +256,13 @@ class DataConfig:
 class SourceSettings:
     """Everything one source's per-shard pipeline needs, after overrides."""
     source: SourceConfig
-    extract: ExtractParams
-    url_filter: URLFilterParams
-    language: LanguageParams
-    gopher_repetition: GopherRepetitionParams
-    gopher_quality: GopherQualityParams
+    extract: ExtractConfig
+    url_filter: URLFilterConfig
+    language: LanguageConfig
+    gopher_repetition: GopherRepetitionConfig
+    gopher_quality: GopherQualityConfig
     c4_quality: C4QualityParams
-    fineweb_quality: FineWebQualityParams
+    fineweb_quality: FineWebQualityConfig
 
 
 def _plain(obj, keep_enabled: bool = False) -> dict:

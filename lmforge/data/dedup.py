@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from lmforge.data.curate_config import DedupParams
+from lmforge.data.curate_config import DedupConfig
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -57,7 +57,7 @@ class Decision:
 class Deduplicator:
     """Streaming dedup: feed documents in priority order, get one Decision per document."""
 
-    def __init__(self, params: DedupParams):
+    def __init__(self, params: DedupConfig):
         import xxhash
         from datasketch import MinHash, MinHashLSH
 
@@ -121,7 +121,7 @@ class Deduplicator:
         return Decision(doc_id)
 
 
-def dedup(docs: Iterable[tuple[str, str]], params: DedupParams) -> Iterator[Decision]:
+def dedup(docs: Iterable[tuple[str, str]], params: DedupConfig) -> Iterator[Decision]:
     """Decisions for ``(id, text)`` pairs, in input order (earlier documents win)."""
     d = Deduplicator(params)
     for doc_id, text in docs:

@@ -38,7 +38,7 @@ from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactDedupSig
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupSignature)
 from datatrove.utils.hashing import HashConfig
 
-from lmforge.data.curate_config import DedupParams
+from lmforge.data.curate_config import DedupConfig
 from lmforge.data.dedup import Decision, Deduplicator, words
 
 HASH = HashConfig(precision=64, hash_fc="xxhash")      # exact: hashes the normalised text's bytes
@@ -51,7 +51,7 @@ def normalised(doc: Document) -> bytes:
     return " ".join(words(doc.text)).encode()
 
 
-def minhash_config(p: DedupParams) -> MinhashConfig:
+def minhash_config(p: DedupConfig) -> MinhashConfig:
     return MinhashConfig(n_grams=p.shingle_size, num_buckets=p.bands, hashes_per_bucket=p.rows, seed=p.seed,
                          hash_config=SIG_HASH)
 
@@ -100,7 +100,7 @@ class SharedSignature(MinhashDedupSignature):
     """datatrove's signature stage computing the datasketch engine's MinHash (same shingles, hash
     and permutations), so both engines see the same signatures and bands and decide alike."""
 
-    def __init__(self, output_folder: str, p: DedupParams):
+    def __init__(self, output_folder: str, p: DedupConfig):
         super().__init__(output_folder, config=minhash_config(p))
         self.p, self._dd = p, None
 
@@ -117,7 +117,7 @@ class SharedSignature(MinhashDedupSignature):
         return [x.tolist() for x in np.split(hashvalues.astype(SIG_HASH.np_dtype), self.config.num_buckets)]
 
 
-def stages(p: DedupParams, tasks: list[tuple[str, int, int]], work: str) -> list[tuple[str, list, int]]:
+def stages(p: DedupConfig, tasks: list[tuple[str, int, int]], work: str) -> list[tuple[str, list, int]]:
     """``(name, pipeline, number of tasks)`` for each dedup stage, in order."""
     d = f"{work}/dedup"
     mh = minhash_config(p)
@@ -135,7 +135,7 @@ class ResolveDuplicates(PipelineStep):
     type = "🫂 - DEDUP"
     name = "dedup_resolve"
 
-    def __init__(self, p: DedupParams, tasks: list[tuple[str, int, int]], work: str):
+    def __init__(self, p: DedupConfig, tasks: list[tuple[str, int, int]], work: str):
         super().__init__()
         self.p, self.tasks, self.work = p, tasks, work
 
@@ -234,7 +234,7 @@ def read_signatures(folder: Path, bands: int, rows: int, wanted: set[tuple[int, 
     return sigs
 
 
-def resolve(p: DedupParams, order: list[tuple[int, int]], ids: dict, folder: Path, n_tasks: int) -> list[Decision]:
+def resolve(p: DedupConfig, order: list[tuple[int, int]], ids: dict, folder: Path, n_tasks: int) -> list[Decision]:
     """One Decision per document of ``order`` (priority order), as the datasketch engine decides."""
     exact = read_exact(folder / "exact", n_tasks) if p.exact else {}
     groups = read_band_groups(folder / "buckets", p.bands) if p.near else []

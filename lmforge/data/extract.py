@@ -17,7 +17,7 @@ from datatrove.pipeline.extractors.base import BaseExtractor
 from datatrove.utils.logging import logger
 
 from lmforge.data.blocks import RecordingTrafilatura, WorkWriter, tidy
-from lmforge.data.curate_config import ExtractParams
+from lmforge.data.curate_config import ExtractConfig
 
 
 class ResiliparseExtractor(BaseExtractor):
@@ -59,7 +59,7 @@ class ResiliparseExtractor(BaseExtractor):
                         writer.write(doc, rank)
 
 
-def make_extractor(p: ExtractParams, exclusion_writer: WorkWriter | None):
+def make_extractor(p: ExtractConfig, exclusion_writer: WorkWriter | None):
     """The extraction step ``data.extract.engine`` names."""
     if p.engine == "resiliparse":
         return ResiliparseExtractor(exclusion_writer=exclusion_writer, main_content=p.main_content)

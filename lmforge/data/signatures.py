@@ -16,7 +16,7 @@ from typing import Iterator
 
 from datatrove.pipeline.writers import ParquetWriter
 
-from lmforge.data.curate_config import DedupParams
+from lmforge.data.curate_config import DedupConfig
 
 # Rows per row group of the sorted per-shard files: what the merge holds per open file.
 KEPT_ROW_GROUP, SIGNATURE_ROW_GROUP = 64, 512
@@ -34,7 +34,7 @@ class SignatureWriter(ParquetWriter):
 
     name = "signatures"
 
-    def __init__(self, output_folder, params: DedupParams):
+    def __init__(self, output_folder, params: DedupConfig):
         super().__init__(output_folder, output_filename="${rank}.parquet", schema=signature_schema(),
                          compression="zstd", max_file_size=-1, use_content_defined_chunking=False)
         self.params, self._dedup = params, None

@@ -32,7 +32,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 
 
 @dataclasses.dataclass
-class DecontaminationParams:
+class DecontaminationConfig:
     """``data.decontamination``: drop training documents and pairs that share an n-gram with an eval item."""
     enabled: bool = True
     eval_data: str = "evals/data"   # the committed eval items, one <set>.jsonl per eval set
@@ -123,7 +123,7 @@ def report(index: NgramIndex, dropped: list[tuple[dict, str]], checked: int) -> 
                             for s in sorted(set(index.items) | set(index.skipped))}}
 
 
-def drop_contaminated_pairs(df, params: DecontaminationParams, columns: list[str]):
+def drop_contaminated_pairs(df, params: DecontaminationConfig, columns: list[str]):
     """(kept rows, dropped rows with a ``reason`` column, metrics) of the DataFrame ``df``.
 
     A row is dropped when any of ``columns`` (prompt, response; or prompt, chosen, rejected)

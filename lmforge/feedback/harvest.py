@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.config import require
-from lmforge.evals.decontam import DecontaminationParams, drop_contaminated_pairs
+from lmforge.evals.decontam import DecontaminationConfig, drop_contaminated_pairs
 from lmforge.io import atomic_dir
 from lmforge.feedback.drift import DriftConfig
 from lmforge.gateway.safety import find_pii
@@ -286,7 +286,7 @@ def _new_examples(h: Harvest, tables: dict[str, pd.DataFrame]) -> int:
             + sum(of(r) for r in tables["preferences"]["rejected_id"]))
 
 
-def run_harvest(cfg: HarvestConfig, decontam: DecontaminationParams | None = None) -> HarvestResult:
+def run_harvest(cfg: HarvestConfig, decontam: DecontaminationConfig | None = None) -> HarvestResult:
     """Build, check and write ``data/feedback/``; return tables, metrics and drift inputs."""
     from lmforge.checks.runner import run_checks
 

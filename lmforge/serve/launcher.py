@@ -112,11 +112,16 @@ def start_process(argv: list[str], *, port: int, host: str = "127.0.0.1", health
     return server
 
 
+# `start_server` runs `python -m lmforge.cli serve`: lmforge.codedeps follows these names, so a
+# stage that starts the server reruns when the server's code changes.
+SUBPROCESS_MODULES = ("lmforge.cli", "lmforge.serve.cli")
+
+
 def start_server(model_id: str | Path, *, port: int | None = None, host: str = "127.0.0.1",
                  extra_args: list[str] | tuple[str, ...] = (), env: dict | None = None, timeout: float = 120.0,
                  log_path: str | Path | None = None) -> ServerProcess:
     """`lmforge serve --model-id MODEL_ID` on a free port, healthy on return."""
     port = port or free_port(host)
-    argv = [sys.executable, "-m", "lmforge.cli", "serve", "--model-id", str(model_id),
+    argv = [sys.executable, "-m", SUBPROCESS_MODULES[0], "serve", "--model-id", str(model_id),
             "--hostname", host, "--port", str(port), *map(str, extra_args)]
     return start_process(argv, port=port, host=host, env=env, timeout=timeout, log_path=log_path)

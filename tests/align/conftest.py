@@ -25,10 +25,10 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def instr_dir(work) -> Path:
-    from lmforge.align.instructions import InstructionsParams, check_and_split
+    from lmforge.align.instructions import InstructionsConfig, check_and_split
 
     out = work / "instructions_checked"
-    check_and_split(InstructionsParams(path=str(SAMPLE), out_dir=str(out)), str(work / "gx.json"))
+    check_and_split(InstructionsConfig(path=str(SAMPLE), out_dir=str(out)), str(work / "gx.json"))
     return out
 
 
@@ -67,9 +67,9 @@ def sft_dir(work, base_dir, instr_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def pref_params(work, sft_dir, instr_dir):
-    from lmforge.align.preferences import PreferenceParams
+    from lmforge.align.preferences import PreferenceConfig
 
-    return PreferenceParams(sft_model=str(sft_dir), data_dir=str(instr_dir), feedback_dir=str(work / "nofb"),
+    return PreferenceConfig(sft_model=str(sft_dir), data_dir=str(instr_dir), feedback_dir=str(work / "nofb"),
                             out_dir=str(work / "prefs"), train_prompts=40, val_prompts=24, max_new_tokens=24)
 
 
@@ -89,10 +89,10 @@ def pairs_dir(pref_params) -> Path:
 
 @pytest.fixture(scope="session")
 def reward_run(work, sft_dir, pairs_dir):
-    from lmforge.align.reward import RewardParams, train_reward
+    from lmforge.align.reward import RewardStageConfig, train_reward
     from lmforge.config import build
 
-    p = build(RewardParams, {"sft_model": str(sft_dir), "pairs_dir": str(pairs_dir), "out_dir": str(work / "reward"),
+    p = build(RewardStageConfig, {"sft_model": str(sft_dir), "pairs_dir": str(pairs_dir), "out_dir": str(work / "reward"),
                              "train": {"max_steps": 25, "lr": 1e-3, "max_length": 128}}, "reward")
     metrics, _ = train_reward(p, SEED, str(work / "reward-work"))
     return Path(p.out_dir), metrics

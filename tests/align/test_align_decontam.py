@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from support.align import SAMPLE
-from lmforge.align.instructions import InstructionsParams, _bucket, check_and_split
-from lmforge.evals.decontam import DecontaminationParams, drop_contaminated_pairs, load_index, read_jsonl
+from lmforge.align.instructions import InstructionsConfig, _bucket, check_and_split
+from lmforge.evals.decontam import DecontaminationConfig, drop_contaminated_pairs, load_index, read_jsonl
 
 DATA = Path(__file__).resolve().parents[2] / "evals" / "data"
-DECONTAM = DecontaminationParams(eval_data=str(DATA))
+DECONTAM = DecontaminationConfig(eval_data=str(DATA))
 
 
 def _eval_texts() -> dict[str, str]:
@@ -39,7 +39,7 @@ def split(tmp_path_factory):
     index = load_index(str(DATA))
     df = pd.read_parquet(SAMPLE)
     clean = df[[not (index.match(p) or index.match(r)) for p, r in zip(df.prompt, df.response)]]
-    p = InstructionsParams(path=str(tmp / "pairs.parquet"), out_dir=str(tmp / "checked"))
+    p = InstructionsConfig(path=str(tmp / "pairs.parquet"), out_dir=str(tmp / "checked"))
     planted, rows = {}, []
     for i, (eval_set, text) in enumerate(_eval_texts().items()):
         in_prompt = eval_set == "refusal"   # a prompt that quotes an eval prompt
@@ -93,6 +93,6 @@ def test_preference_pairs_are_matched_field_by_field():
                                     "decontamination:refusal"]
     assert list(kept.prompt) == list(pairs.prompt[3:])
     assert m["dropped"] == 3 and m["checked"] == 5
-    off = drop_contaminated_pairs(pairs, DecontaminationParams(enabled=False, eval_data=str(DATA)),
+    off = drop_contaminated_pairs(pairs, DecontaminationConfig(enabled=False, eval_data=str(DATA)),
                                   ["prompt", "chosen", "rejected"])
     assert len(off[0]) == 5 and len(off[1]) == 0 and off[2] == {"enabled": False}

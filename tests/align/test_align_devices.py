@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from support.align import SEED, sft_params
-from lmforge.align.common import TrainParams, trl_kwargs, use_bf16
+from lmforge.align.common import TrainConfig, trl_kwargs, use_bf16
 
 # SFT losses of the tiny Llama (10 steps) measured with the old `use_cpu=True`
 # arguments: leaving the device to accelerate must not move them on a CPU machine.
@@ -14,7 +14,7 @@ CPU_SFT_CURVE = [6.6694, 6.5732, 6.443, 6.3993, 6.2898, 6.2153, 6.2071, 6.21, 6.
 def test_device_is_accelerates_choice_and_bf16_needs_a_gpu(monkeypatch, tmp_path):
     from trl import SFTConfig
 
-    kw = trl_kwargs(TrainParams(bf16=True), SEED, str(tmp_path))
+    kw = trl_kwargs(TrainConfig(bf16=True), SEED, str(tmp_path))
     assert "use_cpu" not in kw and "no_cuda" not in kw
     args = SFTConfig(**kw)
     assert args.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -42,10 +42,10 @@ def test_dpo_reference_gets_no_gradients_and_no_optimizer_state(work, sft_dir, p
     import pandas as pd
 
     from lmforge.align.common import load_causal_lm, load_tokenizer
-    from lmforge.align.dpo import DPOParams, dpo_trainer
+    from lmforge.align.dpo import DPOStageConfig, dpo_trainer
     from lmforge.config import build
 
-    p = build(DPOParams, {"sft_model": str(sft_dir), "train": {"max_steps": 2, "lr": 1e-3, "max_length": 128}}, "dpo")
+    p = build(DPOStageConfig, {"sft_model": str(sft_dir), "train": {"max_steps": 2, "lr": 1e-3, "max_length": 128}}, "dpo")
     tok, policy, ref = load_tokenizer(sft_dir), load_causal_lm(sft_dir), load_causal_lm(sft_dir)
     before = {k: v.clone() for k, v in ref.state_dict().items()}
     trainer = dpo_trainer(p, policy, ref, tok, pd.read_parquet(pairs_dir / "train.parquet"), SEED,

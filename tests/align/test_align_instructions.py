@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from support.align import SAMPLE
-from lmforge.align.instructions import InstructionsParams, check_and_split
+from lmforge.align.instructions import InstructionsConfig, check_and_split
 from lmforge.checks.runner import DataCheckError
 
 
@@ -37,6 +37,6 @@ def test_gx_failure_names_the_expectation_and_writes_nothing(tmp_path, corrupt, 
     corrupt(pd.read_parquet(SAMPLE).head(60).copy()).to_parquet(bad)
     out = tmp_path / "checked"
     with pytest.raises(DataCheckError) as e:
-        check_and_split(InstructionsParams(path=str(bad), out_dir=str(out)), str(tmp_path / "gx.json"))
+        check_and_split(InstructionsConfig(path=str(bad), out_dir=str(out)), str(tmp_path / "gx.json"))
     assert expectation in str(e.value) and str(bad) in str(e.value)
     assert not out.exists() and (tmp_path / "gx.json").exists()

@@ -11,14 +11,14 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def test_reward_live_folder_is_deterministic_and_keeps_trl_metrics(work, sft_dir, pairs_dir):
-    from lmforge.align.reward import RewardParams, train_reward
+    from lmforge.align.reward import RewardStageConfig, train_reward
     from lmforge.config import build
 
     here, trees = os.getcwd(), []
     for i in range(2):
         cwd = work / f"reward-live-{i}"
         cwd.mkdir()
-        p = build(RewardParams, {"sft_model": str(sft_dir), "pairs_dir": str(pairs_dir), "out_dir": str(cwd / "rm"),
+        p = build(RewardStageConfig, {"sft_model": str(sft_dir), "pairs_dir": str(pairs_dir), "out_dir": str(cwd / "rm"),
                                  "train": {"max_steps": 4, "lr": 1e-3, "max_length": 128}}, "reward")
         os.chdir(cwd)
         try:

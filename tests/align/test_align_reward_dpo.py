@@ -31,10 +31,10 @@ def test_reward_model_beats_chance_on_held_out_pairs(reward_run, pairs_dir):
 
 @pytest.fixture(scope="module")
 def dpo_run(work, sft_dir, pairs_dir, reward_run, instr_dir, pref_params):
-    from lmforge.align.dpo import DPOParams, train_dpo
+    from lmforge.align.dpo import DPOStageConfig, train_dpo
     from lmforge.config import build
 
-    p = build(DPOParams, {"sft_model": str(sft_dir), "reward_model": str(reward_run[0]), "pairs_dir": str(pairs_dir),
+    p = build(DPOStageConfig, {"sft_model": str(sft_dir), "reward_model": str(reward_run[0]), "pairs_dir": str(pairs_dir),
                           "data_dir": str(instr_dir), "out_dir": str(work / "dpo"),
                           "rejection_out": str(work / "rs.parquet"), "rejection_prompts": 6, "rejection_samples": 3,
                           "train": {"max_steps": 12, "lr": 1e-3, "max_length": 128},

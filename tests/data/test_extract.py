@@ -15,21 +15,21 @@ def test_resiliparse_extracts_the_page_text_and_rejects_empty_pages(pages, tmp_p
     from datatrove.data import Document
 
     from lmforge.data.blocks import WorkWriter
-    from lmforge.data.curate_config import ExtractParams
+    from lmforge.data.curate_config import ExtractConfig
     from lmforge.data.extract import ResiliparseExtractor, make_extractor
 
     url = HANDBOOK.format("en-US", "sect.apt-frontends.html")
     docs = [Document(text=pages[url].decode(), id="page", metadata={"url": url}),
             Document(text="<html><head><script>var x = 1;</script></head><body></body></html>", id="blank",
                      metadata={"url": "https://example.org/blank"})]
-    step = make_extractor(ExtractParams(engine="resiliparse"), WorkWriter(str(tmp_path / "rej"), step="extract"))
+    step = make_extractor(ExtractConfig(engine="resiliparse"), WorkWriter(str(tmp_path / "rej"), step="extract"))
     assert isinstance(step, ResiliparseExtractor)
     out = list(step.run(iter(docs)))
     assert [d.id for d in out] == ["page"]
     text = out[0].text
     assert "aptitude" in text and "<" not in text and "\n\n\n" not in text
     assert "var x" not in text
-    trafilatura = make_extractor(ExtractParams(engine="trafilatura"), None)
+    trafilatura = make_extractor(ExtractConfig(engine="trafilatura"), None)
     other = next(trafilatura.run(iter([Document(text=pages[url].decode(), id="page", metadata={"url": url})])))
     shared = words(text) & words(other.text)
     assert len(shared) >= 0.8 * len(words(other.text))  # Resiliparse keeps what Trafilatura keeps, and more

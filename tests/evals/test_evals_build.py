@@ -71,9 +71,9 @@ def test_bpb_documents_are_not_in_the_crawl_sample():
 
 
 def test_refusal_prompts_are_the_held_out_safety_split():
-    from lmforge.align.instructions import InstructionsParams, in_safety_split
+    from lmforge.align.instructions import InstructionsConfig, in_safety_split
 
-    frac = InstructionsParams().safety_fraction
+    frac = InstructionsConfig().safety_fraction
     all_prompts = [r["prompt"] for r in read_jsonl(REPO / "data/instructions/refusals.jsonl")]
     held = [r["prompt"] for r in read_jsonl(DATA / "refusal.jsonl")]
     assert held == [p for p in all_prompts if in_safety_split(p, frac)] and 0 < len(held) < len(all_prompts)

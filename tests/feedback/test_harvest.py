@@ -74,7 +74,7 @@ def test_harvest_of_an_empty_store_writes_three_empty_files_via_the_stage(tmp_pa
 
 
 def test_thumbs_up_answers_that_carry_an_eval_item_are_set_aside(tmp_path, training):
-    from lmforge.evals.decontam import DecontaminationParams, read_jsonl
+    from lmforge.evals.decontam import DecontaminationConfig, read_jsonl
 
     item = next(r for r in read_jsonl(REPO / "evals/data/manpages_mc.jsonl")
                 if len(r["choices"][r["answer"]].split()) >= 9)
@@ -84,7 +84,7 @@ def test_thumbs_up_answers_that_carry_an_eval_item_are_set_aside(tmp_path, train
     feedback = [{"kind": "rating", "request_id": r, "rating": "up"} for r in ("r1", "r2")]
     store = write_store(tmp_path / "store", requests, feedback)
     res = run_harvest(cfg_for(tmp_path, store, training),
-                      DecontaminationParams(eval_data=str(REPO / "evals" / "data")))
+                      DecontaminationConfig(eval_data=str(REPO / "evals" / "data")))
     out = tmp_path / "feedback"
     assert pd.read_parquet(out / "sft.parquet").request_id.tolist() == ["r1"]
     gone = pd.read_parquet(out / "decontaminated_sft.parquet")

@@ -17,11 +17,11 @@ SEED = 1234
 
 
 def sft_params(base, instr, out, **kw):
-    from lmforge.align.sft import SFTParams
+    from lmforge.align.sft import SFTStageConfig
     from lmforge.config import build
 
     train = {"max_steps": 30, "batch_size": 8, "lr": 3e-3, "max_length": 128, **kw.pop("train", {})}
-    return build(SFTParams, {"base_model": str(base), "data_dir": str(instr), "out_dir": str(out),
+    return build(SFTStageConfig, {"base_model": str(base), "data_dir": str(instr), "out_dir": str(out),
                              "feedback_dir": str(out) + "-nofeedback", "max_per_source": 40,
                              "train": train, **kw}, "sft")
 
