@@ -12,11 +12,13 @@ In one copy, in order:
    whose fingerprint differs, so pretraining sets them aside and trains afresh;
 3. ``-S tokenize.seq_len=128`` again: run 1's checkpoints come back and are resumed at
    their last step (nothing retrained), giving run 1's metrics exactly;
-4. a queue of two (``pretrain.lr``), ``dvc queue start``: each runs in a temporary copy
-   whose checkpoint folder is checked out from the cache with run 3's checkpoints, sets
-   them aside and trains afresh.
+4. run 3 committed as the baseline, then a queue of two (``pretrain.lr``), ``dvc queue
+   start``: each runs in a temporary copy whose checkpoint folder is checked out from the
+   cache with run 3's checkpoints, sets them aside and trains afresh.
 ``dvc exp show --json`` must list the headline metrics (pretraining held-out perplexity,
-eval scores) of every experiment, and ``dvc exp diff`` must compare the queued two.
+eval scores) of every experiment, ``dvc exp diff`` must compare the queued two, and the
+README's other commands (queue status, ``exp show --only-changed``, ``plots diff``,
+``exp apply``) must work as written there.
 """
 from __future__ import annotations
 
@@ -92,6 +94,7 @@ def test_exp_run_a_queue_and_checkpoints_that_stay_with_their_run(tmp_path):
     assert a2["metrics/pretrain.json"] == a["metrics/pretrain.json"]
     assert a2["metrics/eval_pretrain.json"] == a["metrics/eval_pretrain.json"]
 
+    git_commit(repo, "baseline: seq_len 128")   # queued runs start from the commit and its dvc.lock
     for lr in ("1e-3", "6e-3"):
         run(["dvc", "exp", "run", "--queue", "-S", f"pretrain.lr={lr}", "-n", f"lr-{lr}", TARGET], repo, env=env)
     t = time.monotonic()
