@@ -27,7 +27,7 @@ import yaml
 from lmforge.io import write_text
 from lmforge.release import deploy_vllm
 from lmforge.release.dashboards import dashboard_json, prometheus_yml
-from lmforge.release.manifests import HEADER, gpu_container, workload_docs
+from lmforge.release.manifests import HEADER, gpu_container, slurm_script, workload_docs
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 TGI_FILES = {"run": "tgi-run.sh", "kubernetes": "kubernetes.yaml", "slurm": "tgi.sbatch"}
@@ -88,43 +88,13 @@ def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
 
 
 def sbatch_script(d: DeployConfig, s: ServeConfig) -> str:
-    sl = d.slurm
-    account = f"#SBATCH --account={sl.account}\n" if sl.account else ""
     flags = " \\\n    ".join(
-        ["--model-id " + d.model_mount, f"--port $PORT", "--hostname 0.0.0.0",
+        ["--model-id " + d.model_mount, "--port $PORT", "--hostname 0.0.0.0",
          f"--max-input-tokens {s.max_input_tokens}", f"--max-total-tokens {s.max_total_tokens}",
          f"--max-batch-prefill-tokens {s.max_input_tokens + 50}",
          f"--max-concurrent-requests {s.max_concurrent_requests}", f"--max-batch-size {s.max_batch_size}"])
-    return f"""#!/bin/bash
-# {HEADER}
-# Serve models/release with the official TGI image on a SLURM GPU node: sbatch deploy/tgi.sbatch
-# (pyxis/enroot sites: srun --container-image={d.image.replace('/', '#', 1)}:{d.tag} \\
-#    --container-mounts=$MODEL_DIR:{d.model_mount}:ro text-generation-launcher ...same flags...)
-#SBATCH --job-name={d.name}-tgi
-#SBATCH --partition={sl.partition}
-{account}#SBATCH --gpus={sl.gpus}
-#SBATCH --cpus-per-task={sl.cpus}
-#SBATCH --mem={sl.mem}
-#SBATCH --time={sl.time}
-#SBATCH --output={d.name}-tgi-%j.log
-set -euo pipefail
-MODEL_DIR="${{MODEL_DIR:-${{SLURM_SUBMIT_DIR:-$PWD}}/{d.model_dir}}}"
-SIF="${{TGI_SIF:-{sl.image_file}}}"
-PORT="${{PORT:-{sl.port}}}"
-if [ ! -f "$MODEL_DIR/config.json" ]; then
-  echo "tgi.sbatch: $MODEL_DIR has no config.json (set MODEL_DIR)" >&2
-  exit 1
-fi
-if [ ! -f "$SIF" ]; then
-  mkdir -p "$(dirname "$SIF")"
-  apptainer pull "$SIF" docker://{d.image_ref}
-fi
-echo "TGI serving $MODEL_DIR on $(hostname):$PORT"
-srun apptainer exec --nv --cleanenv --env HF_HUB_OFFLINE=1 \\
-  --bind "$MODEL_DIR":{d.model_mount}:ro \\
-  "$SIF" text-generation-launcher \\
-    {flags}
-"""
+    return slurm_script(d, engine="tgi", label="TGI", image=d.image, tag=d.tag, sif_env="TGI_SIF",
+                        sif_default=d.slurm.image_file, command="text-generation-launcher", flags=flags)
 
 
 def tgi_texts(d: DeployConfig, s: ServeConfig) -> dict[str, str]:

@@ -25,7 +25,7 @@ import shlex
 
 import yaml
 
-from lmforge.release.manifests import HEADER, gpu_container, workload_docs
+from lmforge.release.manifests import HEADER, gpu_container, slurm_script, workload_docs
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 FILES = {"run": "vllm-run.sh", "kubernetes": "vllm-kubernetes.yaml", "slurm": "vllm.sbatch"}
@@ -106,39 +106,9 @@ def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
 
 
 def sbatch_script(d: DeployConfig, s: ServeConfig) -> str:
-    sl = d.slurm
-    account = f"#SBATCH --account={sl.account}\n" if sl.account else ""
-    flags = _flag_lines(server_flags(d, s, "$PORT", sl.gpus), "    ")
-    return f"""#!/bin/bash
-# {HEADER}
-# Serve models/release with vLLM's image on a SLURM GPU node: sbatch deploy/vllm.sbatch
-# (pyxis/enroot sites: srun --container-image={d.vllm.image.replace('/', '#', 1)}:{d.vllm.tag} \\
-#    --container-mounts=$MODEL_DIR:{d.model_mount}:ro vllm serve ...same arguments...)
-#SBATCH --job-name={d.name}-vllm
-#SBATCH --partition={sl.partition}
-{account}#SBATCH --gpus={sl.gpus}
-#SBATCH --cpus-per-task={sl.cpus}
-#SBATCH --mem={sl.mem}
-#SBATCH --time={sl.time}
-#SBATCH --output={d.name}-vllm-%j.log
-set -euo pipefail
-MODEL_DIR="${{MODEL_DIR:-${{SLURM_SUBMIT_DIR:-$PWD}}/{d.model_dir}}}"
-SIF="${{VLLM_SIF:-{d.vllm.image_file}}}"
-PORT="${{PORT:-{sl.port}}}"
-if [ ! -f "$MODEL_DIR/config.json" ]; then
-  echo "vllm.sbatch: $MODEL_DIR has no config.json (set MODEL_DIR)" >&2
-  exit 1
-fi
-if [ ! -f "$SIF" ]; then
-  mkdir -p "$(dirname "$SIF")"
-  apptainer pull "$SIF" docker://{d.vllm.image_ref}
-fi
-echo "vLLM serving $MODEL_DIR on $(hostname):$PORT"
-srun apptainer exec --nv --cleanenv --env HF_HUB_OFFLINE=1 \\
-  --bind "$MODEL_DIR":{d.model_mount}:ro \\
-  "$SIF" vllm serve \\
-    {flags}
-"""
+    flags = _flag_lines(server_flags(d, s, "$PORT", d.slurm.gpus), "    ")
+    return slurm_script(d, engine="vllm", label="vLLM", image=d.vllm.image, tag=d.vllm.tag, sif_env="VLLM_SIF",
+                        sif_default=d.vllm.image_file, command="vllm serve", flags=flags)
 
 
 def texts(d: DeployConfig, s: ServeConfig) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The Kubernetes workload every engine shares: Deployment, Service and queue autoscaler.
+"""The deploy shapes every engine shares: the Kubernetes workload and the SLURM job.
 
 TGI and vLLM differ only in their container (image, flags or env) and in the name of
 the queue gauge the autoscaler reads, so the deploy writers (``deploy``,
@@ -6,6 +6,9 @@ the queue gauge the autoscaler reads, so the deploy writers (``deploy``,
 the same GPU Deployment (the release on a read-only PVC, /dev/shm, /health probes,
 Prometheus scrape annotations), ClusterIP Service and ``autoscaling/v2``
 HorizontalPodAutoscaler on a Pods metric, with the limits of ``deploy.kubernetes``.
+``slurm_script`` is the SLURM job both engines get: the same ``#SBATCH`` lines from
+``deploy.slurm``, model check, apptainer image pull and ``srun apptainer exec``; only
+the image and the server command line differ.
 """
 from __future__ import annotations
 
@@ -77,3 +80,42 @@ def workload_docs(d: DeployConfig, engine: str, container: dict, queue_metric: s
         },
     }
     return [deployment, service, hpa]
+
+
+def slurm_script(d: DeployConfig, *, engine: str, label: str, image: str, tag: str, sif_env: str,
+                 sif_default: str, command: str, flags: str) -> str:
+    """The ``<engine>.sbatch`` job: ``srun apptainer exec`` of ``image:tag`` running ``command flags``."""
+    sl = d.slurm
+    account = f"#SBATCH --account={sl.account}\n" if sl.account else ""
+    what = "the official TGI image" if engine == "tgi" else "vLLM's image"
+    rest = "...same flags..." if engine == "tgi" else "...same arguments..."
+    return f"""#!/bin/bash
+# {HEADER}
+# Serve models/release with {what} on a SLURM GPU node: sbatch deploy/{engine}.sbatch
+# (pyxis/enroot sites: srun --container-image={image.replace('/', '#', 1)}:{tag} \\
+#    --container-mounts=$MODEL_DIR:{d.model_mount}:ro {command} {rest})
+#SBATCH --job-name={d.name}-{engine}
+#SBATCH --partition={sl.partition}
+{account}#SBATCH --gpus={sl.gpus}
+#SBATCH --cpus-per-task={sl.cpus}
+#SBATCH --mem={sl.mem}
+#SBATCH --time={sl.time}
+#SBATCH --output={d.name}-{engine}-%j.log
+set -euo pipefail
+MODEL_DIR="${{MODEL_DIR:-${{SLURM_SUBMIT_DIR:-$PWD}}/{d.model_dir}}}"
+SIF="${{{sif_env}:-{sif_default}}}"
+PORT="${{PORT:-{sl.port}}}"
+if [ ! -f "$MODEL_DIR/config.json" ]; then
+  echo "{engine}.sbatch: $MODEL_DIR has no config.json (set MODEL_DIR)" >&2
+  exit 1
+fi
+if [ ! -f "$SIF" ]; then
+  mkdir -p "$(dirname "$SIF")"
+  apptainer pull "$SIF" docker://{image}:{tag}
+fi
+echo "{label} serving $MODEL_DIR on $(hostname):$PORT"
+srun apptainer exec --nv --cleanenv --env HF_HUB_OFFLINE=1 \\
+  --bind "$MODEL_DIR":{d.model_mount}:ro \\
+  "$SIF" {command} \\
+    {flags}
+"""
