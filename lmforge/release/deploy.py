@@ -27,7 +27,7 @@ import yaml
 from lmforge.io import write_text
 from lmforge.release import deploy_vllm
 from lmforge.release.dashboards import dashboard_json, prometheus_yml
-from lmforge.release.manifests import HEADER, gpu_container, slurm_script, workload_docs
+from lmforge.release.manifests import HEADER, gpu_container, host_prologue, slurm_script, workload_docs
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 TGI_FILES = {"run": "tgi-run.sh", "kubernetes": "kubernetes.yaml", "slurm": "tgi.sbatch"}
@@ -56,17 +56,7 @@ def run_script(d: DeployConfig, s: ServeConfig) -> str:
 # {HEADER}
 # Serve models/release with the official Text Generation Inference image on one GPU host.
 #   MODEL_DIR=/abs/path/to/release CONTAINER_RUNTIME=podman GPU_FLAGS="--device nvidia.com/gpu=all" ./tgi-run.sh
-set -euo pipefail
-HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
-MODEL_DIR="${{MODEL_DIR:-$HERE/../{d.model_dir}}}"
-RUNTIME="${{CONTAINER_RUNTIME:-docker}}"
-GPU_FLAGS="${{GPU_FLAGS:---gpus all}}"
-IMAGE="{d.image_ref}"
-if [ ! -f "$MODEL_DIR/config.json" ]; then
-  echo "tgi-run.sh: $MODEL_DIR has no config.json (run 'dvc repro release' or set MODEL_DIR)" >&2
-  exit 1
-fi
-# shellcheck disable=SC2086
+{host_prologue(d, TGI_FILES["run"], d.image_ref)}# shellcheck disable=SC2086
 exec "$RUNTIME" run --rm --name {d.name}-tgi $GPU_FLAGS --shm-size 1g \\
   -p {d.host_port}:{d.container_port} \\
   -v "$(cd "$MODEL_DIR" && pwd)":{d.model_mount}:ro \\

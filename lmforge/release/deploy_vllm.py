@@ -25,7 +25,7 @@ import shlex
 
 import yaml
 
-from lmforge.release.manifests import HEADER, gpu_container, slurm_script, workload_docs
+from lmforge.release.manifests import HEADER, gpu_container, host_prologue, slurm_script, workload_docs
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 FILES = {"run": "vllm-run.sh", "kubernetes": "vllm-kubernetes.yaml", "slurm": "vllm.sbatch"}
@@ -70,17 +70,7 @@ def run_script(d: DeployConfig, s: ServeConfig) -> str:
 # Serve models/release with vLLM's OpenAI-compatible image on one GPU of one host
 # (for more, raise --tensor-parallel-size below and expose that many GPUs in GPU_FLAGS).
 #   MODEL_DIR=/abs/path/to/release CONTAINER_RUNTIME=podman GPU_FLAGS="--device nvidia.com/gpu=all" ./vllm-run.sh
-set -euo pipefail
-HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
-MODEL_DIR="${{MODEL_DIR:-$HERE/../{d.model_dir}}}"
-RUNTIME="${{CONTAINER_RUNTIME:-docker}}"
-GPU_FLAGS="${{GPU_FLAGS:---gpus all}}"
-IMAGE="{d.vllm.image_ref}"
-if [ ! -f "$MODEL_DIR/config.json" ]; then
-  echo "vllm-run.sh: $MODEL_DIR has no config.json (run 'dvc repro release' or set MODEL_DIR)" >&2
-  exit 1
-fi
-# the image's entrypoint is `vllm serve`; what follows the image name is its model argument and flags
+{host_prologue(d, FILES["run"], d.vllm.image_ref)}# the image's entrypoint is `vllm serve`; what follows the image name is its model argument and flags
 # shellcheck disable=SC2086
 exec "$RUNTIME" run --rm --name {d.name}-vllm $GPU_FLAGS --ipc=host \\
   -p {d.host_port}:{d.container_port} \\

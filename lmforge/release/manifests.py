@@ -119,3 +119,19 @@ srun apptainer exec --nv --cleanenv --env HF_HUB_OFFLINE=1 \\
   "$SIF" {command} \\
     {flags}
 """
+
+
+def host_prologue(d: DeployConfig, script: str, image_ref: str) -> str:
+    """The shell lines both ``*-run.sh`` scripts open with: where the release is, which container
+    runtime and GPU flags, which image, and a clear stop when the release folder is missing."""
+    return f"""set -euo pipefail
+HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+MODEL_DIR="${{MODEL_DIR:-$HERE/../{d.model_dir}}}"
+RUNTIME="${{CONTAINER_RUNTIME:-docker}}"
+GPU_FLAGS="${{GPU_FLAGS:---gpus all}}"
+IMAGE="{image_ref}"
+if [ ! -f "$MODEL_DIR/config.json" ]; then
+  echo "{script}: $MODEL_DIR has no config.json (run 'dvc repro release' or set MODEL_DIR)" >&2
+  exit 1
+fi
+"""
