@@ -5,9 +5,10 @@ packages (Rust, Django, PostgreSQL, the Debian handbook, Python; installed with 
 missing and run as root), as gzip WARC shards of 250 pages, then runs the curate stage's
 library (``run_curate``, local executor, ``data.workers`` workers, params.yaml's filters and the
 handbook source's settings) on the first N pages for each size, each size in a fresh process
-so that its resource counters are its own. Printed per size: wall seconds, docs/s, CPU-ms per
-document (main process and workers), peak RSS of the main process and of the largest worker;
-then the growth exponent k of time and memory between sizes (t ~ N^k: 1 is linear, 0 flat).
+so that its resource counters are its own, with no shard cache (``data.cache_dir``). Printed
+per size: wall seconds, docs/s, CPU-ms per document (main process and workers), peak RSS of
+the main process and of the largest worker; then the growth exponent k of time and memory
+between sizes (t ~ N^k: 1 is linear, 0 flat).
 
     python bench/bench_curate_scale.py --sizes 1000 4000 [16000] [--extract resiliparse]
 """
@@ -101,10 +102,20 @@ class TreeSampler:
         self.thread.join()
 
 
+def link_shards(crawl: Path, n: int, listing: Path) -> Path:
+    """A folder of links to the shards that hold the crawl's first ``n`` pages."""
+    listing.mkdir()
+    for f in sorted(crawl.glob("crawl-*.warc.gz"))[: math.ceil(n / PER_SHARD)]:
+        (listing / f.name).symlink_to(f)
+    return listing
+
+
 def run_one(n: int, crawl: Path, extract: str, engine: str, workers: int) -> dict:
     """Curate the shards holding the first ``n`` pages; resource use of this process and its children."""
     import dataclasses
     import tempfile
+
+    import pyarrow.parquet as pq
 
     from datatrove.utils.logging import logger
 
@@ -114,14 +125,10 @@ def run_one(n: int, crawl: Path, extract: str, engine: str, workers: int) -> dic
 
     logger.remove()
     cfg = section(DataConfig, "data", path=str(REPO / "params.yaml"))
-    files = sorted(crawl.glob("crawl-*.warc.gz"))[: math.ceil(n / PER_SHARD)]
     with tempfile.TemporaryDirectory() as tmp:
-        listing = Path(tmp) / "in"
-        listing.mkdir()
-        for f in files:
-            (listing / f.name).symlink_to(f)
+        listing = link_shards(crawl, n, Path(tmp) / "in")
         src = SourceConfig("docs", str(listing / "*.warc.gz"), "warc")
-        c = dataclasses.replace(cfg, sources=[src], workers=workers, review_labels=None,
+        c = dataclasses.replace(cfg, sources=[src], workers=workers, review_labels=None, cache_dir=None,
                                 extract=dataclasses.replace(cfg.extract, engine=extract),
                                 dedup=dataclasses.replace(cfg.dedup, engine=engine))
         out = CurateOutputs(Path(tmp) / "curated", Path(tmp) / "rejected", Path(tmp) / "m.json", Path(tmp) / "f.csv")
@@ -129,8 +136,9 @@ def run_one(n: int, crawl: Path, extract: str, engine: str, workers: int) -> dic
         with TreeSampler() as tree:
             m = run_curate(c, out)
         wall = time.perf_counter() - t
+        words = sum(len(x.split()) for x in pq.read_table(out.curated, columns=["text"]).column("text").to_pylist())
     own = resource.getrusage(resource.RUSAGE_SELF)
-    return {"docs": m["input"]["documents"], "curated": m["curated"]["documents"], "wall_s": wall,
+    return {"docs": m["input"]["documents"], "curated": m["curated"]["documents"], "curated_words": words, "wall_s": wall,
             "cpu_s": own.ru_utime + own.ru_stime + sum(tree.cpu.values()),
             "main_rss_mb": own.ru_maxrss / 1024, "worker_rss_mb": max(tree.rss.values(), default=0) / 2**20}
 

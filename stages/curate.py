@@ -3,8 +3,9 @@
 Reads params `data`; the work is in lmforge.data.curate (datatrove pipelines per source, then
 a global datasketch dedup step; shards already filtered with the same settings come from
 `data.cache_dir`). Writes metrics/curate.json and metrics/curate_funnel.csv.
-With `data.executor: slurm` it submits the jobs and returns; run `dvc commit curate` when
-they have finished.
+With `data.executor: slurm` it submits the jobs (datatrove's SlurmPipelineExecutor) and waits
+for them (`data.slurm.wait`), so `dvc repro` records the outputs; with `wait: false` it returns
+at once and `dvc commit curate` records them once the jobs have finished.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     metrics = run_curate(section(DataConfig, "data"))
     if metrics is None:
-        print("curate: Slurm jobs submitted; run `dvc commit curate` once they finish")
+        print("curate: Slurm jobs submitted (data.slurm.wait: false); run `dvc commit curate` once they finish")
         return 0
     c, f = metrics["curated"], metrics["funnel"]
     print(f"curate: {metrics['input']['documents']} documents read, {c['documents']} curated "

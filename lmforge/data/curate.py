@@ -5,7 +5,7 @@ executor runs one task per input file, across all sources, on ``data.workers`` l
 (or as one Slurm array):
 
     SafeReader (warc | jsonl | parquet)
-      -> Trafilatura or Resiliparse (HTML sources only; lmforge/data/extract.py) -> URLFilter -> py3langid language filter
+      -> Resiliparse or Trafilatura (HTML sources only; lmforge/data/extract.py) -> URLFilter -> py3langid language filter
       -> Gopher repetition -> Gopher quality -> C4 quality -> FineWeb quality
       -> PII redaction (emails, IPs) -> dedup sketches -> work/<source>/kept/*.parquet
 
@@ -19,14 +19,16 @@ the sketches) streams ``data/curated/``, ``data/rejected/``, the metrics JSON an
 
 Locally everything happens in a temporary work folder beside the outputs (``.curate-work-*``),
 locked (``flock``) while its run lives and removed afterwards; a folder left by a killed run
-(its lock no longer held) is removed by the next run. Outputs are swapped in atomically. With ``executor: slurm`` the same pipelines are submitted
-with datatrove's ``SlurmPipelineExecutor`` (the shard array, then a finalize job) and the work
-folder persists at ``data/.curate_work``.
+(its lock no longer held) is removed by the next run. Outputs are swapped in atomically.
+With ``executor: slurm`` the same pipelines are submitted with datatrove's
+``SlurmPipelineExecutor`` (the shard array, the dedup stages, then a finalize job), the stage
+waits for them (``slurm_wait``), and the work folder persists at ``data/.curate_work``.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import sys
@@ -43,6 +45,7 @@ from lmforge.data.curate_config import DataConfig, SourceSettings
 from lmforge.data.readers import resolve_files
 from lmforge.data.shard_cache import ShardCache, transient_drops
 from lmforge.data.signatures import SignatureWriter, sort_task_outputs
+from lmforge.data.slurm_wait import wait_for_jobs
 from lmforge.stage import InputError
 
 
@@ -237,7 +240,8 @@ def check_executor(kind: str) -> None:
 
 
 def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: str | None = None) -> dict | None:
-    """Run curation. Returns the metrics dict (local) or None after submitting Slurm jobs.
+    """Run curation. Returns the metrics dict, or None after submitting Slurm jobs when
+    ``data.slurm.wait`` is off (the stage then leaves ``dvc commit curate`` to the user).
 
     The returned dict also says which shards ran and which came from the cache (``shards``);
     that part is not written to the metrics file, which must not depend on earlier runs.
@@ -253,10 +257,17 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
         work = (outputs.curated.parent / ".curate_work").resolve()
         if work.exists():
             shutil.rmtree(work)
-        todo, _ = shards(plans, work, cache)
+        t0 = time.perf_counter()
+        todo, cached = shards(plans, work, cache)
         execs = build_executors(cfg, plans, work, outputs, "slurm", todo)
         execs[-1].run()  # launches its dependency chain first
-        return None
+        if not cfg.slurm.wait:
+            return None
+        wait_for_jobs(execs, cfg.slurm.poll_s)
+        metrics = json.loads(outputs.metrics.read_text())
+        metrics["seconds"] = round(time.perf_counter() - t0, 1)
+        metrics["shards"] = {"processed": [sh.file for sh in todo], "cached": [sh.file for sh in cached]}
+        return metrics
     t0 = time.perf_counter()
     with work_dir(outputs.curated.parent) as work:
         todo, cached = shards(plans, work, cache)

@@ -17,19 +17,40 @@ from lmforge.config import ParamsError, build, require
 from lmforge.evals.decontam import DecontaminationConfig
 
 
+# Page furniture that Resiliparse's main-content heuristic lets through, named by standard markup
+# (HTML5 sectioning elements, ARIA landmark roles) and by the class names the common documentation
+# generators give it (DocBook XSL's navheader/navfooter, Sphinx's sidebar and related bar, tables of
+# contents, breadcrumbs, permalink anchors). Not ``aside`` or ``.sidebar``: DocBook and docutils put
+# content boxes there. docs/LOG.md has what removing them changed.
+BOILERPLATE_SELECTORS = ("nav", "footer", "button", "[role=navigation]", "[role=banner]", "[role=contentinfo]",
+                         "[role=search]", ".navheader", ".navfooter", ".breadcrumb", ".breadcrumbs", ".toc",
+                         ".sphinxsidebar", ".related", ".headerlink")
+
+
 @dataclass
 class ExtractConfig:
-    """HTML to text (HTML sources only): ``trafilatura`` or ``resiliparse`` (lmforge/data/extract.py).
+    """HTML to text (HTML sources only): ``resiliparse`` or ``trafilatura`` (lmforge/data/extract.py).
 
-    ``timeout`` and ``favour_precision`` are Trafilatura's; ``main_content`` is Resiliparse's
-    boilerplate removal."""
-    engine: Literal["trafilatura", "resiliparse"] = "trafilatura"
+    ``timeout`` and ``favour_precision`` are Trafilatura's; ``main_content`` (its boilerplate
+    heuristic) and ``skip_elements`` (CSS selectors of elements never extracted) are Resiliparse's."""
+    engine: Literal["trafilatura", "resiliparse"] = "resiliparse"
     timeout: float = 5.0
     favour_precision: bool = True
     main_content: bool = True
+    skip_elements: list[str] = field(default_factory=lambda: list(BOILERPLATE_SELECTORS))
 
     def __post_init__(self):
         require(self.timeout > 0, f"data.extract.timeout must be > 0, got {self.timeout}")
+        require(isinstance(self.skip_elements, list) and all(isinstance(x, str) and x.strip() for x in self.skip_elements),
+                f"data.extract.skip_elements must be a list of CSS selectors, got {self.skip_elements!r}")
+        if self.engine == "resiliparse" and self.skip_elements:
+            from resiliparse.extract.html2text import extract_plain_text
+
+            for sel in self.skip_elements:
+                try:
+                    extract_plain_text("<p>x</p>", skip_elements=[sel])
+                except ValueError as e:  # resiliparse's CSSParserException
+                    require(False, f"data.extract.skip_elements: {sel!r} is not a CSS selector ({e})")
 
 
 @dataclass
@@ -169,9 +190,12 @@ class CurateSlurmConfig:
     qos: Optional[str] = None
     sbatch_args: dict = field(default_factory=dict)
     tasks_per_job: int = 1         # datatrove tasks run one after another in one array job (small tasks)
+    wait: bool = True              # the stage stays until finalize has ended (dvc repro records the outputs)
+    poll_s: float = 10.0           # seconds between looks at the queue while waiting
 
     def __post_init__(self):
         require(self.tasks_per_job >= 1, f"data.slurm.tasks_per_job must be >= 1, got {self.tasks_per_job}")
+        require(self.poll_s > 0, f"data.slurm.poll_s must be > 0, got {self.poll_s}")
 
 
 # 2 MB. Common Crawl truncates HTTP payloads at 1 MiB, so no real web page record is refused, and

@@ -31,8 +31,8 @@ import shutil
 from pathlib import Path
 
 # Modules whose code decides a shard task's outputs; a change to any of them invalidates the cache.
-_CODE = ("blocks", "readers", "curate", "curate_config", "dedup", "signatures", "shard_cache")
-_LIBS = ("datatrove", "trafilatura", "py3langid", "datasketch", "xxhash", "pyarrow", "spacy")
+_CODE = ("blocks", "readers", "warc_fast", "extract", "curate", "curate_config", "dedup", "signatures", "shard_cache")
+_LIBS = ("datatrove", "trafilatura", "resiliparse", "fastwarc", "py3langid", "datasketch", "xxhash", "pyarrow", "spacy")
 FORMAT = 1
 
 

@@ -88,6 +88,9 @@ def test_missing_path_fails_at_once_naming_the_source(cfg):
     ({"filters": {"gopher_quality": {"min_doc_words": "many"}}}, "data.filters.gopher_quality.min_doc_words"),
     ({"dedup": {"threshold": 1.5}}, "data.dedup.threshold must be in (0, 1]"),
     ({"max_doc_bytes": 0}, "data.max_doc_bytes must be >= 1 (or null for no cap), got 0"),
+    ({"extract": {"engine": "resiliparse", "skip_elements": ["nav", "div[[x"]}},
+     "data.extract.skip_elements: 'div[[x' is not a CSS selector"),
+    ({"extract": {"skip_elements": "nav"}}, "data.extract.skip_elements: expected a list, got 'nav'"),
 ])
 def test_invalid_params_fail_naming_the_key(params, patch, message):
     from lmforge.config import ParamsError, section

@@ -101,34 +101,88 @@ def stop_jobs(state: Path) -> None:
                 os.kill(pid, signal.SIGTERM)
 
 
-@pytest.mark.timeout(1200)  # about a minute on a quiet 2-core machine; ten under heavy load
-def test_slurm_runs_shards_dedup_stages_and_finalize_as_jobs(small, local_run, tmp_path, monkeypatch, request):
-    from lmforge.data.curate import run_curate
+def clone_params(small, tmp: Path):
+    """``edit_params`` for a project clone: the ``small`` curation on the stand-in Slurm."""
+    _, c = small
 
-    tmp, c = small
+    def edit(params: dict) -> None:
+        d = params["data"]
+        rst = next(s for s in d["sources"] if s["name"] == "pydoc_rst")
+        d["sources"] = [{**rst, "path": str(tmp / "in" / "rst.jsonl")},
+                        {**rst, "name": "copies", "path": str(tmp / "in" / "copies.jsonl")},
+                        {"name": "fortunes", "path": str(tmp / "in" / "fortunes.parquet"), "format": "parquet"}]
+        d.update(executor="slurm", workers=2, cache_dir=None)
+        d["slurm"].update(tasks_per_job=8, poll_s=1)  # one process per stage
+        d["dedup"].update(engine="datatrove", num_perm=c.dedup.num_perm, bands=c.dedup.bands, rows=c.dedup.rows)
+        d["decontamination"]["enabled"] = False
+    return edit
+
+
+@pytest.mark.timeout(1200)  # about two minutes on a quiet 2-core machine; ten under heavy load
+def test_dvc_repro_runs_curate_on_slurm_as_jobs_and_records_its_outputs(small, local_run, tmp_path, request):
+    """`dvc repro curate` with data.executor: slurm in a clone of the project: the stage submits the
+    shard array, datatrove's dedup stages and finalize as dependent jobs, waits for them, and DVC
+    records the outputs (nothing left to `dvc commit`): the same decisions as the local run."""
+    from support.orchestration import clone_project, pipeline_env, run
+
+    tmp, _ = small
+    repo = clone_project(tmp_path / "repo", clone_params(small, tmp))
     state = tmp_path / "slurm"
     state.mkdir()
     (tmp_path / "bin").mkdir()
     bin_dir = make_fake_slurm_bin(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
-    monkeypatch.setenv("FAKE_SLURM_DIR", str(state))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     request.addfinalizer(lambda: stop_jobs(state))
-    out = outputs(tmp_path)
-    c = dataclasses.replace(c, executor="slurm", dedup=dataclasses.replace(c.dedup, engine="datatrove"),
-                            slurm=dataclasses.replace(c.slurm, tasks_per_job=8))  # one process per stage
-    assert run_curate(c, out) is None  # submitted
-    jobs = wait_for_jobs(state)
+    environ = pipeline_env(repo, FAKE_SLURM_DIR=str(state))
+    environ["PATH"] = f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    p = run(["dvc", "repro", "curate"], repo, env=environ, timeout=1100)
+    assert "Slurm step curate-finalize done" in p.stdout, p.stdout[-3000:]
+    jobs = wait_for_jobs(state, timeout=60)  # all ended already: the stage waited for them
     assert set(jobs.values()) == {"0"}, jobs  # each stage's array and datatrove's merge_stats job
     names = [k.split("#")[0] for k in sorted(jobs, key=lambda k: k.split("#")[1])]
     assert list(dict.fromkeys(names)) == ["curate-shards", "dedup-signatures", "dedup-buckets",
                                           "dedup-resolve", "curate-finalize"], jobs
     argv = " ".join(p.read_text() for p in (state / "jobs").glob("*.argv"))
     assert "--dependency=afterok:" in argv
-    assert decisions(out) == local_run
+    assert decisions(outputs(repo)) == local_run
     reasons = {r[0] for r in local_run.values() if r}
     assert {"exact_dedup", "near_dedup"} <= reasons, reasons
+    status = run(["dvc", "status", "curate"], repo, env=environ).stdout
+    assert "up to date" in status, status
+
+
+def test_a_failed_slurm_step_fails_the_stage_naming_it_and_cancels_the_rest(tmp_path, monkeypatch):
+    """A job that leaves the queue with tasks not completed ends the wait with the step, its
+    ranks and its logs; the jobs still waiting behind it are cancelled."""
+    from datatrove.executor import SlurmPipelineExecutor
+
+    from lmforge.data.slurm_wait import wait_for_jobs as wait
+    from lmforge.stage import StageFailure
+
+    state = tmp_path / "slurm"
+    (state / "jobs").mkdir(parents=True)
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", f"{make_fake_slurm_bin(tmp_path / 'bin')}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(state))
+    execs = []
+    for k, (name, rc) in enumerate((("shards", "0"), ("dedup", "1"), ("finalize", None))):
+        ex = SlurmPipelineExecutor([], tasks=2, job_name=name, logging_dir=str(tmp_path / name), time="1:00",
+                                   partition="cpu", skip_completed=False)
+        ex.job_id = str(2000 + k)
+        (state / "jobs" / f"{ex.job_id}.name").write_text(name)
+        if rc is not None:
+            (state / "jobs" / f"{ex.job_id}.rc").write_text(rc)
+        execs.append(ex)
+    for rank in (0, 1):
+        execs[0].mark_rank_as_completed(rank)
+    execs[1].mark_rank_as_completed(0)
+    cancelled = tmp_path / "scancel.log"
+    (tmp_path / "bin" / "scancel").write_text(f"#!/bin/sh\necho \"$@\" >> {cancelled}\n")
+    (tmp_path / "bin" / "scancel").chmod(0o755)
+    with pytest.raises(StageFailure) as e:
+        wait(execs, poll_s=0.01, log=lambda _: None)
+    assert str(e.value) == (f"curate: Slurm job 2001 (dedup) ended with 1 of 2 tasks not completed (ranks [1]); "
+                            f"logs: {tmp_path / 'dedup'}; cancelled the jobs after it: 2002")
+    assert cancelled.read_text().split() == ["2002"]
 
 
 @pytest.mark.timeout(1200)

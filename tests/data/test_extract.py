@@ -36,3 +36,21 @@ def test_resiliparse_extracts_the_page_text_and_rejects_empty_pages(pages, tmp_p
     rej = pq.read_table(tmp_path / "rej").to_pylist()
     assert [(r["id"], r["reason"]) for r in rej] == [("blank", "extract:empty")]
     assert step.stats["dropped_empty"].total == 1 and step.stats["forwarded"].total == 1
+
+
+def test_resiliparse_skips_page_furniture_by_selector_and_keeps_content_boxes(pages):
+    """The default skip list takes the chapter's table of contents out of a DocBook page;
+    a DocBook sidebar (a content box, not navigation) stays."""
+    from lmforge.data.curate_config import ExtractConfig
+    from lmforge.data.extract import make_extractor
+
+    chapter = pages[HANDBOOK.format("en-US", "apt.html")].decode()
+    plain = make_extractor(ExtractConfig(engine="resiliparse", skip_elements=[]), None).extract(chapter)
+    text = make_extractor(ExtractConfig(engine="resiliparse"), None).extract(chapter)
+    toc = [line for line in plain.splitlines() if re.fullmatch(r"6\.\d+(\.\d+)?\. .+", line.strip())]
+    assert len(toc) >= 10                       # the table of contents is there without the skip list
+    assert not any(line in text.splitlines() for line in toc[1:])
+    assert text.splitlines()[0] == plain.splitlines()[0]    # the chapter title and its prose remain
+    assert len(text) > 0.8 * len(plain)
+    boxed = pages[HANDBOOK.format("de-DE", "sect.x509-cert.html")].decode()
+    assert "Let's Encrypt Initiative" in make_extractor(ExtractConfig(engine="resiliparse"), None).extract(boxed)

@@ -6,6 +6,7 @@ depend on the Debian packages being installed on the test machine.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 from pathlib import Path
@@ -49,11 +50,20 @@ def fortune_docs() -> list[dict]:
     return pq.read_table(SAMPLE / "fortunes-00000.parquet").to_pylist()
 
 
-def extract(html: bytes) -> str:
-    """The text the pipeline's extraction step produces for one page."""
-    from lmforge.data.blocks import RecordingTrafilatura, tidy
+@functools.lru_cache(maxsize=1)
+def _extractor():
+    from lmforge.config import section
+    from lmforge.data.curate_config import DataConfig
+    from lmforge.data.extract import make_extractor
 
-    return tidy(RecordingTrafilatura(timeout=5).extract(html.decode("utf-8")) or "")
+    return make_extractor(section(DataConfig, "data", path=str(REPO / "params.yaml")).extract, None)
+
+
+def extract(html: bytes) -> str:
+    """The text the pipeline's extraction step (params.yaml's ``data.extract``) produces for one page."""
+    from lmforge.data.blocks import tidy
+
+    return tidy(_extractor().extract(html.decode("utf-8")) or "")
 
 
 def truncated(data: bytes, frac: float = 0.5) -> bytes:
