@@ -32,6 +32,7 @@ PACKAGES = {"rust-doc": "/usr/share/doc/rust-doc/html", "python-django-doc": "/u
             "postgresql-doc-15": "/usr/share/doc/postgresql-doc-15/html",
             "debian-handbook": "/usr/share/doc/debian-handbook/html", "python3.11-doc": "/usr/share/doc/python3.11/html"}
 PER_SHARD, MAX_BYTES = 250, 400_000
+ORDER = "round-robin, then shuffled"   # how build_crawl orders pages (crawl.json)
 
 
 def ensure_packages() -> None:
@@ -41,12 +42,18 @@ def ensure_packages() -> None:
 
 
 def build_crawl(n: int, out: Path, seed: int = 0) -> list[Path]:
-    """``n`` pages, round-robin over the packages, as WARC shards in ``out`` (reused if there)."""
+    """``n`` pages as WARC shards in ``out`` (reused if built the same way with at least ``n``).
+
+    Pages are drawn round-robin over the packages, then shuffled (fixed seed): the packages
+    differ in size (rust-doc has 32k pages, python3.11-doc 521), so an unshuffled crawl ends in
+    rustdoc stubs and its first 1,000 pages are not the same kind of crawl as its 16,000. After
+    the shuffle every prefix has the same mix, and times at different sizes compare."""
     from scripts.build_sample_crawl import write_warc
 
-    shards = sorted(out.glob("crawl-*.warc.gz"))
-    if len(shards) * PER_SHARD >= n:
-        return shards
+    manifest = out / "crawl.json"
+    built = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if built.get("order") == ORDER and built.get("pages", 0) >= n:
+        return sorted(out.glob("crawl-*.warc.gz"))
     ensure_packages()
     rng = random.Random(seed)
     pools = []
@@ -60,9 +67,13 @@ def build_crawl(n: int, out: Path, seed: int = 0) -> list[Path]:
             if files and len(pages) < n:
                 f = files.pop()
                 pages.append((f"https://{pkg}.debian.example/{f.relative_to(root)}", f.read_bytes()))
+    rng.shuffle(pages)
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("crawl-*.warc.gz"):  # this bench's own shards only
+        old.unlink()
     for i in range(0, len(pages), PER_SHARD):
         write_warc(out / f"crawl-{i // PER_SHARD:05d}.warc.gz", pages[i:i + PER_SHARD])
+    manifest.write_text(json.dumps({"order": ORDER, "pages": len(pages), "seed": seed}))
     return sorted(out.glob("crawl-*.warc.gz"))
 
 
