@@ -171,6 +171,29 @@ Inputs that no stage produces: crawl shards, committed data and the code of each
 """
 
 
+def _use_section(cfg: ReleaseConfig) -> str:
+    """The card's Use and Limitations sections: how to serve this folder, and what it is not."""
+    return f"""## Use
+
+Locally, on a CPU (TGI's HTTP API):
+
+```bash
+lmforge serve --model-id {cfg.out_dir} --port 3000
+curl localhost:3000/generate -H 'Content-Type: application/json' \\
+  -d '{{"inputs": "What is Debian?", "parameters": {{"max_new_tokens": 32}}}}'
+```
+
+On a GPU, the `deploy` stage writes files that mount this folder (`deploy.engine` picks which):
+vLLM's `deploy/vllm-run.sh`, `deploy/vllm-kubernetes.yaml` or `sbatch deploy/vllm.sbatch`, and
+Text Generation Inference's `deploy/tgi-run.sh`, `deploy/kubernetes.yaml` or `sbatch deploy/tgi.sbatch`.
+
+## Limitations
+
+A small model trained on a small crawl sample on CPUs: it shows the pipeline, not a useful assistant.
+Its outputs can be wrong, repetitive or unsafe; do not rely on them.
+"""
+
+
 def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: str, dirty: bool,
                params: dict, artifacts: list[Artifact], stages: list[str], files: dict[str, str],
                scores: dict | None = None) -> str:
@@ -216,25 +239,7 @@ The `params.yaml` sections that shaped this model:
 {yaml.safe_dump(sections, sort_keys=False).rstrip()}
 ```
 
-## Use
-
-Locally, on a CPU (TGI's HTTP API):
-
-```bash
-lmforge serve --model-id {cfg.out_dir} --port 3000
-curl localhost:3000/generate -H 'Content-Type: application/json' \\
-  -d '{{"inputs": "What is Debian?", "parameters": {{"max_new_tokens": 32}}}}'
-```
-
-On a GPU, the `deploy` stage writes files that mount this folder (`deploy.engine` picks which):
-vLLM's `deploy/vllm-run.sh`, `deploy/vllm-kubernetes.yaml` or `sbatch deploy/vllm.sbatch`, and
-Text Generation Inference's `deploy/tgi-run.sh`, `deploy/kubernetes.yaml` or `sbatch deploy/tgi.sbatch`.
-
-## Limitations
-
-A small model trained on a small crawl sample on CPUs: it shows the pipeline, not a useful assistant.
-Its outputs can be wrong, repetitive or unsafe; do not rely on them.
-"""
+{_use_section(cfg)}"""
 
 
 def release(cfg: ReleaseConfig, params: dict) -> dict:
