@@ -106,7 +106,7 @@ class ShardCache:
         doc = {"format": FORMAT, "code": self._code, "file": relpath, "content": _content_sha256(data_folder, relpath),
                "source": src.name, "source_format": src.format, "filters": filters,
                "pii": dataclasses.asdict(c.pii), "max_doc_bytes": c.max_doc_bytes,
-               "signatures": [d.exact, d.near, d.shingle_size, d.num_perm, d.seed]}
+               "signatures": [d.engine, d.exact, d.near, d.shingle_size, d.num_perm, d.seed]}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def _entry(self, source: str, key: str) -> Path:

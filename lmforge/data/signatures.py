@@ -30,7 +30,10 @@ def signature_schema():
 
 
 class SignatureWriter(ParquetWriter):
-    """Writes each document's dedup sketch (``Deduplicator.sketch``) and passes the document on."""
+    """Writes each document's dedup sketch (``Deduplicator.sketch``) and passes the document on.
+
+    With ``dedup.engine: datatrove`` the sketch columns stay empty: datatrove's own signature
+    stage hashes the kept documents, and finalize needs only the ids and the order."""
 
     name = "signatures"
 
@@ -40,6 +43,8 @@ class SignatureWriter(ParquetWriter):
         self.params, self._dedup = params, None
 
     def _default_adapter(self, document) -> dict:
+        if self.params.engine == "datatrove":
+            return {"id": document.id, "url": document.metadata.get("url"), "exact": None, "minhash": None}
         if self._dedup is None:
             from lmforge.data.dedup import Deduplicator
 
