@@ -33,19 +33,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SAMPLE = REPO / "data" / "sample" / "crawl"
+sys.path.insert(0, str(REPO / "tests"))  # support.curate: the sample crawl's pages
 
 
 def pages() -> list[tuple[str, bytes]]:
-    from warcio.archiveiterator import ArchiveIterator
+    from support.curate import read_warc_pages
 
-    out = []
-    for f in sorted(SAMPLE.glob("*.warc.gz")):
-        with open(f, "rb") as fh:
-            for rec in ArchiveIterator(fh):
-                if rec.rec_type == "response":
-                    out.append((rec.rec_headers.get_header("WARC-Target-URI"), rec.content_stream().read()))
-    return out
+    return list(read_warc_pages().items())
 
 
 def write_shards(folder: Path, n_pages: int) -> None:

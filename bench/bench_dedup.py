@@ -35,22 +35,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SAMPLE = REPO / "data" / "sample" / "crawl"
+sys.path.insert(0, str(REPO / "tests"))  # support.curate: the sample crawl
 
 
 def load_docs() -> list[tuple[str, str]]:
     import lxml.html
     import pyarrow.parquet as pq
-    from warcio.archiveiterator import ArchiveIterator
+
+    from support.curate import SAMPLE, read_warc_pages
 
     docs = []
-    for f in sorted(SAMPLE.glob("*.warc.gz")):
-        with open(f, "rb") as fh:
-            for rec in ArchiveIterator(fh):
-                url = rec.rec_headers.get_header("WARC-Target-URI") or ""
-                if rec.rec_type == "response" and ("/en-US/" in url or "docs.python.org" in url):
-                    text = lxml.html.fromstring(rec.content_stream().read()).text_content()
-                    docs.append((url, "\n".join(ln.strip() for ln in text.splitlines() if ln.strip())))
+    for url, html in read_warc_pages().items():
+        if "/en-US/" in url or "docs.python.org" in url:
+            text = lxml.html.fromstring(html).text_content()
+            docs.append((url, "\n".join(ln.strip() for ln in text.splitlines() if ln.strip())))
     docs += [(d["id"], d["text"]) for d in map(json.loads, (SAMPLE / "pydoc-rst-00000.jsonl").open())]
     docs += [(d["id"], d["text"]) for d in pq.read_table(SAMPLE / "fortunes-00000.parquet").to_pylist()]
     return docs
