@@ -3,8 +3,9 @@ chat template, generation that stops at the end of an assistant turn, and the TR
 arguments every trainer here gets (no hub, no checkpoints, progress bars on stderr,
 DVCLive through ``lmforge.live`` rather than ``report_to``).
 
-The device is accelerate's choice (a GPU when there is one, else the CPU), bf16
-is used only on a GPU that supports it, and ``train.deepspeed`` hands a ZeRO
+The device is accelerate's choice (a GPU when there is one, else the CPU) for every
+model a stage uses - the trained one, the DPO reference, the reward model, the
+generating ones (``to_train_device``); bf16 is used only on a GPU that has it in hardware, and ``train.deepspeed`` hands a ZeRO
 config to TRL's own DeepSpeed integration (launch with ``torchrun``/``deepspeed``).
 
 The chat template always comes from the model's own tokenizer, so a base model
@@ -95,9 +96,9 @@ def with_context(p, model_dir: str):
 
 def use_bf16(requested: bool | None) -> bool:
     """bf16 only on a GPU that supports it; ``None`` asks for it wherever it is."""
-    import torch
+    from lmforge.train.dist import native_bf16
 
-    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    supported = native_bf16()   # hardware bf16 only: emulated bf16 on pre-Ampere GPUs is slower than fp32
     if requested and not supported:
         log.warning("train.bf16: true, but there is no GPU with bf16 here; training in fp32")
     return supported if requested is None else bool(requested) and supported
@@ -171,8 +172,36 @@ def trained_model(trainer, lora: bool):
         with torch.random.fork_rng():   # building the copy must not move the seeded stream
             whole = type(model)(model.config)
         whole.load_state_dict(state)
-        return whole.eval()
+        return whole.to(trainer.args.device).eval()   # evaluated where it trained, not on a CPU copy
     return model.merge_and_unload() if lora else model
+
+
+def train_device():
+    """The device every model of a post-training stage lives on: the trainer's (accelerate's) choice."""
+    from lmforge.train.dist import preferred_device
+
+    return preferred_device()
+
+
+def to_train_device(model):
+    """``model`` on :func:`train_device` - unless ZeRO-3 partitions it (DeepSpeed places partitions)."""
+    if any(hasattr(t, "ds_tensor") for t in model.parameters()):
+        return model
+    return model.to(train_device())
+
+
+def check_devices(device, **models) -> None:
+    """Raise naming the first model not on ``device`` (the trainer's): a silent CPU fallback is a bug."""
+    import torch
+
+    want = torch.device(device)
+    for name, model in models.items():
+        if model is None or any(hasattr(t, "ds_tensor") for t in model.parameters()):
+            continue   # ZeRO-3 partitions: DeepSpeed placed them
+        got = next(model.parameters()).device
+        if got.type != want.type or (want.index is not None and got.index not in (None, want.index)):
+            raise RuntimeError(f"{name} is on {got}, the trainer on {want}: every model of a stage must "
+                               f"be on the trainer's device")
 
 
 def check_model_dir(path: str | os.PathLike, what: str) -> Path:
@@ -200,7 +229,7 @@ def load_causal_lm(path: str | os.PathLike, what: str = "model"):
     from transformers import AutoModelForCausalLM
 
     check_model_dir(path, what)
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    return to_train_device(AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32))
 
 
 def prompt_text(tok, prompt: str) -> str:

@@ -26,8 +26,8 @@ import dataclasses
 
 import pandas as pd
 
-from lmforge.align.common import (AdapterConfig, TrainConfig, live_callbacks, load_causal_lm, load_tokenizer,
-                                  trained_model, trl_kwargs, with_context)
+from lmforge.align.common import (AdapterConfig, TrainConfig, check_devices, live_callbacks, load_causal_lm,
+                                  load_tokenizer, trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import (GateEvalConfig, completion_logprobs, generate_replies, policy_metrics, reward_scores,
                                    token_kl)
 from lmforge.align.preferences import PreferenceConfig, check_pairs, rejection_pairs, to_dataset
@@ -160,9 +160,11 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
     before = logp_margins(policy, tok, train_all, p.train.max_length)
 
     trainer = dpo_trainer(p, policy, ref, tok, train_all, seed, work_dir, live, val.head(p.kl_probe))
+    check_devices(trainer.args.device, reference=ref, reward_model=rm)   # no model left behind on a CPU
     result = trainer.train()
     policy = trained_model(trainer, p.lora.enabled)
     policy.eval()
+    check_devices(trainer.args.device, policy=policy)
     after = logp_margins(policy, tok, train_all, p.train.max_length)
 
     margin, acc = implicit_rewards(policy, ref, tok, val, p.beta, p.train.max_length)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.align.common import (AdapterConfig, TrainConfig, check_model_dir, live_callbacks, load_tokenizer,
-                                  save_model, trained_model, trl_kwargs, with_context)
+                                  save_model, to_train_device, trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import reward_scores
 from lmforge.align.preferences import check_pairs, to_dataset
 from lmforge.config import require
@@ -45,7 +45,7 @@ def load_reward_backbone(path: str):
     cfg.num_labels = 1
     cfg.pad_token_id = tok.pad_token_id
     model = AutoModelForSequenceClassification.from_pretrained(path, config=cfg, dtype=torch.float32)
-    return model, tok
+    return to_train_device(model), tok
 
 
 def load_reward_model(path: str):
@@ -53,7 +53,7 @@ def load_reward_model(path: str):
     from transformers import AutoModelForSequenceClassification
 
     check_model_dir(path, "reward model")
-    return AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+    return to_train_device(AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32))
 
 
 def pairwise_accuracy(rm, tok, df: pd.DataFrame, max_length: int) -> tuple[float, float]:

@@ -131,6 +131,10 @@ def _weighted_trainer_cls():
             ).view(target.shape)
             n = (target != -100).sum() if num_items_in_batch is None else num_items_in_batch
             loss = (tok_loss * w.to(tok_loss.dtype)[:, None]).sum() / torch.as_tensor(n).clamp(min=1)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # n counts the tokens of every rank, and DDP/DeepSpeed average the gradients over
+                # the ranks: scale back up, as Trainer.compute_loss does, or N ranks learn at 1/N
+                loss = loss * self.accelerator.num_processes
             return (loss, outputs) if return_outputs else loss
 
     return WeightedSFTTrainer
