@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from lmforge.model import ModelConfig, build_model, count_params, flops_per_token
+from lmforge.model import ModelConfig, build_model, count_params, flops_per_token, token_cross_entropy
 from lmforge.train import checkpoint as C
 from lmforge.train import dist as D
 from lmforge.train.config import PretrainConfig
@@ -45,9 +44,9 @@ class Outputs:
 
 
 def lm_loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy on ``y = row[1:]`` (no shift: x and y are pre-aligned)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                           ignore_index=IGNORE, reduction=reduction)
+    """Next-token cross-entropy on ``y = row[1:]`` (no shift: x and y are pre-aligned), in fp32
+    without an fp32 copy of bf16 logits (``lmforge.model.token_cross_entropy``)."""
+    return token_cross_entropy(logits, y, ignore_index=IGNORE, reduction=reduction)
 
 
 def tokenizer_vocab(tokenizer_dir: str) -> int:
@@ -88,7 +87,7 @@ def evaluate(engine, val: PackedTokens, rows: int, micro: int, rank: int, world:
     for i in range(0, len(mine), micro):
         x, y = val.rows_to_batch([j % val.rows for j in mine[i:i + micro]])
         x, y = x.to(device), y.to(device)
-        logits = engine(input_ids=x).logits
+        logits = engine(input_ids=x, use_cache=False).logits   # no KV cache in training
         total += float(lm_loss(logits, y, reduction="sum"))
         count += float((y != IGNORE).sum())
     total, count = D.all_reduce_sum([total, count], device)
@@ -187,7 +186,7 @@ def _micro_batches(run: Run, step: int) -> tuple[list[float], bool, float | None
         x, y = run.train.shuffled_batch(run.seed, pos, cfg.micro_batch_size)
         state["samples"] += cfg.micro_batch_size * run.world
         x, y = x.to(run.device), y.to(run.device)
-        logits = engine(input_ids=x).logits
+        logits = engine(input_ids=x, use_cache=False).logits   # no KV cache in training
         loss = lm_loss(logits, y)
         finite = D.all_reduce_sum([0.0 if torch.isfinite(loss) else 1.0], run.device)[0] == 0
         if not finite:
