@@ -134,7 +134,10 @@ def trl_kwargs(tp: TrainConfig, seed: int, out_dir: str | None) -> dict[str, Any
 
     out_dir = out_dir or tempfile.mkdtemp(prefix="lmforge-align-")
     torch.set_num_threads(max(1, tp.threads))
-    return dict(
+    # accelerate makes several CPU processes one job (gloo, sharded data) only when told use_cpu;
+    # without it each rank of a `torchrun` on a CPU machine trained alone on the same batches
+    several_cpus = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return dict(**({"use_cpu": True} if several_cpus else {}),
         output_dir=out_dir, report_to="none", seed=seed, data_seed=seed,
         max_steps=tp.max_steps, per_device_train_batch_size=tp.batch_size,
         per_device_eval_batch_size=tp.batch_size, gradient_accumulation_steps=tp.grad_accum,

@@ -23,6 +23,7 @@ after training on the policy's own replies to held-out prompts.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pandas as pd
 
@@ -154,8 +155,9 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
     rm = load_reward_model(p.reward_model)
     train, val = read_pairs(p.pairs_dir, "train"), read_pairs(p.pairs_dir, "val")
     rs, rs_dropped = make_rejection_pairs(p, pref, policy, rm, tok, seed)
-    with atomic_path(p.rejection_out) as tmp:  # the dpo stage lists it as an out
-        rs.to_parquet(tmp, index=False)
+    if os.environ.get("RANK", "0") == "0":   # the same pairs on every rank (same seed); one writes them
+        with atomic_path(p.rejection_out) as tmp:  # the dpo stage lists it as an out
+            rs.to_parquet(tmp, index=False)
     train_all = check_pairs(pd.concat([train, rs[train.columns]], ignore_index=True), "dpo training pairs")
     before = logp_margins(policy, tok, train_all, p.train.max_length)
 

@@ -11,6 +11,7 @@ scores above the rejected one — is the headline metric (chance is 0.5).
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -93,7 +94,8 @@ def train_reward(p: RewardStageConfig, seed: int, work_dir: str | None = None,
     if p.min_accuracy is not None and acc < p.min_accuracy:
         raise RuntimeError(f"reward model: held-out pairwise accuracy {acc:.3f} < reward.min_accuracy "
                            f"{p.min_accuracy} on {len(val)} pairs; not saved")
-    save_model(model, tok, p.out_dir)
+    if os.environ.get("RANK", "0") == "0":   # every rank trained the same model; one writes it
+        save_model(model, tok, p.out_dir)
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     return {"train_pairs": len(train), "val_pairs": len(val), "accuracy": acc, "accuracy_before": acc0,
             "train_accuracy": train_acc, "margin": margin, "train_loss": float(result.training_loss),
