@@ -102,9 +102,9 @@ def align_check(work: Path, cpu_smoke: bool, check, steps: int = 60, batch: int 
     trainer = dpo_trainer(dpo, load_causal_lm(base), ref, tok, pairs, 0, str(work / "dpo-work"))
     try:
         check_devices(trainer.args.device, reference=ref, reward_model=rm, policy=trainer.model)
-        check("dpo: reference, reward model and policy on the trainer's device", True, str(trainer.args.device))
+        check("dpo reference, reward model and policy on the trainer's device", True, str(trainer.args.device))
     except RuntimeError as e:
-        check("dpo: reference, reward model and policy on the trainer's device", False, str(e))
+        check("dpo reference, reward model and policy on the trainer's device", False, str(e))
     out["dpo"] = _run("dpo", trainer)
     args = model_args(base)
     check("eval harness runs on this device (bf16 where native)",
