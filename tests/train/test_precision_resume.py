@@ -45,3 +45,18 @@ def test_a_checkpoint_whose_layout_differs_is_refused_naming_both(reference_run,
     (newest / "trainer_state.json").write_text(json.dumps(dict(state, precision="bf16", device="cuda")))
     with pytest.raises(InputError, match=r"saved in bf16 on cuda, ZeRO stage 0, this run trains in fp32 on cpu"):
         run_inprocess(work, TINY_MODEL, tiny_pretrain(*token_data, work / "models/pretrain"))
+
+
+def test_another_zero_stage_over_an_existing_run_trains_afresh(reference_run, token_data, tmp_path, capsys):
+    """``dvc exp run -S pretrain.zero_stage=1`` over a ZeRO-0 run: set aside, not refused (defect 8)."""
+    ref_work, _, _ = reference_run
+    work = tmp_path / "run"
+    shutil.copytree(ref_work / "models", work / "models")
+    cfg = tiny_pretrain(*token_data, work / "models/pretrain", max_steps=2, eval_every=2, checkpoint_every=2,
+                        zero_stage=1)
+    capsys.readouterr()
+    m = run_inprocess(work, TINY_MODEL, cfg)
+    out = capsys.readouterr().out
+    assert "fp32 on cpu, ZeRO stage 0" in out and "fp32 on cpu, ZeRO stage 1" in out and "resumed from" not in out
+    assert m["zero_stage"] == 1 and m["steps"] == 2
+    assert len(list((work / "models/pretrain").glob("checkpoints-stale-*"))) == 1
