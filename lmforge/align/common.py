@@ -115,6 +115,13 @@ def deepspeed_config(tp: TrainConfig) -> dict | None:
     """
     if tp.deepspeed is None:
         return None
+    import torch
+
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # accelerate 1.15 runs DeepSpeed on a CPU as one process only (it sizes the batch for a
+        # world of 1 and stops on the mismatch); several CPU processes train through DDP instead
+        raise ParamsError(f"train.deepspeed: {tp.deepspeed!r} with {os.environ['WORLD_SIZE']} CPU processes is "
+                          f"not supported by accelerate; set train.deepspeed: null (DDP over gloo) or use GPUs")
     if tp.deepspeed == "shared":
         from lmforge.train.recipe import deepspeed_config as build
 
@@ -135,8 +142,10 @@ def trl_kwargs(tp: TrainConfig, seed: int, out_dir: str | None) -> dict[str, Any
     out_dir = out_dir or tempfile.mkdtemp(prefix="lmforge-align-")
     torch.set_num_threads(max(1, tp.threads))
     # accelerate makes several CPU processes one job (gloo, sharded data) only when told use_cpu;
-    # without it each rank of a `torchrun` on a CPU machine trained alone on the same batches
-    several_cpus = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # without it each rank of a `torchrun` on a CPU machine trained alone on the same batches.
+    # (DeepSpeed on several CPU processes is refused in deepspeed_config: use_cpu would turn it off)
+    several_cpus = (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+                    and tp.deepspeed is None)
     return dict(**({"use_cpu": True} if several_cpus else {}),
         output_dir=out_dir, report_to="none", seed=seed, data_seed=seed,
         max_steps=tp.max_steps, per_device_train_batch_size=tp.batch_size,

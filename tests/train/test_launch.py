@@ -41,3 +41,18 @@ def test_more_gpus_than_the_node_has_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ParamsError, match="8 GPUs asked, 2 visible"):
         launch.relaunch("pretrain", {"resources": {"pretrain": {"gpu": 8}}})
+
+
+def test_trl_deepspeed_on_several_cpu_processes_is_refused_in_one_line(monkeypatch):
+    """accelerate 1.15 cannot run DeepSpeed over several CPU processes: say so, naming the key."""
+    import torch
+
+    from lmforge.align.common import TrainConfig, deepspeed_config, trl_kwargs
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ParamsError, match="train.deepspeed: 'shared' with 2 CPU processes"):
+        deepspeed_config(TrainConfig(deepspeed="shared"))
+    assert trl_kwargs(TrainConfig(), 0, None)["use_cpu"] is True     # DDP over gloo: one job, not N
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert "use_cpu" not in trl_kwargs(TrainConfig(), 0, None) and deepspeed_config(TrainConfig(deepspeed="shared"))
