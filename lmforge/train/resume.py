@@ -100,7 +100,7 @@ def resume(run) -> None:
         set_aside_stale(run.ckroot, run.state["fingerprint"], run.rank, _layout(run.state))
     resume_from = C.latest(run.ckroot)
     if cfg.resume == "never" and resume_from is not None:
-        raise ValueError(f"{run.ckroot}: holds checkpoints of an earlier run and pretrain.resume is 'never'; "
+        raise InputError(f"{run.ckroot}: holds checkpoints of an earlier run and pretrain.resume is 'never'; "
                          f"delete the folder or set resume: auto")
     if resume_from is None:
         return

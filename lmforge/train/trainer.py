@@ -19,6 +19,7 @@ import torch
 from lmforge.model import ModelConfig, build_model, count_params, flops_per_token, token_cross_entropy
 from lmforge.train import checkpoint as C
 from lmforge.train import dist as D
+from lmforge.stage import StageFailure
 from lmforge.train.config import PretrainConfig
 from lmforge.train.data import IGNORE, PackedTokens, TokenDataError
 from lmforge.train.mfu import device_peak
@@ -28,7 +29,7 @@ from lmforge.train.resume import resume, run_fingerprint
 from lmforge.train.zero_init import build_partitioned, local_numel
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(StageFailure):
     """The loss was NaN or infinite and the policy says stop (or skips ran out)."""
 
 
