@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from lmforge.serve.http import JSON, ApiError, exception_handlers, is_openai
@@ -82,7 +83,7 @@ async def info(request: Request):
     state: ServerState = request.app.state.lmforge
     lim = state.limits
     return JSON({
-        "model_id": state.model_id, "model_sha": None, "model_dtype": state.model_dtype,
+        "model_id": state.model_id, "model_sha": state.model_sha, "model_dtype": state.model_dtype,
         "model_device_type": "cpu", "model_pipeline_tag": "text-generation",
         "max_concurrent_requests": lim.max_concurrent_requests, "max_best_of": lim.max_best_of,
         "max_stop_sequences": lim.max_stop_sequences, "max_input_tokens": lim.max_input_tokens,
@@ -112,6 +113,26 @@ async def _api_error(request: Request, exc: ApiError):
     return exc.response(openai=is_openai(request.url.path))
 
 
+class ModelHeaders:
+    """Every reply names the model that made it (``x-model-id``, ``x-model-sha``), so a proxy in
+    front (the gateway) sees a restart on another model without polling /info."""
+
+    def __init__(self, app, state: ServerState):
+        self.app, self.headers = app, [(b"x-model-id", state.model_id.encode("utf-8", "replace")),
+                                       (b"x-model-sha", (state.model_sha or "unknown").encode())]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def named(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, named)
+
+
 def create_app(state: ServerState, *, manage_engine: bool = True) -> Starlette:
     """The ASGI app; with `manage_engine` the app starts and stops the engine thread."""
     @contextlib.asynccontextmanager
@@ -134,6 +155,7 @@ def create_app(state: ServerState, *, manage_engine: bool = True) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         *openai_routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(_api_error))
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(_api_error),
+                    middleware=[Middleware(ModelHeaders, state=state)])
     app.state.lmforge = state
     return app

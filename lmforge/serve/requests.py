@@ -35,6 +35,7 @@ class ServerState:
     model_id: str
     metrics: ServerMetrics
     model_dtype: str = "float32"
+    model_sha: str | None = None  # the model folder's content hash (server.model_sha)
     inflight: int = 0
     bridge: "LoopBridge | None" = None
     started: float = dataclasses.field(default_factory=time.time)

@@ -114,3 +114,26 @@ def test_the_openai_client_shows_the_servers_message(server):
     with pytest.raises(openai.APIStatusError) as e:
         client.chat.completions.create(model="m", messages=CHAT, n=2)
     assert e.value.status_code == 422 and "`n` must be 1" in e.value.message
+
+
+def test_info_names_a_real_model_sha_and_replies_carry_it(server, tiny_model):
+    from lmforge.serve.server import model_sha
+
+    info = httpx.get(server.url + "/info").json()
+    assert isinstance(info["model_sha"], str) and len(info["model_sha"]) == 64
+    assert info["model_sha"] == model_sha(tiny_model)
+    r = httpx.post(server.url + "/generate", json={"inputs": "Hi", "parameters": {"max_new_tokens": 1}})
+    assert r.headers["x-model-sha"] == info["model_sha"]
+
+
+def test_model_sha_follows_the_release_lineage_and_the_weights(tmp_path):
+    from lmforge.serve.server import model_sha
+
+    (tmp_path / "model.safetensors").write_bytes(b"a")
+    first = model_sha(tmp_path)
+    (tmp_path / "README.md").write_text("card")  # the card is not the model
+    assert model_sha(tmp_path) == first
+    (tmp_path / "model.safetensors").write_bytes(b"b")
+    assert model_sha(tmp_path) != first
+    (tmp_path / "lineage.json").write_text('{"files_sha256": {"model.safetensors": "00"}}')
+    assert model_sha(tmp_path) not in (first, None)
