@@ -156,6 +156,9 @@ def _check_strings(obj: Any) -> None:
             stack.extend(o)
 
 
+check_strings = _check_strings  # the gateway checks its upstream's replies the same way
+
+
 def parse_json(raw: bytes) -> Any:
     """Strict JSON (see the module docstring); anything else is a 422."""
     try:
