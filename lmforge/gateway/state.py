@@ -6,6 +6,7 @@ neither route module imports the other.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -19,6 +20,7 @@ from starlette.requests import Request
 
 from lmforge.config import require
 from lmforge.gateway.metrics import GatewayMetrics
+from lmforge.pii import find_pii
 from lmforge.gateway.review import DocIndex
 from lmforge.feedback.store import REQUESTS, REVIEW_LABELS, StoreWriter, read_jsonl
 from lmforge.gateway.upstream import UpstreamClient, UpstreamUnavailable
@@ -106,6 +108,7 @@ class GatewayState:
             self.requests[r["id"]] = (prompt_key(r.get("prompt") or ""), r.get("status") == 200)
         for r in read_jsonl(self.writer.root / REVIEW_LABELS):
             self.labels[r["doc_id"]] = r["label"]
+        await asyncio.to_thread(find_pii, "warm up 0")  # load the detector now, not on the first request
         self.client = UpstreamClient(self.upstream_url, timeout=self.cfg.upstream_timeout_s,
                                      max_bytes=self.cfg.max_upstream_bytes)
         await self.model_info()
