@@ -54,10 +54,13 @@ class Call:
         self.id = new_id()
         self.openai = is_openai(route)
         self.rec: dict = {"id": self.id, "ts": time.time(), "route": route, "stream": False}
+        self.context: tuple[str, ...] = ()
 
-    def start(self, prompt: str, params: dict, messages: list | None = None, context: tuple[str, ...] = ()) -> None:
-        """Classify ``prompt`` and every other text the model reads (``context``); refuse a blocked one."""
-        verdict = classify(prompt, context=context)
+    async def start(self, prompt: str, params: dict, messages: list | None = None,
+                    context: tuple[str, ...] = ()) -> None:
+        """Classify ``prompt`` and every other text the model reads (``context``); refuse a blocked one.
+        The detectors take milliseconds per text (more on a megabyte prompt): off the event loop."""
+        verdict = await asyncio.to_thread(classify, prompt, None, context)
         self.rec.update(prompt=prompt, parameters=params, messages=messages, safety=verdict.as_dict())
         self.context = context
         if verdict.verdict == "block" and self.gw.cfg.block_unsafe:
@@ -69,8 +72,6 @@ class Call:
                error: str | None = None, ttft: float | None = None) -> dict:
         gw, rec = self.gw, self.rec
         latency = time.perf_counter() - self.t0
-        if completion is not None and rec.get("prompt") is not None:
-            rec["safety"] = classify(rec["prompt"], completion, getattr(self, "context", ())).as_dict()
         model = gw.model or {}
         rec.update(status=status, completion=completion, error=error, finish_reason=finish_reason,
                    input_tokens=_count(input_tokens), output_tokens=_count(output_tokens),
@@ -88,6 +89,10 @@ class Call:
         return gw.cut(rec)
 
     async def log(self, status: int, **kw) -> None:
+        """Append the request's line (the verdict now covers the completion too) and wait for its fsync."""
+        if kw.get("completion") is not None and self.rec.get("prompt") is not None:
+            verdict = await asyncio.to_thread(classify, self.rec["prompt"], kw["completion"], self.context)
+            self.rec["safety"] = verdict.as_dict()
         await self.gw.model_info()  # re-read provenance first if it may have changed
         await self.gw.writer.append_async(REQUESTS, self.record(status, **kw))
 

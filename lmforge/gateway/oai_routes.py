@@ -109,7 +109,7 @@ async def _chat(call: Call, body: dict) -> Response:
         users = [t for m, t in zip(req.messages, texts) if m.role == "user"]
         kwargs = req.model_dump(exclude_none=True, exclude=_NOT_SENT)
         logged = [{"role": m.role, "content": t} for m, t in zip(req.messages, texts)]
-        call.start(users[-1] if users else "", kwargs, logged, context=tuple(texts))
+        await call.start(users[-1] if users else "", kwargs, logged, context=tuple(texts))
     except ApiError as err:
         return await call.fail(err)
     messages = [m.model_dump(exclude_none=True) for m in req.messages]
@@ -129,7 +129,7 @@ async def _completion(call: Call, body: dict) -> Response:
             raise ApiError(422, "Input validation error: `prompt` must be a non-empty string or list of them "
                                 "(the gateway screens text, so token ids are not accepted)")
         kwargs = req.model_dump(exclude_none=True, exclude=_NOT_SENT)
-        call.start(prompts[0], kwargs, context=tuple(prompts[1:]))
+        await call.start(prompts[0], kwargs, context=tuple(prompts[1:]))
     except ApiError as err:
         return await call.fail(err)
     return await _run(call, req, {"model": req.model or "tgi", "prompt": req.prompt, **kwargs}, chat=False)

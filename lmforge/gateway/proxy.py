@@ -61,7 +61,7 @@ async def _generate(call: Call, body: dict, as_list: bool) -> Response:
     gw = call.gw
     try:
         prompt, params, upstream_body = _parse_generate(body, stream=False)
-        call.start(prompt, params)
+        await call.start(prompt, params)
         await gw.model_info()
         resp = await upstream_call(call, gw.client.generate(upstream_body))
     except ApiError as err:
@@ -87,7 +87,7 @@ async def _generate_stream(call: Call, body: dict) -> Response:
     call.rec["stream"] = True
     try:
         prompt, params, upstream_body = _parse_generate(body, stream=True)
-        call.start(prompt, params)
+        await call.start(prompt, params)
         await gw.model_info()
         agen = gw.client.stream_generate(upstream_body)
         first = await prefetch(call, agen)

@@ -58,7 +58,7 @@ class Verdict:
 def classify(prompt: str, completion: str | None = None, context: tuple[str, ...] = ()) -> Verdict:
     """Verdict for a request (and, once known, its completion); ``context`` holds the other texts
     the model reads (system prompt, earlier turns, an assistant prefill), screened like the prompt."""
-    texts = (prompt, *context)
+    texts = tuple(dict.fromkeys((prompt, *context)))  # each text once
     unsafe = sorted(set().union(*(find_unsafe(t) for t in texts)))
     pii = sorted(set().union(*(find_pii(t) for t in (*texts, completion or ""))))
     if unsafe:
