@@ -1,7 +1,7 @@
 """Property-based requests for `lmforge serve` and the gateway: TGI's contract and OpenAI's shapes.
 
-Two sources of requests, run against a live server by tests/serve/test_properties.py and
-tests/gateway/test_properties.py with bounded example counts:
+Two sources of requests, run against a live server by tests/serve/test_serve_properties.py and
+tests/gateway/test_gateway_properties.py with bounded example counts:
 
 * schemathesis, reading TGI's OpenAPI contract (shared/contracts/tgi-openapi.json), makes
   valid and invalid requests for every operation it can generate for (some of the
