@@ -23,7 +23,7 @@ def events(r: httpx.Response) -> list:
 
 
 MASKED = {"do_sample": True, "top_k": 1, "seed": 1, "max_new_tokens": 3}  # all but one token at -inf
-EXTREME = 1e300  # a repetition penalty that turns logits into +-inf and NaN
+EXTREME = 1e-300  # a repetition penalty that turns logits into +-inf and NaN
 
 
 @pytest.mark.parametrize("path, body", [
