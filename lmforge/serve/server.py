@@ -19,14 +19,16 @@ import json
 import logging
 from pathlib import Path
 
-from lmforge.data.tokenizer import stop_token_ids
+from lmforge.chat import stop_token_ids
+from lmforge.io import file_sha256
 from lmforge.serve.app import create_app
 from lmforge.serve.requests import ServerState
 from lmforge.serve.engine import Engine
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.protocol import Limits
+from lmforge.stage import InputError
 
-class ServeError(ValueError):
+class ServeError(InputError):
     """The model folder or a limit is unusable; the message names which."""
 
 
@@ -72,11 +74,7 @@ def model_sha(folder: str | Path) -> str | None:
         files = {}
         for p in sorted(folder.iterdir()) if folder.is_dir() else []:
             if p.is_file() and p.name not in _NOT_CONTENT:
-                h = hashlib.sha256()
-                with open(p, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                files[p.name] = h.hexdigest()
+                files[p.name] = file_sha256(p)
     if not files:
         return None
     return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
