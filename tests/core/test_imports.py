@@ -86,9 +86,7 @@ FLOORS = (
 )
 FLOOR = {room: i for i, rooms in enumerate(FLOORS) for room in rooms}
 # Upward ties still waiting for their move, each with the issue that moves it.
-KNOWN_UPWARD: set[tuple[str, str]] = {
-    ("lmforge.feedback.harvest", "lmforge.gateway.safety"),  # find_pii -> a ground-floor lmforge.pii (issue 22)
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def room(module: str) -> str:
