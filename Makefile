@@ -60,6 +60,7 @@ setup: system-deps $(VENV)/.installed
 setup-dev: system-deps $(VENV)/.installed-dev
 
 repro: setup
+	$(PY) -m lmforge.check
 	dvc repro
 
 test: DEBS = $(RUN_DEBS) $(TEST_DEBS)

@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 scratch=$(mktemp -d /tmp/lmforge-fresh.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 mkdir "$scratch/home"
-machine=()  # the machine's own package settings and proxies (find-links, index), kept
-while IFS= read -r kv; do machine+=("$kv"); done < <(env | grep -E '^(PIP_[A-Z_]+|https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY)=' || true)
+# pip's download cache is the one .ci/run's setup just filled (a new user downloads once too);
+# everything else a set-up user has (HOME's git identity, config, caches) is left out.
+machine=("PIP_CACHE_DIR=${PIP_CACHE_DIR:-$HOME/.cache/pip}")
+# the machine's own package settings and proxies (find-links, index), kept
+while IFS= read -r kv; do [[ $kv == PIP_CACHE_DIR=* ]] || machine+=("$kv"); done < <(env | grep -E '^(PIP_[A-Z_]+|https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY)=' || true)
 fresh() {  # the machine's environment, less what a set-up user would have
   env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$scratch/home" LANG=C.UTF-8 CI="${CI:-}" "${machine[@]}" "$@"
 }

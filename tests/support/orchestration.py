@@ -288,7 +288,7 @@ def dvc_view(root: Path) -> dict[str, dict]:
 
 def check_repo(repo: Path) -> None:
     """Snakemake's plan and DAG for `repo` equal dvc.yaml's stages, I/O and edges."""
-    from lmforge.orchestrate import rules_from_dvc
+    from lmforge.orchestrate import rules_from_dvc, with_log
 
     specs = {s.name: s for s in rules_from_dvc(repo / "dvc.yaml")}
     dvc = dvc_view(repo)
@@ -300,7 +300,7 @@ def check_repo(repo: Path) -> None:
         job, spec = jobs[name], specs[name]
         cmd = " && ".join(d["cmd"]) if isinstance(d["cmd"], list) else d["cmd"]
         cmd = cmd if d["wdir"] == "." else f"cd {d['wdir']} && {cmd}"
-        assert job["shell"] == (cmd if spec.stamp is None else spec.shell), name
+        assert job["shell"] == with_log(cmd if spec.stamp is None else spec.shell, spec.log), name
         assert set(job["output"]) == (set(d["outs"]) or {spec.stamp}), name
         assert set(job["input"]) == set(spec.inputs), name
         for dep in d["deps"]:
