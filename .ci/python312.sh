@@ -6,8 +6,11 @@
 # requirements-dev.lock is installed for real, with its hashes. Set PYTHON312 to pick the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-py=${PYTHON312:-$(command -v python3.12 || ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)}
-[ -x "$py" ] || { echo "python312: no Python 3.12 found (set PYTHON312)"; exit 1; }
+py=""   # the first 3.12 that runs (a pyenv shim on PATH may name one it will not run)
+for c in ${PYTHON312:-} /usr/bin/python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 python3.12; do
+  if "$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then py=$c; break; fi
+done
+[ -n "$py" ] || { echo "python312: no Python 3.12 found (set PYTHON312)"; exit 1; }
 scratch=$(mktemp -d /tmp/lmforge-py312.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 start=$SECONDS

@@ -73,8 +73,25 @@ def section_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def check(params: dict, where: str = PARAMS_FILE) -> list[str]:
-    """Every problem in ``params`` as one line each (empty: all sections build)."""
+def uncovered_sources(params: dict, dvc_yaml: str | Path) -> list[str]:
+    """Local ``data.sources`` that no dep of the curate stage covers (so a changed crawl would
+    not rerun curation): one line each, naming the fix."""
+    import yaml
+
+    from lmforge.codedeps import SOURCE_STAGE, _dep_path, covered, source_deps
+
+    if not Path(dvc_yaml).exists():
+        return []
+    stage = (yaml.safe_load(Path(dvc_yaml).read_text()).get("stages") or {}).get(SOURCE_STAGE) or {}
+    deps = [_dep_path(d) for d in stage.get("deps") or []]
+    return [f"data.sources: {s} is not a dep of stage '{SOURCE_STAGE}' in {dvc_yaml}, so a changed crawl "
+            f"would not rerun it: run `python -m lmforge.codedeps --write`"
+            for s in source_deps(params) if not covered(s, deps)]
+
+
+def check(params: dict, where: str = PARAMS_FILE, dvc_yaml: str | Path | None = None) -> list[str]:
+    """Every problem in ``params`` as one line each (empty: all sections build); with ``dvc_yaml``
+    also the local sources that curation does not depend on."""
     errors = []
     for key in params:
         if key not in SECTIONS and key not in SCALARS:
@@ -92,6 +109,8 @@ def check(params: dict, where: str = PARAMS_FILE) -> list[str]:
             build(section_class(name), params[name], f"{where}: {name}")
         except ParamsError as e:
             errors.append(str(e))
+    if dvc_yaml is not None and not errors:
+        errors += [f"{where}: {e}" for e in uncovered_sources(params, dvc_yaml)]
     return errors
 
 
@@ -145,7 +164,7 @@ def run(args) -> int:
     if args.schema:
         Path(args.schema).write_text(json.dumps(schema(), indent=1, sort_keys=True) + "\n")
     try:
-        errors = check(load_params(args.params), args.params)
+        errors = check(load_params(args.params), args.params, Path(args.params).parent / "dvc.yaml")
     except ParamsError as e:
         errors = [str(e)]
     for line in errors:
