@@ -82,6 +82,14 @@ def workload_docs(d: DeployConfig, engine: str, container: dict, queue_metric: s
     return [deployment, service, hpa]
 
 
+def enroot_image(image: str, tag: str) -> str:
+    """pyxis/enroot's image syntax: ``registry#path:tag`` when the first part names a registry host
+    (``ghcr.io/...``), the Docker Hub path as it is otherwise (``vllm/vllm-openai`` is not a host)."""
+    first, _, rest = image.partition("/")
+    is_host = rest and ("." in first or ":" in first or first == "localhost")
+    return f"{first}#{rest}:{tag}" if is_host else f"{image}:{tag}"
+
+
 def slurm_script(d: DeployConfig, *, engine: str, label: str, image: str, tag: str, sif_env: str,
                  sif_default: str, command: str, flags: str) -> str:
     """The ``<engine>.sbatch`` job: ``srun apptainer exec`` of ``image:tag`` running ``command flags``."""
@@ -92,7 +100,7 @@ def slurm_script(d: DeployConfig, *, engine: str, label: str, image: str, tag: s
     return f"""#!/bin/bash
 # {HEADER}
 # Serve models/release with {what} on a SLURM GPU node: sbatch deploy/{engine}.sbatch
-# (pyxis/enroot sites: srun --container-image={image.replace('/', '#', 1)}:{tag} \\
+# (pyxis/enroot sites: srun --container-image={enroot_image(image, tag)} \\
 #    --container-mounts=$MODEL_DIR:{d.model_mount}:ro {command} {rest})
 #SBATCH --job-name={d.name}-{engine}
 #SBATCH --partition={sl.partition}
@@ -104,17 +112,21 @@ def slurm_script(d: DeployConfig, *, engine: str, label: str, image: str, tag: s
 set -euo pipefail
 MODEL_DIR="${{MODEL_DIR:-${{SLURM_SUBMIT_DIR:-$PWD}}/{d.model_dir}}}"
 SIF="${{{sif_env}:-{sif_default}}}"
-PORT="${{PORT:-{sl.port}}}"
+# a port per job (two jobs on one node must not both take {sl.port}); PORT=... to choose
+PORT="${{PORT:-$(( {sl.port} + ${{SLURM_JOB_ID:-0}} % 1000 ))}}"
 if [ ! -f "$MODEL_DIR/config.json" ]; then
   echo "{engine}.sbatch: $MODEL_DIR has no config.json (set MODEL_DIR)" >&2
   exit 1
 fi
-if [ ! -f "$SIF" ]; then
-  mkdir -p "$(dirname "$SIF")"
-  apptainer pull "$SIF" docker://{image}:{tag}
+if [ ! -f "$SIF" ]; then   # pull once on a login node, not inside the GPU allocation
+  echo "{engine}.sbatch: $SIF not found; pull it first, outside the GPU job:" >&2
+  echo "  mkdir -p \"$(dirname "$SIF")\" && apptainer pull \"$SIF\" docker://{image}:{tag}" >&2
+  exit 1
 fi
 echo "{label} serving $MODEL_DIR on $(hostname):$PORT"
+# --cleanenv keeps the host's environment out, so the GPUs Slurm gave this job are passed on by name
 srun apptainer exec --nv --cleanenv --env HF_HUB_OFFLINE=1 \\
+  ${{CUDA_VISIBLE_DEVICES:+--env CUDA_VISIBLE_DEVICES="$CUDA_VISIBLE_DEVICES"}} \\
   --bind "$MODEL_DIR":{d.model_mount}:ro \\
   "$SIF" {command} \\
     {flags}

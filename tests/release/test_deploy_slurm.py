@@ -1,0 +1,65 @@
+"""The SLURM serving scripts run as a cluster runs them (stand-in `srun` and `apptainer` that
+record their arguments): the GPUs Slurm assigned reach the container, each job gets its own
+port, the image is never pulled inside the GPU job, and the pyxis hint names a real image."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lmforge.config import build
+from lmforge.release.deploy import write_deploy_files
+from lmforge.release.manifests import enroot_image
+from lmforge.serve.config import DeployConfig, ServeConfig
+
+
+@pytest.fixture(scope="module")
+def scripts(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("deploy")
+    files = write_deploy_files(build(DeployConfig, {"out_dir": str(out), "engine": "both"}, "deploy"), ServeConfig())
+    return {"tgi": files["tgi_slurm"], "vllm": files["vllm_slurm"]}
+
+
+def _run(script: Path, tmp_path: Path, sif: bool, **env: str) -> tuple[subprocess.CompletedProcess, str]:
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(parents=True, exist_ok=True)
+    log = tmp_path / "argv.log"
+    for tool in ("srun", "apptainer"):
+        (bin_ / tool).write_text(f'#!/bin/bash\nprintf "%s " {tool} "$@" >> {log}\necho >> {log}\n'
+                                 + ('exec "$@"\n' if tool == "srun" else ""))
+        (bin_ / tool).chmod(0o755)
+    model = tmp_path / "release"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text("{}")
+    image = tmp_path / "image.sif"
+    if sif:
+        image.write_text("")
+    environ = {"PATH": f"{bin_}:/usr/bin:/bin", "HOME": str(tmp_path), "MODEL_DIR": str(model),
+               "TGI_SIF": str(image), "VLLM_SIF": str(image), **env}
+    p = subprocess.run(["bash", str(script)], env=environ, capture_output=True, text=True, timeout=60)
+    return p, log.read_text() if log.exists() else ""
+
+
+@pytest.mark.parametrize("engine", ["tgi", "vllm"])
+def test_gpus_and_a_port_of_its_own_reach_the_container(scripts, tmp_path, engine):
+    ports = []
+    for job in ("1234", "1235"):
+        p, argv = _run(scripts[engine], tmp_path / job, True, SLURM_JOB_ID=job, CUDA_VISIBLE_DEVICES="2,3")
+        assert p.returncode == 0, p.stderr
+        assert "--cleanenv" in argv and "--env CUDA_VISIBLE_DEVICES=2,3" in argv, argv
+        ports.append(p.stdout.rsplit(":", 1)[1].strip())
+    assert ports[0] != ports[1]
+
+
+@pytest.mark.parametrize("engine", ["tgi", "vllm"])
+def test_no_image_pull_inside_the_gpu_job(scripts, tmp_path, engine):
+    p, argv = _run(scripts[engine], tmp_path, False, SLURM_JOB_ID="7")
+    assert p.returncode == 1 and "apptainer pull" in p.stderr and "pull" not in argv
+
+
+def test_pyxis_image_names():
+    assert enroot_image("vllm/vllm-openai", "v0.34.0") == "vllm/vllm-openai:v0.34.0"
+    assert (enroot_image("ghcr.io/huggingface/text-generation-inference", "3.3.7")
+            == "ghcr.io#huggingface/text-generation-inference:3.3.7")
