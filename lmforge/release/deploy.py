@@ -33,10 +33,12 @@ from lmforge.serve.config import DeployConfig, ServeConfig
 TGI_FILES = {"run": "tgi-run.sh", "kubernetes": "kubernetes.yaml", "slurm": "tgi.sbatch"}
 
 
-def tgi_env(d: DeployConfig, s: ServeConfig, port: int) -> dict[str, str]:
-    """TGI launcher settings as its environment variables."""
+def tgi_env(d: DeployConfig, s: ServeConfig, port: int, shards: int | str) -> dict[str, str]:
+    """TGI launcher settings as its environment variables. The shard count is always explicit:
+    TGI 3.3.5 miscounts GPUs under NVIDIA_VISIBLE_DEVICES=all."""
     return {
         "MODEL_ID": d.model_mount,
+        "NUM_SHARD": str(shards),
         "PORT": str(port),
         "HOSTNAME": "0.0.0.0",
         "MAX_INPUT_TOKENS": str(s.max_input_tokens),
@@ -50,7 +52,7 @@ def tgi_env(d: DeployConfig, s: ServeConfig, port: int) -> dict[str, str]:
 
 
 def run_script(d: DeployConfig, s: ServeConfig) -> str:
-    env = tgi_env(d, s, d.container_port)
+    env = tgi_env(d, s, d.container_port, '"${NUM_SHARD:-1}"')   # one GPU unless NUM_SHARD says more
     env_lines = "".join(f"  -e {k}={v} \\\n" for k, v in env.items())
     return f"""#!/usr/bin/env bash
 # {HEADER}
@@ -65,7 +67,7 @@ exec "$RUNTIME" run --rm --name {d.name}-tgi $GPU_FLAGS --shm-size 1g \\
 
 
 def kubernetes_docs(d: DeployConfig, s: ServeConfig) -> list[dict]:
-    env = [{"name": n, "value": v} for n, v in tgi_env(d, s, d.container_port).items()]
+    env = [{"name": n, "value": v} for n, v in tgi_env(d, s, d.container_port, d.kubernetes.gpus).items()]
     container = gpu_container(d, "tgi", d.image_ref, env=env)
     return workload_docs(d, "tgi", container, "tgi_queue_size")
 
@@ -79,7 +81,7 @@ def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
 
 def sbatch_script(d: DeployConfig, s: ServeConfig) -> str:
     flags = " \\\n    ".join(
-        ["--model-id " + d.model_mount, "--port $PORT", "--hostname 0.0.0.0",
+        ["--model-id " + d.model_mount, "--port $PORT", "--hostname 0.0.0.0", f"--num-shard {d.slurm.gpus}",
          f"--max-input-tokens {s.max_input_tokens}", f"--max-total-tokens {s.max_total_tokens}",
          f"--max-batch-prefill-tokens {s.max_input_tokens + 50}",
          f"--max-concurrent-requests {s.max_concurrent_requests}", f"--max-batch-size {s.max_batch_size}"])

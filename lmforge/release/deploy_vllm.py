@@ -17,7 +17,7 @@ output by it; it has no separate input limit, so a prompt over max_input_tokens 
 still fits is accepted); max_batch_size → `--max-num-seqs`; max_concurrent_requests
 has no vLLM flag (it queues instead of answering 429; the autoscaler watches that queue).
 Every flag used here is checked by a test against the names in vLLM's own argument
-definitions (tests/release/vllm_cli_flags.json records the commit read).
+definitions (tests/release/vllm_cli_flags.json, written by scripts/vllm_flags.py from the pinned wheel).
 """
 from __future__ import annotations
 

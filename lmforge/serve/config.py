@@ -100,7 +100,7 @@ class VllmConfig:
     """The vLLM target: the official OpenAI-compatible image and the knobs TGI has no twin for."""
 
     image: str = "vllm/vllm-openai"
-    tag: str = "v0.22.0"
+    tag: str = "v0.34.0"   # tests/release/vllm_cli_flags.json is read from this version (scripts/vllm_flags.py)
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     gpu_memory_utilization: float = 0.9
     image_file: str = "$HOME/.cache/lmforge/vllm.sif"  # apptainer image for the SLURM script
@@ -139,7 +139,7 @@ class DeployConfig:
     model_dir: str = "models/release"
     name: str = "lmforge"
     image: str = "ghcr.io/huggingface/text-generation-inference"
-    tag: str = "3.3.5"
+    tag: str = "3.3.7"
     container_port: int = 80
     host_port: int = 8080
     model_mount: str = "/data/release"

@@ -63,3 +63,19 @@ def test_pyxis_image_names():
     assert enroot_image("vllm/vllm-openai", "v0.34.0") == "vllm/vllm-openai:v0.34.0"
     assert (enroot_image("ghcr.io/huggingface/text-generation-inference", "3.3.7")
             == "ghcr.io#huggingface/text-generation-inference:3.3.7")
+
+
+def test_tgi_shard_count_is_explicit_and_the_vllm_flags_are_the_pinned_version(scripts):
+    import json
+
+    import yaml
+
+    from lmforge.config import load_params, section
+
+    assert "--num-shard 1" in scripts["tgi"].read_text()
+    kube = list(yaml.safe_load_all((scripts["tgi"].parent / "kubernetes.yaml").read_text()))
+    env = {e["name"]: e["value"] for e in kube[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NUM_SHARD"] == str(section(DeployConfig, "deploy", load_params()).kubernetes.gpus)
+    flags = json.loads((Path(__file__).parent / "vllm_cli_flags.json").read_text())
+    pinned = section(DeployConfig, "deploy", load_params()).vllm.tag
+    assert f"v{flags['vllm_version']}" == pinned and "--swap-space" not in flags["flags"]
