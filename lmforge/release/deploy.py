@@ -27,7 +27,7 @@ import yaml
 from lmforge.io import write_text
 from lmforge.release import deploy_vllm
 from lmforge.release.dashboards import dashboard_json, prometheus_yml
-from lmforge.release.manifests import HEADER, gpu_container, host_prologue, slurm_script, workload_docs
+from lmforge.release.manifests import HEADER, gpu_container, host_prologue, pvc_note, slurm_script, workload_docs
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 TGI_FILES = {"run": "tgi-run.sh", "kubernetes": "kubernetes.yaml", "slurm": "tgi.sbatch"}
@@ -73,9 +73,8 @@ def kubernetes_docs(d: DeployConfig, s: ServeConfig) -> list[dict]:
 
 
 def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
-    head = (f"# {HEADER}\n# kubectl apply -f kubernetes.yaml  (the release folder must be on PVC "
-            f"'{d.kubernetes.model_pvc}' under '{d.kubernetes.model_subpath}/';\n# the autoscaler reads "
-            "tgi_queue_size through the custom metrics API, e.g. prometheus-adapter)\n")
+    head = (f"# {HEADER}\n# kubectl apply -f kubernetes.yaml\n" + pvc_note(d) +
+            "# The autoscaler reads tgi_queue_size through the custom metrics API, e.g. prometheus-adapter.\n")
     return head + yaml.safe_dump_all(kubernetes_docs(d, s), sort_keys=False)
 
 

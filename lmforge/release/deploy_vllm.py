@@ -25,7 +25,7 @@ import shlex
 
 import yaml
 
-from lmforge.release.manifests import HEADER, gpu_container, host_prologue, slurm_script, workload_docs
+from lmforge.release.manifests import HEADER, gpu_container, host_prologue, pvc_note, slurm_script, workload_docs
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 FILES = {"run": "vllm-run.sh", "kubernetes": "vllm-kubernetes.yaml", "slurm": "vllm.sbatch"}
@@ -88,8 +88,7 @@ def kubernetes_docs(d: DeployConfig, s: ServeConfig) -> list[dict]:
 
 
 def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
-    head = (f"# {HEADER}\n# kubectl apply -f {FILES['kubernetes']}  (the release folder must be on PVC "
-            f"'{d.kubernetes.model_pvc}' under '{d.kubernetes.model_subpath}/').\n"
+    head = (f"# {HEADER}\n# kubectl apply -f {FILES['kubernetes']}\n" + pvc_note(d) +
             f"# The autoscaler reads vLLM's gauge vllm:num_requests_waiting as {QUEUE_METRIC} through the\n"
             "# custom metrics API; with prometheus-adapter, a rule such as:\n" + ADAPTER_RULE)
     return head + yaml.safe_dump_all(kubernetes_docs(d, s), sort_keys=False)

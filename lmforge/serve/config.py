@@ -52,8 +52,7 @@ class ServeConfig:
 @dataclasses.dataclass
 class KubernetesConfig:
     namespace: str = "default"
-    replicas: int = 1
-    min_replicas: int = 1
+    min_replicas: int = 1    # the Deployment sets no replicas: the autoscaler owns the count
     max_replicas: int = 4
     target_queue_size: int = 4  # average queued requests per pod the autoscaler aims at (tgi_queue_size,
     #                              vllm:num_requests_waiting)

@@ -1,6 +1,9 @@
-"""The SLURM serving scripts run as a cluster runs them (stand-in `srun` and `apptainer` that
-record their arguments): the GPUs Slurm assigned reach the container, each job gets its own
-port, the image is never pulled inside the GPU job, and the pyxis hint names a real image."""
+"""Deploy files as a real cluster meets them. The SLURM serving scripts run with stand-in `srun`
+and `apptainer` that record their arguments: the GPUs Slurm assigned reach the container, each
+job gets its own port, the image is never pulled inside the GPU job, and the pyxis hint names a
+real image. The Kubernetes files leave the replica count to the autoscaler and say which volume
+class several pods on several nodes need; TGI's shard count is explicit; vLLM's flags are the
+pinned version's."""
 from __future__ import annotations
 
 import os
@@ -79,3 +82,13 @@ def test_tgi_shard_count_is_explicit_and_the_vllm_flags_are_the_pinned_version(s
     flags = json.loads((Path(__file__).parent / "vllm_cli_flags.json").read_text())
     pinned = section(DeployConfig, "deploy", load_params()).vllm.tag
     assert f"v{flags['vllm_version']}" == pinned and "--swap-space" not in flags["flags"]
+
+
+def test_kubernetes_leaves_replicas_to_the_autoscaler_and_names_the_volume_class(scripts):
+    import yaml
+
+    for name in ("kubernetes.yaml", "vllm-kubernetes.yaml"):
+        text = (scripts["tgi"].parent / name).read_text()
+        deployment, _, hpa = yaml.safe_load_all(text)
+        assert "replicas" not in deployment["spec"] and hpa["spec"]["minReplicas"] >= 1
+        assert "ReadOnlyMany" in text and "Multi-Attach" in text
