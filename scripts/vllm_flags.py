@@ -1,6 +1,7 @@
 """Write tests/release/vllm_cli_flags.json: the long flags `vllm serve` accepts, read from the
 argument definitions inside a vLLM wheel (no vLLM import, no GPU), so the deploy files' flags are
-checked against the version they pin (deploy.vllm.tag).
+checked against the version they pin (deploy.vllm.tag); and the ``vllm:*`` metric names its
+Prometheus logger defines (``vllm/v1/metrics/loggers.py``), which the Grafana dashboard may chart.
 
 Where the flags come from in the wheel: ``vllm/engine/arg_utils.py`` (EngineArgs and
 AsyncEngineArgs ``add_argument("--...")`` calls) and ``vllm/entrypoints/common/cli_args.py``
@@ -16,12 +17,14 @@ import ast
 import datetime
 import hashlib
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "release" / "vllm_cli_flags.json"
 ENGINE, FRONTEND = "vllm/engine/arg_utils.py", "vllm/entrypoints/common/cli_args.py"
+METRICS = "vllm/v1/metrics/loggers.py"
 
 
 def literal_flags(tree: ast.AST) -> set[str]:
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     version = Path(wheel).name.split("-")[1]
     with zipfile.ZipFile(wheel) as z:
         engine, frontend = (ast.parse(z.read(p).decode()) for p in (ENGINE, FRONTEND))
+        metrics = {n.value for n in ast.walk(ast.parse(z.read(METRICS).decode()))
+                   if isinstance(n, ast.Constant) and isinstance(n.value, str) and re.fullmatch(r"vllm:[a-z0-9_]+", n.value)}
     flags = literal_flags(engine) | literal_flags(frontend) | dataclass_flags(frontend)
     OUT.write_text(json.dumps({
         "about": "Long flag names `vllm serve` accepts, read from vLLM's own argument definitions "
@@ -57,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         "vllm_version": version,
         "checked_on": datetime.date.today().isoformat(),
         "sources": [{"wheel": Path(wheel).name, "sha256": hashlib.sha256(Path(wheel).read_bytes()).hexdigest(),
-                     "files": [ENGINE, FRONTEND]}],
-        "flags": sorted(flags)}, indent=1) + "\n")
+                     "files": [ENGINE, FRONTEND, METRICS]}],
+        "flags": sorted(flags),
+        "metrics": sorted(metrics)}, indent=1) + "\n")
     print(f"{OUT}: {len(flags)} flags of vLLM {version}")
     return 0
 

@@ -92,3 +92,19 @@ def test_kubernetes_leaves_replicas_to_the_autoscaler_and_names_the_volume_class
         deployment, _, hpa = yaml.safe_load_all(text)
         assert "replicas" not in deployment["spec"] and hpa["spec"]["minReplicas"] >= 1
         assert "ReadOnlyMany" in text and "Multi-Attach" in text
+
+
+def test_dashboard_charts_vllm_names_that_vllm_defines_and_no_home_made_server_names(tmp_path):
+    import json
+    import re
+
+    from lmforge.release.dashboards import grafana_dashboard, queried_metrics
+
+    d = build(DeployConfig, {"out_dir": str(tmp_path), "engine": "both"}, "deploy")
+    names = queried_metrics(grafana_dashboard(d))
+    vllm = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in names if n.startswith("vllm:")}
+    defined = set(json.loads((Path(__file__).parent / "vllm_cli_flags.json").read_text())["metrics"])
+    assert {"vllm:num_requests_waiting", "vllm:e2e_request_latency_seconds"} <= vllm and vllm <= defined, vllm - defined
+    assert {n for n in names if n.startswith("lmforge_")} == {n for n in names if n.startswith("lmforge_gateway_")}
+    tgi_only = build(DeployConfig, {"out_dir": str(tmp_path), "engine": "tgi"}, "deploy")
+    assert not any(n.startswith("vllm:") for n in queried_metrics(grafana_dashboard(tgi_only)))
