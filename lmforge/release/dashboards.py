@@ -93,21 +93,44 @@ GATEWAY_PANELS = [
 ]
 
 
+def pod_scrape_job(d: DeployConfig, engine: str) -> dict:
+    """One engine's pods, found through the Kubernetes API (``role: pod``) and kept by the
+    Deployment's labels and ``prometheus.io/*`` annotations (lmforge.release.manifests), each
+    scraped on its own with ``namespace`` and ``pod`` labels: the labels prometheus-adapter needs
+    to give the HorizontalPodAutoscaler a per-pod metric. (A Service scraped as one fixed target
+    carries neither, so the autoscaler would never get its metric.)"""
+    meta = "__meta_kubernetes_pod_"
+    return {
+        "job_name": f"{d.name}-{engine}", "metrics_path": "/metrics",
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [d.kubernetes.namespace]}}],
+        "relabel_configs": [
+            {"source_labels": [f"{meta}label_app_kubernetes_io_name"], "action": "keep", "regex": f"{d.name}-{engine}"},
+            {"source_labels": [f"{meta}annotation_prometheus_io_scrape"], "action": "keep", "regex": "true"},
+            {"source_labels": ["__address__", f"{meta}annotation_prometheus_io_port"], "action": "replace",
+             "regex": "([^:]+)(?::\\d+)?;(\\d+)", "replacement": "$1:$2", "target_label": "__address__"},
+            {"source_labels": [f"{meta}annotation_prometheus_io_path"], "action": "replace", "regex": "(.+)",
+             "target_label": "__metrics_path__"},
+            {"source_labels": ["__meta_kubernetes_namespace"], "action": "replace", "target_label": "namespace"},
+            {"source_labels": [f"{meta}name"], "action": "replace", "target_label": "pod"},
+            {"target_label": "engine", "replacement": engine},
+            {"target_label": "service", "replacement": "model-server"},
+        ],
+    }
+
+
 def prometheus_yml(d: DeployConfig, header: str) -> str:
-    """Scrape the model servers (the Services of the chosen engines' Kubernetes files) and the gateway."""
+    """Scrape the model servers' pods (the chosen engines' Kubernetes files) and the gateway."""
     cfg = {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
         "scrape_configs": [
-            *({"job_name": f"{d.name}-{engine}", "metrics_path": "/metrics",
-               "static_configs": [{"targets": [f"{d.name}-{engine}:80"],
-                                   "labels": {"service": "model-server", "engine": engine}}]}
-              for engine in d.engines),
+            *(pod_scrape_job(d, engine) for engine in d.engines),
             {"job_name": f"{d.name}-gateway", "metrics_path": "/metrics",
              "static_configs": [{"targets": [f"{d.name}-gateway:{GATEWAY_PORT}"], "labels": {"service": "gateway"}}]},
         ],
     }
-    return (f"# {header}\n# Targets: the model server's Service and `lmforge gateway`; "
-            f"edit them to where yours run.\n" + yaml.safe_dump(cfg, sort_keys=False))
+    return (f"# {header}\n# Targets: each model server pod (Kubernetes pod discovery in namespace "
+            f"'{d.kubernetes.namespace}') and `lmforge gateway`; edit the gateway's to where it runs.\n"
+            + yaml.safe_dump(cfg, sort_keys=False))
 
 
 def _panel(pid: int, title: str, unit: str, targets: list[tuple[str, str]], x: int, y: int) -> dict:

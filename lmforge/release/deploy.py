@@ -27,10 +27,13 @@ import yaml
 from lmforge.io import write_text
 from lmforge.release import deploy_vllm
 from lmforge.release.dashboards import dashboard_json, prometheus_yml
-from lmforge.release.manifests import HEADER, gpu_container, host_prologue, pvc_note, slurm_script, workload_docs
+from lmforge.release.manifests import (HEADER, adapter_comment, adapter_rule, gpu_container, host_prologue,
+                                       pvc_note, slurm_script, workload_docs)
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 TGI_FILES = {"run": "tgi-run.sh", "kubernetes": "kubernetes.yaml", "slurm": "tgi.sbatch"}
+QUEUE_METRIC = "tgi_queue_size"
+ADAPTER_RULE = adapter_rule(QUEUE_METRIC)
 
 
 def tgi_env(d: DeployConfig, s: ServeConfig, port: int, shards: int | str) -> dict[str, str]:
@@ -69,12 +72,13 @@ exec "$RUNTIME" run --rm --name {d.name}-tgi $GPU_FLAGS --shm-size 1g \\
 def kubernetes_docs(d: DeployConfig, s: ServeConfig) -> list[dict]:
     env = [{"name": n, "value": v} for n, v in tgi_env(d, s, d.container_port, d.kubernetes.gpus).items()]
     container = gpu_container(d, "tgi", d.image_ref, env=env)
-    return workload_docs(d, "tgi", container, "tgi_queue_size")
+    return workload_docs(d, "tgi", container, QUEUE_METRIC)
 
 
 def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
     head = (f"# {HEADER}\n# kubectl apply -f kubernetes.yaml\n" + pvc_note(d) +
-            "# The autoscaler reads tgi_queue_size through the custom metrics API, e.g. prometheus-adapter.\n")
+            "# The autoscaler reads tgi_queue_size through the custom metrics API; with prometheus-adapter,\n"
+            "# a rule such as:\n" + adapter_comment(ADAPTER_RULE))
     return head + yaml.safe_dump_all(kubernetes_docs(d, s), sort_keys=False)
 
 

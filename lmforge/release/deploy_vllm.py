@@ -25,18 +25,13 @@ import shlex
 
 import yaml
 
-from lmforge.release.manifests import HEADER, gpu_container, host_prologue, pvc_note, slurm_script, workload_docs
+from lmforge.release.manifests import (HEADER, adapter_comment, adapter_rule, gpu_container, host_prologue,
+                                       pvc_note, slurm_script, workload_docs)
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 FILES = {"run": "vllm-run.sh", "kubernetes": "vllm-kubernetes.yaml", "slurm": "vllm.sbatch"}
 QUEUE_METRIC = "vllm_num_requests_waiting"  # vllm:num_requests_waiting, renamed by prometheus-adapter
-ADAPTER_RULE = """#   rules:
-#     custom:
-#     - seriesQuery: 'vllm:num_requests_waiting{namespace!="",pod!=""}'
-#       resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
-#       name: {matches: "^vllm:(.*)$", as: "vllm_${1}"}
-#       metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-"""
+ADAPTER_RULE = adapter_rule("vllm:num_requests_waiting", "^vllm:(.*)$", "vllm_${1}")
 
 
 def server_flags(d: DeployConfig, s: ServeConfig, port: int | str, gpus: int) -> list[str]:
@@ -90,7 +85,7 @@ def kubernetes_docs(d: DeployConfig, s: ServeConfig) -> list[dict]:
 def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
     head = (f"# {HEADER}\n# kubectl apply -f {FILES['kubernetes']}\n" + pvc_note(d) +
             f"# The autoscaler reads vLLM's gauge vllm:num_requests_waiting as {QUEUE_METRIC} through the\n"
-            "# custom metrics API; with prometheus-adapter, a rule such as:\n" + ADAPTER_RULE)
+            "# custom metrics API; with prometheus-adapter, a rule such as:\n" + adapter_comment(ADAPTER_RULE))
     return head + yaml.safe_dump_all(kubernetes_docs(d, s), sort_keys=False)
 
 

@@ -108,3 +108,59 @@ def test_dashboard_charts_vllm_names_that_vllm_defines_and_no_home_made_server_n
     assert {n for n in names if n.startswith("lmforge_")} == {n for n in names if n.startswith("lmforge_gateway_")}
     tgi_only = build(DeployConfig, {"out_dir": str(tmp_path), "engine": "tgi"}, "deploy")
     assert not any(n.startswith("vllm:") for n in queried_metrics(grafana_dashboard(tgi_only)))
+
+
+def _relabel(rules: list[dict], labels: dict[str, str]) -> dict[str, str] | None:
+    """Prometheus's relabelling (keep / replace, the only actions the scrape config uses)."""
+    import re
+
+    labels = dict(labels)
+    for r in rules:
+        value = r.get("separator", ";").join(labels.get(s, "") for s in r.get("source_labels", []))
+        m = re.fullmatch(r.get("regex", "(.*)"), value)
+        if r.get("action", "replace") == "keep":
+            if not m:
+                return None
+        elif m:
+            labels[r["target_label"]] = m.expand(r.get("replacement", "$1").replace("$", "\\"))
+    return labels
+
+
+@pytest.mark.parametrize("engine, hpa_file", [("tgi", "kubernetes.yaml"), ("vllm", "vllm-kubernetes.yaml")])
+def test_autoscaler_chain_scrape_adapter_hpa(tmp_path, engine, hpa_file):
+    """Render what each piece sees: a pod of the Deployment, found by the scrape job, gives series
+    whose labels the adapter rule matches, and the adapter's metric is the one the HPA asks for."""
+    import re
+
+    import yaml
+
+    from lmforge.release import deploy, deploy_vllm
+
+    d = build(DeployConfig, {"out_dir": str(tmp_path), "engine": "both"}, "deploy")
+    files = write_deploy_files(d, ServeConfig())
+    deployment, _, hpa = yaml.safe_load_all(files[f"{engine}_kubernetes"].read_text())
+    prom = yaml.safe_load(files["prometheus"].read_text())
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == f"{d.name}-{engine}")
+    assert job["kubernetes_sd_configs"][0]["role"] == "pod"
+
+    tmpl = deployment["spec"]["template"]["metadata"]
+    san = lambda k: re.sub(r"[^a-zA-Z0-9_]", "_", k)  # noqa: E731  (Prometheus's meta label names)
+    pod = {"__address__": "10.1.2.3:80", "__meta_kubernetes_namespace": deployment["metadata"]["namespace"],
+           "__meta_kubernetes_pod_name": f"{deployment['metadata']['name']}-7d9f-x2k4q",
+           **{f"__meta_kubernetes_pod_label_{san(k)}": v for k, v in tmpl["labels"].items()},
+           **{f"__meta_kubernetes_pod_annotation_{san(k)}": v for k, v in tmpl["annotations"].items()}}
+    target = _relabel(job["relabel_configs"], pod)
+    assert target is not None and target["__metrics_path__"] == "/metrics"
+    series = {k: v for k, v in target.items() if not k.startswith("__")}
+    assert series["namespace"] == deployment["metadata"]["namespace"] and series["pod"] == pod["__meta_kubernetes_pod_name"]
+    other = _relabel(job["relabel_configs"], {**pod, "__meta_kubernetes_pod_label_app_kubernetes_io_name": "x"})
+    assert other is None   # pods of other apps are not scraped
+
+    rule = (deploy if engine == "tgi" else deploy_vllm).ADAPTER_RULE
+    name, matchers = re.fullmatch(r"([^{]+)\{(.*)\}", rule["seriesQuery"]).groups()
+    for label in re.findall(r'(\w+)!=""', matchers):
+        assert series.get(label), label
+    assert set(rule["resources"]["overrides"]) <= set(series)
+    exposed = re.sub(rule["name"]["matches"], rule["name"]["as"].replace("${1}", r"\1"), name)
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == exposed
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
