@@ -68,7 +68,7 @@ def run_script(d: DeployConfig, s: ServeConfig) -> str:
 {host_prologue(d, FILES["run"], d.vllm.image_ref)}# the image's entrypoint is `vllm serve`; what follows the image name is its model argument and flags
 # shellcheck disable=SC2086
 exec "$RUNTIME" run --rm --name {d.name}-vllm $GPU_FLAGS --ipc=host \\
-  -p {d.host_port}:{d.container_port} \\
+  -p {d.vllm.host_port}:{d.container_port} \\
   -v "$(cd "$MODEL_DIR" && pwd)":{d.model_mount}:ro \\
   -e HF_HUB_OFFLINE=1 \\
   "$IMAGE" \\

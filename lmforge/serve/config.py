@@ -100,8 +100,11 @@ class VllmConfig:
 
     image: str = "vllm/vllm-openai"
     tag: str = "v0.34.0"   # tests/release/vllm_cli_flags.json is read from this version (scripts/vllm_flags.py)
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # the release is float32 (release.dtype) and meant to be served so, as `lmforge serve` and the
+    # served = offline check run it; `auto` would let vLLM cast float32 weights to float16
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "float32"
     gpu_memory_utilization: float = 0.9
+    host_port: int = 8000   # vllm-run.sh's host port (vLLM's own default); TGI's is deploy.host_port
     image_file: str = "$HOME/.cache/lmforge/vllm.sif"  # apptainer image for the SLURM script
 
     def __post_init__(self):
@@ -140,7 +143,7 @@ class DeployConfig:
     image: str = "ghcr.io/huggingface/text-generation-inference"
     tag: str = "3.3.7"
     container_port: int = 80
-    host_port: int = 8080
+    host_port: int = 8081   # tgi-run.sh's host port: distinct from vLLM's (8000) and the gateway's (8080)
     model_mount: str = "/data/release"
     kubernetes: KubernetesConfig = dataclasses.field(default_factory=KubernetesConfig)
     slurm: SlurmConfig = dataclasses.field(default_factory=SlurmConfig)
