@@ -85,6 +85,8 @@ def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
 def sbatch_script(d: DeployConfig, s: ServeConfig) -> str:
     flags = " \\\n    ".join(
         ["--model-id " + d.model_mount, "--port $PORT", "--hostname 0.0.0.0", f"--num-shard {d.slurm.gpus}",
+         # the shards' sockets per job: the host's /tmp is shared by every job on the node
+         '--shard-uds-path "${TMPDIR:-/tmp}/lmforge-tgi-${SLURM_JOB_ID:-$$}"',
          f"--max-input-tokens {s.max_input_tokens}", f"--max-total-tokens {s.max_total_tokens}",
          f"--max-batch-prefill-tokens {s.max_input_tokens + 50}",
          f"--max-concurrent-requests {s.max_concurrent_requests}", f"--max-batch-size {s.max_batch_size}"])

@@ -49,9 +49,12 @@ def _run(script: Path, tmp_path: Path, sif: bool, **env: str) -> tuple[subproces
 def test_gpus_and_a_port_of_its_own_reach_the_container(scripts, tmp_path, engine):
     ports = []
     for job in ("1234", "1235"):
-        p, argv = _run(scripts[engine], tmp_path / job, True, SLURM_JOB_ID=job, CUDA_VISIBLE_DEVICES="2,3")
+        p, argv = _run(scripts[engine], tmp_path / job, True, SLURM_JOB_ID=job, CUDA_VISIBLE_DEVICES="2,3",
+                       TMPDIR=str(tmp_path / job))
         assert p.returncode == 0, p.stderr
         assert "--cleanenv" in argv and "--env CUDA_VISIBLE_DEVICES=2,3" in argv, argv
+        if engine == "tgi":
+            assert f"--shard-uds-path {tmp_path / job}/lmforge-tgi-{job}" in argv, argv
         ports.append(p.stdout.rsplit(":", 1)[1].strip())
     assert ports[0] != ports[1]
 
