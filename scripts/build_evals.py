@@ -7,7 +7,7 @@ item names its package) and ``python3.11-doc``. The docstring items come from th
 snapshot ``evals/sources/stdlib_docstrings.json``, so any interpreter rebuilds the same bytes;
 ``--refresh-docstrings`` rereads the running Python's stdlib into it first (a data change: the
 snapshot records which Python it was read from). Docstrings of modules the SFT pairs use and
-documents in data/sample are left out (lmforge/evals/items.py).
+documents in data/sample are left out (lmforge/builders/items.py).
 
     .venv/bin/python scripts/build_evals.py [--out evals/data] [--seed 1337] [--n 600] [--refresh-docstrings]
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lmforge.align.instructions import InstructionsConfig  # noqa: E402
 from lmforge.config import section  # noqa: E402
-from lmforge.evals import items  # noqa: E402
+from lmforge.builders import items  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

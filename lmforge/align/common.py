@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.config import ParamsError, require
-from lmforge.data.tokenizer import CHAT_TEMPLATE, stop_token_ids
+from lmforge.chat import CHAT_TEMPLATE, stop_token_ids
 from lmforge.io import atomic_dir
 from lmforge.model import context_length
 

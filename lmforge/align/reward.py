@@ -20,6 +20,7 @@ from lmforge.align.common import (AdapterConfig, TrainConfig, check_model_dir, l
 from lmforge.align.evaluate import reward_scores
 from lmforge.align.preferences import check_pairs, to_dataset
 from lmforge.config import require
+from lmforge.stage import StageFailure
 
 
 @dataclasses.dataclass
@@ -91,7 +92,7 @@ def train_reward(p: RewardStageConfig, seed: int, work_dir: str | None = None,
     acc, margin = pairwise_accuracy(model, tok, val, p.train.max_length)
     train_acc, _ = pairwise_accuracy(model, tok, train, p.train.max_length)
     if p.min_accuracy is not None and acc < p.min_accuracy:
-        raise RuntimeError(f"reward model: held-out pairwise accuracy {acc:.3f} < reward.min_accuracy "
+        raise StageFailure(f"reward model: held-out pairwise accuracy {acc:.3f} < reward.min_accuracy "
                            f"{p.min_accuracy} on {len(val)} pairs; not saved")
     save_model(model, tok, p.out_dir)
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]

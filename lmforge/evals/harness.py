@@ -3,7 +3,7 @@
 Why lm-eval and not our own loop: its task YAMLs (``evals/tasks/``) are the format other
 groups publish scores in, and its scoring (acc/acc_norm, rolling log-likelihood to bits per
 byte, generate-until) is the reference implementation. lmforge only chooses the data
-(lmforge/evals/items.py), the model folder and the subsample; nothing here downloads.
+(lmforge/builders/items.py), the model folder and the subsample; nothing here downloads.
 
 Two ``simple_evaluate`` calls on one loaded model: knowledge and language-modelling tasks on
 raw text, then the chat tasks (refusal) through the tokenizer's chat template, as served.

@@ -25,7 +25,7 @@ Great Expectations (``lmforge.checks.runner.run_checks``) before it is written,
 and the three files are swapped in together, so they always exist and are never
 half-written — empty tables included. Every step counts what it kept and why it
 dropped the rest (``metrics/harvest.json``). With ``data.decontamination`` given (the
-stage gives it), thumbs-up answers that carry an evaluation item (lmforge/evals/decontam.py)
+stage gives it), thumbs-up answers that carry an evaluation item (lmforge/decontam.py)
 leave ``sft.parquet`` for ``decontaminated_sft.parquet``, with their reason; preference
 pairs are checked where they meet the others, in the preferences stage.
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.config import require
-from lmforge.evals.decontam import DecontaminationConfig, drop_contaminated_pairs
+from lmforge.decontam import DecontaminationConfig, drop_contaminated_pairs
 from lmforge.io import atomic_dir
 from lmforge.feedback.drift import DriftConfig
 from lmforge.gateway.safety import find_pii

@@ -14,14 +14,15 @@ import contextlib
 import logging
 from pathlib import Path
 
-from lmforge.data.tokenizer import stop_token_ids
+from lmforge.chat import stop_token_ids
 from lmforge.serve.app import create_app
 from lmforge.serve.requests import ServerState
 from lmforge.serve.engine import Engine
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.protocol import Limits
+from lmforge.stage import InputError
 
-class ServeError(ValueError):
+class ServeError(InputError):
     """The model folder or a limit is unusable; the message names which."""
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from lmforge.model import ModelConfig, build_model, count_params, flops_per_token
 from lmforge.train import checkpoint as C
 from lmforge.train import dist as D
+from lmforge.stage import InputError, StageFailure
 from lmforge.train.config import PretrainConfig
 from lmforge.train.data import IGNORE, PackedTokens, TokenDataError
 from lmforge.train.mfu import device_peak
@@ -33,7 +34,7 @@ from lmforge.train.recipe import (CosineSchedule, deepspeed_config, grad_accum_s
 from lmforge.train.zero_init import build_partitioned, local_numel
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(StageFailure):
     """The loss was NaN or infinite and the policy says stop (or skips ran out)."""
 
 
@@ -247,13 +248,13 @@ def resume(run: Run) -> None:
         set_aside_stale(run.ckroot, run.state["fingerprint"], run.rank)
     resume_from = C.latest(run.ckroot)
     if cfg.resume == "never" and resume_from is not None:
-        raise ValueError(f"{run.ckroot}: holds checkpoints of an earlier run and pretrain.resume is 'never'; "
+        raise InputError(f"{run.ckroot}: holds checkpoints of an earlier run and pretrain.resume is 'never'; "
                          f"delete the folder or set resume: auto")
     if resume_from is None:
         return
     stage, world = C.saved_layout(resume_from)
     if stage != cfg.zero_stage:
-        raise ValueError(f"{resume_from}: saved with ZeRO stage {stage}, this run is stage {cfg.zero_stage}; "
+        raise InputError(f"{resume_from}: saved with ZeRO stage {stage}, this run is stage {cfg.zero_stage}; "
                          f"resume with the same pretrain.zero_stage")
     tag = "ds"
     if C.needs_universal(resume_from, cfg.zero_stage, run.world):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.evals.decontam import read_jsonl
+from lmforge.decontam import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "evals" / "data"
@@ -43,7 +43,7 @@ def test_builder_is_deterministic_and_rebuilds_the_committed_files(tmp_path):
 def test_docstring_snapshot_is_what_its_python_reads(tmp_path):
     """The snapshot is versioned data: only the interpreter it names can reread it unchanged
     (another patch release may word a docstring differently, e.g. 3.11.2 vs 3.11.7)."""
-    from lmforge.evals import items
+    from lmforge.builders import items
 
     python, facts = items.read_docstring_snapshot(items.DOCSTRING_SNAPSHOT, set())
     assert len(facts) >= 500 and all(f["origin"].startswith("python3.11:") for f in facts)
@@ -59,7 +59,7 @@ def test_a_refreshed_snapshot_names_its_python_and_the_items_follow_it(tmp_path)
     doc = json.loads((REPO / "evals/sources/stdlib_docstrings.json").read_text())
     doc["facts"][0]["answer"] = "Reworded by another patch release"
     snap.write_text(json.dumps(doc))
-    from lmforge.evals import items
+    from lmforge.builders import items
 
     python, facts = items.read_docstring_snapshot(snap, set())
     rows = items.multiple_choice(facts, 600, 1337, "docstrings_mc")
@@ -94,7 +94,7 @@ def test_docstring_items_avoid_the_sft_modules():
 
 
 def test_bpb_documents_are_not_in_the_crawl_sample():
-    from lmforge.evals.items import crawled_pydoc_pages
+    from lmforge.builders.items import crawled_pydoc_pages
 
     crawled = crawled_pydoc_pages(str(REPO / "data/sample/crawl/pydoc*"))
     rows = read_jsonl(DATA / "pydoc_bpb.jsonl")

@@ -74,7 +74,7 @@ def test_harvest_of_an_empty_store_writes_three_empty_files_via_the_stage(tmp_pa
 
 
 def test_thumbs_up_answers_that_carry_an_eval_item_are_set_aside(tmp_path, training):
-    from lmforge.evals.decontam import DecontaminationConfig, read_jsonl
+    from lmforge.decontam import DecontaminationConfig, read_jsonl
 
     item = next(r for r in read_jsonl(REPO / "evals/data/manpages_mc.jsonl")
                 if len(r["choices"][r["answer"]].split()) >= 9)
