@@ -3,6 +3,7 @@ whose failure is deterministic (meta.retries: 0), the plugin's gpu/gpu_model res
 checked before any job, and `dvc repro --dry` on a plain clone."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from lmforge.orchestrate import RuleSpec
@@ -45,6 +46,7 @@ def _typo_in_dpo(params: dict) -> None:
     params["dpo"]["betta"] = params["dpo"].pop("beta")
 
 
+@pytest.mark.slow   # a clone of the project and a Snakemake start
 def test_snakemake_checks_all_params_before_the_first_job(tmp_path):
     repo = clone_project(tmp_path / "clone", _typo_in_dpo)
     p = run(["snakemake", "--cores", "1", "curate"], repo, check=False)
@@ -52,6 +54,7 @@ def test_snakemake_checks_all_params_before_the_first_job(tmp_path):
     assert not (repo / "data" / "curated").exists() and not (repo / "logs" / "curate.log").exists()
 
 
+@pytest.mark.slow   # a clone of the project and two dry runs of the whole graph
 def test_dvc_repro_dry_on_a_plain_clone(tmp_path):
     """DVC 3.67.1's dry run hashes a missing dep for its run cache and stops (treeverse/dvc#9818,
     fixed on DVC's main after 3.67.1); --force-downstream skips that lookup downstream. When a
