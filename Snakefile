@@ -8,10 +8,16 @@
 # and locally with `snakemake --workflow-profile profiles/local`. After a
 # successful run, `dvc commit --force <stages>` records the outputs in dvc.lock (set
 # `--config dvc_commit=false` to skip it), so `dvc status` agrees with Snakemake.
+# Each rule's output also goes to logs/<stage>.log, kept on success; a stage marked
+# `meta: {retries: 0}` in dvc.yaml (a data check or quality gate) is never retried.
 import os
 import shutil
 import subprocess
 import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")   # --cluster is gone since 8: profiles/README.md
 
 sys.path.insert(0, workflow.basedir)
 from lmforge.orchestrate import dvc_commit_command, rules_from_dvc
@@ -34,10 +40,19 @@ for _s in STAGES:
         name: _s.name
         input: list(_s.inputs)
         output: [directory(o) if o in _s.output_dirs else o for o in _s.outputs]
-        params: cmd=_s.shell, dvc_params=_s.params_json
+        params: cmd=_s.logged_shell, dvc_params=_s.params_json
         threads: _s.threads
         resources: **_s.submit_resources
+        retries: _s.retries
+        log: _s.log
         shell: "{params.cmd}"
+
+
+onstart:
+    # The whole params.yaml before any job runs (lmforge check); the orchestration tests'
+    # tiny copies carry no check module and their own params.
+    if os.path.exists(os.path.join(workflow.basedir, "lmforge", "check.py")):
+        subprocess.run([sys.executable, "-m", "lmforge.check"], check=True, cwd=workflow.basedir)
 
 
 onsuccess:

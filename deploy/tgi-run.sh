@@ -7,16 +7,17 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MODEL_DIR="${MODEL_DIR:-$HERE/../models/release}"
 RUNTIME="${CONTAINER_RUNTIME:-docker}"
 GPU_FLAGS="${GPU_FLAGS:---gpus all}"
-IMAGE="ghcr.io/huggingface/text-generation-inference:3.3.5"
+IMAGE="ghcr.io/huggingface/text-generation-inference:3.3.7"
 if [ ! -f "$MODEL_DIR/config.json" ]; then
   echo "tgi-run.sh: $MODEL_DIR has no config.json (run 'dvc repro release' or set MODEL_DIR)" >&2
   exit 1
 fi
 # shellcheck disable=SC2086
 exec "$RUNTIME" run --rm --name lmforge-tgi $GPU_FLAGS --shm-size 1g \
-  -p 8080:80 \
+  -p 8081:80 \
   -v "$(cd "$MODEL_DIR" && pwd)":/data/release:ro \
   -e MODEL_ID=/data/release \
+  -e NUM_SHARD="${NUM_SHARD:-1}" \
   -e PORT=80 \
   -e HOSTNAME=0.0.0.0 \
   -e MAX_INPUT_TOKENS=192 \

@@ -8,7 +8,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MODEL_DIR="${MODEL_DIR:-$HERE/../models/release}"
 RUNTIME="${CONTAINER_RUNTIME:-docker}"
 GPU_FLAGS="${GPU_FLAGS:---gpus all}"
-IMAGE="vllm/vllm-openai:v0.22.0"
+IMAGE="vllm/vllm-openai:v0.34.0"
 if [ ! -f "$MODEL_DIR/config.json" ]; then
   echo "vllm-run.sh: $MODEL_DIR has no config.json (run 'dvc repro release' or set MODEL_DIR)" >&2
   exit 1
@@ -16,7 +16,7 @@ fi
 # the image's entrypoint is `vllm serve`; what follows the image name is its model argument and flags
 # shellcheck disable=SC2086
 exec "$RUNTIME" run --rm --name lmforge-vllm $GPU_FLAGS --ipc=host \
-  -p 8080:80 \
+  -p 8000:80 \
   -v "$(cd "$MODEL_DIR" && pwd)":/data/release:ro \
   -e HF_HUB_OFFLINE=1 \
   "$IMAGE" \
@@ -26,6 +26,6 @@ exec "$RUNTIME" run --rm --name lmforge-vllm $GPU_FLAGS --ipc=host \
     --port 80 \
     --max-model-len 256 \
     --max-num-seqs 8 \
-    --dtype auto \
+    --dtype float32 \
     --gpu-memory-utilization 0.9 \
     --tensor-parallel-size 1

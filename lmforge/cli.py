@@ -17,11 +17,12 @@ from lmforge.argtypes import offline_defaults
 SUBCOMMANDS = (
     "lmforge.serve.cli",    # lmforge serve: local TGI-compatible server
     "lmforge.gateway.cli",  # lmforge gateway: auth, request log, metrics, feedback, web page
+    "lmforge.check",        # lmforge check: the whole params.yaml, before any compute
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmforge", description="lmforge: serve and monitor lmforge models")
+    parser = argparse.ArgumentParser(prog="lmforge", description="lmforge: check params, serve and monitor lmforge models")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(name).add_parser(sub)

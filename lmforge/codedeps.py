@@ -8,6 +8,11 @@ dvc.yaml), including imports inside functions, and returns the ``lmforge``/``sta
 files it can reach. ``python -m lmforge.codedeps`` checks dvc.yaml against that;
 ``--write`` rewrites each stage's code deps (data deps and comments are kept).
 
+The same holds for data: the crawl that ``params.yaml`` names in ``data.sources`` is what
+curation reads, so every local source (a path or glob; a glob counts as its fixed leading folder)
+must be covered by a dep of ``curate``; ``--write`` adds the missing ones. Remote URLs
+(``s3://…``) enter through DVC itself (``dvc import-url --version-aware``, README "Your own data").
+
 A module that starts another as a child process (``python -m ...``) names it in a module-level
 ``SUBPROCESS_MODULES`` tuple; the walk follows those names like imports, so the deploy stage,
 which runs `lmforge serve` in a subprocess, reruns when the server's code changes.
@@ -19,6 +24,8 @@ import sys
 from pathlib import Path
 
 PACKAGES = ("lmforge", "stages")
+SOURCE_STAGE = "curate"   # the stage that reads data.sources
+GLOB = set("*?[")
 
 
 def module_file(root: Path, module: str) -> Path | None:
@@ -102,11 +109,26 @@ def covered(path: str, deps: list[str]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
 
 
+def source_deps(params: dict) -> list[str]:
+    """The local paths ``data.sources`` names, a glob as its fixed leading folder; URLs left out."""
+    out = []
+    for src in ((params.get("data") or {}).get("sources") or []):
+        path = str(src.get("path", "")) if isinstance(src, dict) else ""
+        if not path or "://" in path:
+            continue
+        parts = Path(path).parts
+        fixed = next((i for i, part in enumerate(parts) if GLOB & set(part)), len(parts))
+        out.append(Path(*parts[:fixed]).as_posix() if fixed else ".")
+    return sorted(set(out))
+
+
 def report(root: Path) -> dict[str, dict[str, list[str]]]:
-    """Per stage: code files imported but not listed (``missing``) and listed but not imported."""
+    """Per stage: code files imported but not listed (``missing``) and listed but not imported;
+    for curate also the local sources of ``data.sources`` that no dep covers."""
     import yaml
 
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((root / "params.yaml").read_text()) if (root / "params.yaml").exists() else {}
     out = {}
     for name, stage in stages.items():
         entry = entry_module(stage["cmd"])
@@ -114,6 +136,8 @@ def report(root: Path) -> dict[str, dict[str, list[str]]]:
             continue
         need = closure(root, entry)
         deps = [_dep_path(d) for d in stage.get("deps") or []]
+        if name == SOURCE_STAGE:
+            need |= set(source_deps(params))
         out[name] = {"missing": sorted(f for f in need if not covered(f, deps)),
                      "unused": sorted(d for d in deps if is_code(d) and not any(covered(f, [d]) for f in need))}
     return out
@@ -128,11 +152,17 @@ def write(root: Path) -> None:
     y.indent(mapping=2, sequence=4, offset=2)  # the style dvc.yaml is written in
     path = root / "dvc.yaml"
     doc = y.load(path.read_text())
+    params = y.load((root / "params.yaml").read_text()) if (root / "params.yaml").exists() else {}
     for name, stage in doc["stages"].items():
         entry = entry_module(stage["cmd"])
         if entry is None:
             continue
         deps = stage["deps"]
+        if name == SOURCE_STAGE:   # sources first, beside the other data deps
+            listed = [_dep_path(d) for d in deps]
+            new = [s for s in source_deps(params) if not covered(s, listed)]
+            for i, s in enumerate(new):
+                deps.insert(i, s)
         for i in reversed(range(len(deps))):
             if is_code(_dep_path(deps[i])):
                 del deps[i]

@@ -9,6 +9,7 @@ the code that uses them; this module only knows how to build and check them.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import types
@@ -58,6 +59,24 @@ def lookup(data: Any, dotted: str, where: str, error: type[Exception] = None) ->
     return node
 
 
+def _number_hint(value: Any) -> str:
+    """Why a number came back a string: YAML 1.1 reads ``1e-3`` (no dot) as text."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return (f" (YAML reads {value} as a string: write it with a dot and a signed exponent, "
+                f"e.g. {float(value):.1e}, or as {float(value)!r})")
+    return ""
+
+
+def did_you_mean(unknown: str, known: typing.Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known key, or ``""``."""
+    close = difflib.get_close_matches(unknown, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _check(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -93,11 +112,11 @@ def _check(value: Any, tp: Any, key: str) -> Any:
         return build(tp, value, key)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamsError(f"{key}: expected a number, got {value!r}")
+            raise ParamsError(f"{key}: expected a number, got {value!r}{_number_hint(value)}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(f"{key}: expected an integer, got {value!r}")
+            raise ParamsError(f"{key}: expected an integer, got {value!r}{_number_hint(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
@@ -128,7 +147,9 @@ def build(cls: type[T], data: Any, key: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ParamsError(f"{key}: unknown key(s) {unknown}; known: {sorted(fields)}")
+        hints = [f"'{u}'{did_you_mean(u, fields)}" for u in unknown if did_you_mean(u, fields)]
+        raise ParamsError(f"{key}: unknown key(s) {unknown}{' - ' + ', '.join(hints) if hints else ''}; "
+                          f"known: {sorted(fields)}")
     kwargs = {}
     for name, f in fields.items():
         if name in data:

@@ -27,10 +27,12 @@ Translation, per stage:
   ``gpu``, ``slurm_partition`` ...). It is interpolated like the rest, so
   ``gpu: ${resources.pretrain.gpu}`` takes the count from params.yaml; a
   resource that comes out empty (``""`` or null) is left unset. For submission
-  (:attr:`RuleSpec.submit_resources`) ``gpu: N`` becomes ``gres: gpu:N``:
-  sbatch's ``--gres=gpu:N`` is per node, as the multi-node batch script's
-  ``--gpus-per-node`` (the SLURM plugin would send ``gpu`` as a job total,
-  ``--gpus=N``, and refuses both at once).
+  (:attr:`RuleSpec.submit_resources`) the SLURM plugin's ``gpu: N`` (and
+  ``gpu_model: M``) become ``gres: gpu:N`` (``gres: gpu:M:N``): sbatch's
+  ``--gres`` is per node, as the multi-node batch script's ``--gpus-per-node``
+  (the plugin would send ``gpu`` as a job total, ``--gpus=N``, and refuses both
+  at once). ``meta: {retries: 0}`` marks a stage whose failure is deterministic
+  (a data check or a quality gate): the Snakefile never retries it.
 
 Not supported (a clear error is raised): ``foreach``/``matrix`` stages and
 dict/list interpolation in ``cmd``; none are used in this project's dvc.yaml.
@@ -60,6 +62,13 @@ class DvcYamlError(InputError):
     """dvc.yaml (or a params file it names) cannot be turned into rules."""
 
 
+LOG_DIR = "logs"
+
+
+def with_log(shell: str, log: str) -> str:
+    return f"set -o pipefail; ( {shell} ) 2>&1 | tee {log}"
+
+
 @dataclass(frozen=True)
 class RuleSpec:
     """Everything the Snakefile needs for one rule (paths relative to the root)."""
@@ -73,17 +82,28 @@ class RuleSpec:
     threads: int = 1
     resources: dict[str, Any] = field(default_factory=dict)
     stamp: str | None = None
+    retries: int | None = None   # meta.retries; None: the profile's --retries
 
     @property
     def submit_resources(self) -> dict[str, Any]:
-        """Resources as Snakemake submits them: ``gpu: N`` as ``gres: gpu:N`` (per node)."""
+        """Resources as Snakemake submits them: ``gpu: N`` (+ ``gpu_model: M``) as ``gres: gpu:[M:]N`` (per node)."""
         res = dict(self.resources)
-        gpus = res.pop("gpu", 0)
+        gpus, model = res.pop("gpu", 0), res.pop("gpu_model", None)
         if gpus and "gres" not in res:
-            res["gres"] = f"gpu:{gpus}"
+            res["gres"] = f"gpu:{model}:{gpus}" if model else f"gpu:{gpus}"
         elif gpus:
             raise DvcYamlError(f"stage '{self.name}': meta.resources sets both gpu and gres; keep one")
         return res
+
+    @property
+    def log(self) -> str:
+        """The rule's log file: the stage's stdout and stderr, kept on success too."""
+        return f"{LOG_DIR}/{self.name}.log"
+
+    @property
+    def logged_shell(self) -> str:
+        """What the Snakefile runs: :attr:`shell`, its output shown and copied to :attr:`log`."""
+        return with_log(self.shell, self.log)
 
     @property
     def params_json(self) -> str:
@@ -262,9 +282,13 @@ def _raw_stage(name: str, stage: Any, ctx: dict, params: "_Params", path: Path) 
     pvals = _stage_params(resolved.get("params"), params, where, base)
     outs = _paths(resolved.get("outs"), base, where)
     outs += _paths(resolved.get("metrics"), base, where) + _paths(resolved.get("plots"), base, where)
-    threads, res = _resources(_interpolate(stage.get("meta"), ctx, where, used), where)
+    meta = _interpolate(stage.get("meta"), ctx, where, used)
+    threads, res = _resources(meta, where)
+    retries = meta.get("retries") if isinstance(meta, dict) else None
+    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or retries < 0):
+        raise DvcYamlError(f"{where}: meta.retries must be an integer >= 0, got {retries!r}")
     return dict(cmd=cmd, deps=[d.path for d in _paths(resolved.get("deps"), base, where)],
-                outs=outs, params=pvals, threads=threads, resources=res)
+                outs=outs, params=pvals, threads=threads, resources=res, retries=retries)
 
 
 def _inputs(name: str, raw: dict[str, dict], produced: dict[str, list[str]]) -> list[str]:
@@ -318,7 +342,8 @@ def rules_from_dvc(dvc_yaml: str | os.PathLike = "dvc.yaml") -> list[RuleSpec]:
         specs.append(RuleSpec(
             name=name, cmd=r["cmd"], inputs=tuple(_inputs(name, raw, produced)), outputs=tuple(outputs),
             output_dirs=frozenset(o for o in outputs if o != stamps[name] and is_dir_path(o, root)),
-            params=r["params"], threads=r["threads"], resources=r["resources"], stamp=stamps[name]))
+            params=r["params"], threads=r["threads"], resources=r["resources"], stamp=stamps[name],
+            retries=r["retries"]))
     return specs
 
 

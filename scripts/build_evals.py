@@ -3,10 +3,13 @@
 Run by hand (not a DVC stage: like scripts/build_instructions.py its inputs are the machine's
 installed packages, which DVC cannot version), then commit the result. Deterministic: the same
 machine and seed give the same bytes. Needs Debian ``man-db`` pages under /usr/share/man (each
-item names its package), ``python3.11-doc`` and Python 3.11's stdlib. Docstrings of modules the
-SFT pairs use and documents in data/sample are left out (lmforge/builders/items.py).
+item names its package) and ``python3.11-doc``. The docstring items come from the committed
+snapshot ``evals/sources/stdlib_docstrings.json``, so any interpreter rebuilds the same bytes;
+``--refresh-docstrings`` rereads the running Python's stdlib into it first (a data change: the
+snapshot records which Python it was read from). Docstrings of modules the SFT pairs use and
+documents in data/sample are left out (lmforge/builders/items.py).
 
-    .venv/bin/python scripts/build_evals.py [--out evals/data] [--seed 1337] [--n 600]
+    .venv/bin/python scripts/build_evals.py [--out evals/data] [--seed 1337] [--n 600] [--refresh-docstrings]
 """
 from __future__ import annotations
 
@@ -32,14 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crawl", default="data/sample/crawl/pydoc*")
     ap.add_argument("--pairs", default="data/instructions/pairs.parquet")
     ap.add_argument("--refusals", default="data/instructions/refusals.jsonl")
+    ap.add_argument("--docstrings", default=str(items.DOCSTRING_SNAPSHOT), help="the docstring snapshot")
+    ap.add_argument("--refresh-docstrings", action="store_true",
+                    help="reread the running Python's stdlib docstrings into --docstrings first")
     args = ap.parse_args(argv)
 
     sft = items.sft_origins(args.pairs)
+    if args.refresh_docstrings:
+        items.write_docstring_snapshot(args.docstrings, items.docstring_facts(items.DOCSTRING_MODULES, sft))
+    python, docstrings = items.read_docstring_snapshot(args.docstrings, sft)
+    print(f"docstrings: {len(docstrings)} facts read from Python {python} ({args.docstrings})")
     safety = section(InstructionsConfig, "instructions").safety_fraction
     tasks = {
         "manpages_mc": items.multiple_choice(items.man_facts(args.man), args.n, args.seed, "manpages_mc"),
-        "docstrings_mc": items.multiple_choice(items.docstring_facts(items.DOCSTRING_MODULES, sft), args.n,
-                                               args.seed, "docstrings_mc"),
+        "docstrings_mc": items.multiple_choice(docstrings, args.n, args.seed, "docstrings_mc"),
         "pydoc_bpb": items.pydoc_documents(args.pydoc_sources, items.crawled_pydoc_pages(args.crawl),
                                            args.bpb_docs, args.bpb_max_chars),
         "refusal": items.refusal_prompts(args.refusals, safety),

@@ -11,7 +11,11 @@ given seed and machine, and leaves out what lmforge trains on:
   decontamination step (lmforge/decontam.py) drops those pairs, the eval items win.
   Every row names its Debian package and licence, so it is rebuildable.
 - ``docstrings_mc``: the same question about public stdlib functions, answered by the first
-  line of their docstring (``inspect.getdoc``), from modules the SFT pairs do not use.
+  line of their docstring (``inspect.getdoc``), from modules the SFT pairs do not use. The
+  docstrings change between Python patch releases, so they are read once into a committed
+  snapshot (``evals/sources/stdlib_docstrings.json``, which names the interpreter) and the items
+  are built from it: a different Python rebuilds the same benchmark; only an explicit refresh
+  (``scripts/build_evals.py --refresh-docstrings``) changes it, as a data change in review.
 - ``pydoc_bpb``: held-out documents for bits per byte: Python documentation sources
   (``python3.11-doc`` ``_sources/*.rst.txt``) of pages that are not in ``data/sample``.
 - ``refusal``: the refusal prompts the ``instructions`` stage holds out as its safety split.
@@ -106,6 +110,27 @@ def man_facts(man_dir: str) -> list[dict]:
         facts.append({"subject": parsed[0], "answer": parsed[1], "origin": f"{path} (Debian package {pkg})",
                       "licence": licence})
     return facts
+
+
+DOCSTRING_SNAPSHOT = Path(__file__).resolve().parents[2] / "evals" / "sources" / "stdlib_docstrings.json"
+
+
+def interpreter() -> str:
+    """The running Python's full version, as the snapshot records it (e.g. ``3.11.7``)."""
+    return ".".join(map(str, sys.version_info[:3]))
+
+
+def write_docstring_snapshot(path: str | Path, facts: list[dict]) -> None:
+    from lmforge.io import write_text
+
+    doc = {"python": interpreter(), "facts": facts}
+    write_text(Path(path), json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_docstring_snapshot(path: str | Path, exclude: set[str]) -> tuple[str, list[dict]]:
+    """(the Python version the snapshot was read from, its facts less those in ``exclude``)."""
+    doc = json.loads(Path(path).read_text())
+    return doc["python"], [f for f in doc["facts"] if f["origin"] not in exclude]
 
 
 def docstring_facts(modules: list[str], exclude: set[str]) -> list[dict]:

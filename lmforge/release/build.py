@@ -18,6 +18,7 @@ from typing import Literal
 
 import yaml
 
+from lmforge.codedeps import is_code
 from lmforge.config import require
 from lmforge.chat import stop_token_ids
 from lmforge.io import atomic_dir, file_sha256
@@ -35,6 +36,13 @@ class ReleaseConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     lock_file: str = "dvc.lock"
     eval_metrics: str | None = "metrics/eval_dpo.json"   # lm-eval scores for the card; missing = none
+    language: list[str] = dataclasses.field(default_factory=lambda: ["en"])   # the card's `language`
+    # the card's `datasets`: Hub ids, if the data is published; empty = the source inputs of the
+    # lineage (the crawl folders and committed data, with their DVC hashes in the card's body)
+    datasets: list[str] = dataclasses.field(default_factory=list)
+    # the card's `base_model`: the Hub id this model was fine-tuned from; null for lmforge's own
+    # from-scratch pretraining (the lineage then names the pretrained checkpoint and its hash)
+    base_model: str | None = None
     card_params: list[str] = dataclasses.field(default_factory=lambda: [
         "seed", "data", "tokenizer", "tokenize", "pretrain", "sft", "reward", "dpo", "release"])
 
@@ -97,20 +105,30 @@ def load_scores(path: str | None) -> dict | None:
     return json.loads(Path(path).read_text()) if path and Path(path).is_file() else None
 
 
-def model_index(name: str, scores: dict) -> list[dict]:
-    """Hugging Face ``model-index`` results: one entry per lm-eval task, unverified."""
+def eval_results(scores: dict) -> list:
+    """``huggingface_hub`` EvalResults, one per lm-eval task and metric, unverified."""
+    from huggingface_hub import EvalResult
+
     n_note = "all items" if scores.get("limit") is None else f"first {scores['limit']} items"
-    results = []
-    for task, metrics in sorted(scores.get("tasks", {}).items()):
-        kind = "multiple-choice" if "acc" in metrics else "text-generation"
-        results.append({"task": {"type": kind, "name": task},
-                        "dataset": {"type": f"lmforge/{task.removeprefix('lmforge_')}", "name": task,
-                                    "config": n_note},
-                        "metrics": [{"type": k, "value": round(v, 6), "verified": False}
-                                    for k, v in sorted(metrics.items()) if k != "n"],
-                        "source": {"name": "lm-evaluation-harness (evals/tasks)",
-                                   "url": "https://github.com/EleutherAI/lm-evaluation-harness"}})
-    return [{"name": name, "results": results}] if results else []
+    return [EvalResult(task_type="multiple-choice" if "acc" in metrics else "text-generation", task_name=task,
+                       dataset_type=f"lmforge/{task.removeprefix('lmforge_')}", dataset_name=task,
+                       dataset_config=n_note, metric_type=k, metric_value=round(v, 6), verified=False,
+                       source_name="lm-evaluation-harness (evals/tasks)",
+                       source_url="https://github.com/EleutherAI/lm-evaluation-harness")
+            for task, metrics in sorted(scores.get("tasks", {}).items())
+            for k, v in sorted(metrics.items()) if k != "n"]
+
+
+def front_matter(cfg: ReleaseConfig, model_type: str, scores: dict | None, sources: list[str]) -> str:
+    """The card's YAML header, built and checked by ``huggingface_hub.ModelCardData`` (the
+    Hub's own schema for ``language``, ``datasets``, ``base_model`` and ``model-index``)."""
+    from huggingface_hub import ModelCardData
+
+    data = ModelCardData(language=cfg.language, license=cfg.license, library_name="transformers",
+                         pipeline_tag="text-generation", tags=["lmforge", model_type, "text-generation-inference"],
+                         datasets=cfg.datasets or sources or None, base_model=cfg.base_model, model_name=cfg.name,
+                         eval_results=eval_results(scores) if scores else None)
+    return data.to_yaml() + "\n"
 
 
 def _scores_section(scores: dict | None) -> str:
@@ -192,10 +210,8 @@ def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: st
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
     sections = {k: params[k] for k in cfg.card_params if k in params}
-    front = yaml.safe_dump({"license": cfg.license, "library_name": "transformers", "pipeline_tag": "text-generation",
-                            "tags": ["lmforge", c.model_type, "text-generation-inference"],
-                            **({"model-index": model_index(cfg.name, scores)} if scores else {})},
-                           sort_keys=False)
+    data_inputs = [a.path for a in artifacts if not a.stage and a.md5 and not is_code(a.path)]
+    front = front_matter(cfg, c.model_type, scores, data_inputs)
     model_rows = [
         ["architecture", f"`{type(model).__name__}`"], ["parameters", f"{n_params:,}"],
         ["layers / hidden size / heads", f"{c.num_hidden_layers} / {c.hidden_size} / {c.num_attention_heads}"],

@@ -27,16 +27,21 @@ import yaml
 from lmforge.io import write_text
 from lmforge.release import deploy_vllm
 from lmforge.release.dashboards import dashboard_json, prometheus_yml
-from lmforge.release.manifests import HEADER, gpu_container, host_prologue, slurm_script, workload_docs
+from lmforge.release.manifests import (HEADER, adapter_comment, adapter_rule, gpu_container, host_prologue,
+                                       pvc_note, slurm_script, workload_docs)
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 TGI_FILES = {"run": "tgi-run.sh", "kubernetes": "kubernetes.yaml", "slurm": "tgi.sbatch"}
+QUEUE_METRIC = "tgi_queue_size"
+ADAPTER_RULE = adapter_rule(QUEUE_METRIC)
 
 
-def tgi_env(d: DeployConfig, s: ServeConfig, port: int) -> dict[str, str]:
-    """TGI launcher settings as its environment variables."""
+def tgi_env(d: DeployConfig, s: ServeConfig, port: int, shards: int | str) -> dict[str, str]:
+    """TGI launcher settings as its environment variables. The shard count is always explicit:
+    TGI 3.3.5 miscounts GPUs under NVIDIA_VISIBLE_DEVICES=all."""
     return {
         "MODEL_ID": d.model_mount,
+        "NUM_SHARD": str(shards),
         "PORT": str(port),
         "HOSTNAME": "0.0.0.0",
         "MAX_INPUT_TOKENS": str(s.max_input_tokens),
@@ -50,7 +55,7 @@ def tgi_env(d: DeployConfig, s: ServeConfig, port: int) -> dict[str, str]:
 
 
 def run_script(d: DeployConfig, s: ServeConfig) -> str:
-    env = tgi_env(d, s, d.container_port)
+    env = tgi_env(d, s, d.container_port, '"${NUM_SHARD:-1}"')   # one GPU unless NUM_SHARD says more
     env_lines = "".join(f"  -e {k}={v} \\\n" for k, v in env.items())
     return f"""#!/usr/bin/env bash
 # {HEADER}
@@ -65,21 +70,23 @@ exec "$RUNTIME" run --rm --name {d.name}-tgi $GPU_FLAGS --shm-size 1g \\
 
 
 def kubernetes_docs(d: DeployConfig, s: ServeConfig) -> list[dict]:
-    env = [{"name": n, "value": v} for n, v in tgi_env(d, s, d.container_port).items()]
+    env = [{"name": n, "value": v} for n, v in tgi_env(d, s, d.container_port, d.kubernetes.gpus).items()]
     container = gpu_container(d, "tgi", d.image_ref, env=env)
-    return workload_docs(d, "tgi", container, "tgi_queue_size")
+    return workload_docs(d, "tgi", container, QUEUE_METRIC)
 
 
 def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
-    head = (f"# {HEADER}\n# kubectl apply -f kubernetes.yaml  (the release folder must be on PVC "
-            f"'{d.kubernetes.model_pvc}' under '{d.kubernetes.model_subpath}/';\n# the autoscaler reads "
-            "tgi_queue_size through the custom metrics API, e.g. prometheus-adapter)\n")
+    head = (f"# {HEADER}\n# kubectl apply -f kubernetes.yaml\n" + pvc_note(d) +
+            "# The autoscaler reads tgi_queue_size through the custom metrics API; with prometheus-adapter,\n"
+            "# a rule such as:\n" + adapter_comment(ADAPTER_RULE))
     return head + yaml.safe_dump_all(kubernetes_docs(d, s), sort_keys=False)
 
 
 def sbatch_script(d: DeployConfig, s: ServeConfig) -> str:
     flags = " \\\n    ".join(
-        ["--model-id " + d.model_mount, "--port $PORT", "--hostname 0.0.0.0",
+        ["--model-id " + d.model_mount, "--port $PORT", "--hostname 0.0.0.0", f"--num-shard {d.slurm.gpus}",
+         # the shards' sockets per job: the host's /tmp is shared by every job on the node
+         '--shard-uds-path "${TMPDIR:-/tmp}/lmforge-tgi-${SLURM_JOB_ID:-$$}"',
          f"--max-input-tokens {s.max_input_tokens}", f"--max-total-tokens {s.max_total_tokens}",
          f"--max-batch-prefill-tokens {s.max_input_tokens + 50}",
          f"--max-concurrent-requests {s.max_concurrent_requests}", f"--max-batch-size {s.max_batch_size}"])

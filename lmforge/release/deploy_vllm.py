@@ -17,7 +17,7 @@ output by it; it has no separate input limit, so a prompt over max_input_tokens 
 still fits is accepted); max_batch_size → `--max-num-seqs`; max_concurrent_requests
 has no vLLM flag (it queues instead of answering 429; the autoscaler watches that queue).
 Every flag used here is checked by a test against the names in vLLM's own argument
-definitions (tests/release/vllm_cli_flags.json records the commit read).
+definitions (tests/release/vllm_cli_flags.json, written by scripts/vllm_flags.py from the pinned wheel).
 """
 from __future__ import annotations
 
@@ -25,18 +25,13 @@ import shlex
 
 import yaml
 
-from lmforge.release.manifests import HEADER, gpu_container, host_prologue, slurm_script, workload_docs
+from lmforge.release.manifests import (HEADER, adapter_comment, adapter_rule, gpu_container, host_prologue,
+                                       pvc_note, slurm_script, workload_docs)
 from lmforge.serve.config import DeployConfig, ServeConfig
 
 FILES = {"run": "vllm-run.sh", "kubernetes": "vllm-kubernetes.yaml", "slurm": "vllm.sbatch"}
 QUEUE_METRIC = "vllm_num_requests_waiting"  # vllm:num_requests_waiting, renamed by prometheus-adapter
-ADAPTER_RULE = """#   rules:
-#     custom:
-#     - seriesQuery: 'vllm:num_requests_waiting{namespace!="",pod!=""}'
-#       resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
-#       name: {matches: "^vllm:(.*)$", as: "vllm_${1}"}
-#       metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-"""
+ADAPTER_RULE = adapter_rule("vllm:num_requests_waiting", "^vllm:(.*)$", "vllm_${1}")
 
 
 def server_flags(d: DeployConfig, s: ServeConfig, port: int | str, gpus: int) -> list[str]:
@@ -73,7 +68,7 @@ def run_script(d: DeployConfig, s: ServeConfig) -> str:
 {host_prologue(d, FILES["run"], d.vllm.image_ref)}# the image's entrypoint is `vllm serve`; what follows the image name is its model argument and flags
 # shellcheck disable=SC2086
 exec "$RUNTIME" run --rm --name {d.name}-vllm $GPU_FLAGS --ipc=host \\
-  -p {d.host_port}:{d.container_port} \\
+  -p {d.vllm.host_port}:{d.container_port} \\
   -v "$(cd "$MODEL_DIR" && pwd)":{d.model_mount}:ro \\
   -e HF_HUB_OFFLINE=1 \\
   "$IMAGE" \\
@@ -88,10 +83,9 @@ def kubernetes_docs(d: DeployConfig, s: ServeConfig) -> list[dict]:
 
 
 def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
-    head = (f"# {HEADER}\n# kubectl apply -f {FILES['kubernetes']}  (the release folder must be on PVC "
-            f"'{d.kubernetes.model_pvc}' under '{d.kubernetes.model_subpath}/').\n"
+    head = (f"# {HEADER}\n# kubectl apply -f {FILES['kubernetes']}\n" + pvc_note(d) +
             f"# The autoscaler reads vLLM's gauge vllm:num_requests_waiting as {QUEUE_METRIC} through the\n"
-            "# custom metrics API; with prometheus-adapter, a rule such as:\n" + ADAPTER_RULE)
+            "# custom metrics API; with prometheus-adapter, a rule such as:\n" + adapter_comment(ADAPTER_RULE))
     return head + yaml.safe_dump_all(kubernetes_docs(d, s), sort_keys=False)
 
 

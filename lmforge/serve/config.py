@@ -52,8 +52,7 @@ class ServeConfig:
 @dataclasses.dataclass
 class KubernetesConfig:
     namespace: str = "default"
-    replicas: int = 1
-    min_replicas: int = 1
+    min_replicas: int = 1    # the Deployment sets no replicas: the autoscaler owns the count
     max_replicas: int = 4
     target_queue_size: int = 4  # average queued requests per pod the autoscaler aims at (tgi_queue_size,
     #                              vllm:num_requests_waiting)
@@ -100,9 +99,12 @@ class VllmConfig:
     """The vLLM target: the official OpenAI-compatible image and the knobs TGI has no twin for."""
 
     image: str = "vllm/vllm-openai"
-    tag: str = "v0.22.0"
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    tag: str = "v0.34.0"   # tests/release/vllm_cli_flags.json is read from this version (scripts/vllm_flags.py)
+    # the release is float32 (release.dtype) and meant to be served so, as `lmforge serve` and the
+    # served = offline check run it; `auto` would let vLLM cast float32 weights to float16
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "float32"
     gpu_memory_utilization: float = 0.9
+    host_port: int = 8000   # vllm-run.sh's host port (vLLM's own default); TGI's is deploy.host_port
     image_file: str = "$HOME/.cache/lmforge/vllm.sif"  # apptainer image for the SLURM script
 
     def __post_init__(self):
@@ -139,9 +141,9 @@ class DeployConfig:
     model_dir: str = "models/release"
     name: str = "lmforge"
     image: str = "ghcr.io/huggingface/text-generation-inference"
-    tag: str = "3.3.5"
+    tag: str = "3.3.7"
     container_port: int = 80
-    host_port: int = 8080
+    host_port: int = 8081   # tgi-run.sh's host port: distinct from vLLM's (8000) and the gateway's (8080)
     model_mount: str = "/data/release"
     kubernetes: KubernetesConfig = dataclasses.field(default_factory=KubernetesConfig)
     slurm: SlurmConfig = dataclasses.field(default_factory=SlurmConfig)

@@ -89,12 +89,17 @@ FLOOR = {room: i for i, rooms in enumerate(FLOORS) for room in rooms}
 KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
+# Top-level modules that stand above every room: the `lmforge` command, and `lmforge check`,
+# which loads each room's params section class by name (check.SECTIONS).
+TOP_MODULES = ("cli", "check")
+
+
 def room(module: str) -> str:
-    """``lmforge.data.curate`` -> ``data``; a top-level module is on the ground floor, but the CLI."""
+    """``lmforge.data.curate`` -> ``data``; a top-level module is on the ground floor, but ``TOP_MODULES``."""
     parts = module.split(".")
     if len(parts) > 2 or (ROOT / "lmforge" / parts[-1]).is_dir():
         return parts[1]
-    return "cli" if parts[-1] == "cli" else "ground"
+    return "cli" if parts[-1] in TOP_MODULES else "ground"
 
 
 def upward(graph: dict[str, set[str]]) -> list[str]:

@@ -3,6 +3,7 @@ installed), big enough, well-formed and held out."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,22 +17,53 @@ DATA = REPO / "evals" / "data"
 MC = ["manpages_mc", "docstrings_mc"]
 
 
-def _build(out: Path) -> dict[str, str]:
-    subprocess.run([sys.executable, "scripts/build_evals.py", "--out", str(out)], cwd=REPO, check=True,
+def _build(out: Path, *args: str) -> dict[str, str]:
+    subprocess.run([sys.executable, "scripts/build_evals.py", "--out", str(out), *args], cwd=REPO, check=True,
                    capture_output=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.jsonl"))}
 
 
-@pytest.mark.skipif(not Path("/usr/share/doc/python3.11/html/_sources").is_dir() or
-                    not Path("/usr/share/man/man1").is_dir(), reason="needs man pages and python3.11-doc")
+NEEDS_DOCS = pytest.mark.skipif(not Path("/usr/share/doc/python3.11/html/_sources").is_dir() or
+                                not Path("/usr/share/man/man1").is_dir(), reason="needs man pages and python3.11-doc")
+
+
+@NEEDS_DOCS
 def test_builder_is_deterministic_and_rebuilds_the_committed_files(tmp_path):
     first, second = _build(tmp_path / "a"), _build(tmp_path / "b")
     assert first == second and len(first) == 4
     committed = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(DATA.glob("*.jsonl"))}
     # The man-page items depend on which Debian packages a machine has installed (each item
-    # names its package); the other sets come from Python 3.11, python3.11-doc and the repo.
+    # names its package); the docstring items come from the committed snapshot, so whichever
+    # Python runs the builder; the other sets from python3.11-doc and the repo.
     same_everywhere = [n for n in committed if n != "manpages_mc.jsonl"]
     assert {n: first[n] for n in same_everywhere} == {n: committed[n] for n in same_everywhere}
+
+
+@NEEDS_DOCS
+def test_docstring_snapshot_is_what_its_python_reads(tmp_path):
+    """The snapshot is versioned data: only the interpreter it names can reread it unchanged
+    (another patch release may word a docstring differently, e.g. 3.11.2 vs 3.11.7)."""
+    from lmforge.builders import items
+
+    python, facts = items.read_docstring_snapshot(items.DOCSTRING_SNAPSHOT, set())
+    assert len(facts) >= 500 and all(f["origin"].startswith("python3.11:") for f in facts)
+    if python != items.interpreter():
+        pytest.skip(f"the snapshot was read from Python {python}; this is {items.interpreter()}")
+    fresh = tmp_path / "snapshot.json"   # a clean interpreter: pytest itself patches some stdlib modules
+    _build(tmp_path / "out", "--refresh-docstrings", "--docstrings", str(fresh))
+    assert items.read_docstring_snapshot(fresh, set()) == (python, facts)
+
+
+def test_a_refreshed_snapshot_names_its_python_and_the_items_follow_it(tmp_path):
+    snap = tmp_path / "docstrings.json"
+    doc = json.loads((REPO / "evals/sources/stdlib_docstrings.json").read_text())
+    doc["facts"][0]["answer"] = "Reworded by another patch release"
+    snap.write_text(json.dumps(doc))
+    from lmforge.builders import items
+
+    python, facts = items.read_docstring_snapshot(snap, set())
+    rows = items.multiple_choice(facts, 600, 1337, "docstrings_mc")
+    assert python == doc["python"] and "Reworded by another patch release" in {r["decontam_text"] for r in rows}
 
 
 @pytest.mark.parametrize("task", MC)

@@ -66,4 +66,4 @@ def test_dashboard_metrics_exist_in_real_scrapes(stack, tmp_path):
         assert fam in families, fam
     prom = yaml.safe_load(Path(files["prometheus"]).read_text())
     assert [j["metrics_path"] for j in prom["scrape_configs"]] == ["/metrics", "/metrics"]
-    assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == [f"{d.name}-tgi:80"]
+    assert prom["scrape_configs"][0]["kubernetes_sd_configs"][0]["role"] == "pod"   # per pod: the HPA's labels

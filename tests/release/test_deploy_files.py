@@ -44,7 +44,7 @@ def test_tgi_container_command(files):
     text = files["tgi_run"].read_text()
     assert "ghcr.io/huggingface/text-generation-inference:3.3.5" in text
     for flag in ("-e MODEL_ID=/data/release", "-e MAX_INPUT_TOKENS=100", "-e MAX_TOTAL_TOKENS=300",
-                 "-e MAX_CONCURRENT_REQUESTS=17", "-e MAX_BATCH_SIZE=5", "-e PORT=80", "-p 8080:80",
+                 "-e MAX_CONCURRENT_REQUESTS=17", "-e MAX_BATCH_SIZE=5", "-e PORT=80", "-p 8081:80",
                  ":/data/release:ro"):
         assert flag in text, flag
 
@@ -106,10 +106,10 @@ def after(text: str, marker: str) -> list[str]:
 
 def test_vllm_container_command(files):
     text = files["vllm_run"].read_text()
-    assert 'IMAGE="vllm/vllm-openai:v0.22.0"' in text and "-p 8080:80" in text and ":/data/release:ro" in text
+    assert 'IMAGE="vllm/vllm-openai:v0.22.0"' in text and "-p 8000:80" in text and ":/data/release:ro" in text
     a = vllm_args(after(text, '"$IMAGE"'))
     assert a == {"model": "/data/release", "--served-model-name": "lmforge", "--host": "0.0.0.0", "--port": "80",
-                 "--max-model-len": "300", "--max-num-seqs": "5", "--dtype": "auto",
+                 "--max-model-len": "300", "--max-num-seqs": "5", "--dtype": "float32",
                  "--gpu-memory-utilization": "0.9", "--tensor-parallel-size": "1"}
 
 

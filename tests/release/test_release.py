@@ -97,6 +97,17 @@ def test_model_card_names_commit_params_and_lineage(released):
     assert lineage["files_sha256"]["model.safetensors"] in card
 
 
+def test_model_card_front_matter_is_what_huggingface_hub_reads(released):
+    from huggingface_hub import ModelCard, ModelCardData
+
+    ws, _ = released
+    card = ModelCard.load(ws / "models" / "release" / "README.md", ignore_metadata_errors=False)
+    assert card.data.language == ["en"] and card.data.license == "apache-2.0"
+    assert "data/sample/crawl" in card.data.datasets and not any(d.startswith("lmforge/") for d in card.data.datasets)
+    assert card.data.base_model is None   # pretrained from scratch: the lineage names the checkpoint
+    ModelCardData(**card.data.to_dict())  # the library's own checks of every field
+
+
 def test_lora_adapter_is_merged(tiny_model, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -23,6 +23,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 FAKE_SLURM = Path(__file__).parent / "fake_slurm"
+# The scratch repos' own git identity (a fresh machine or CI's empty HOME has no global one):
+# set in each repo's config, and in the environment for the clones that `dvc exp` queues make.
+GIT_IDENTITY = {"name": "lmforge tests", "email": "tests@lmforge.invalid"}
 
 TINY_DVC_YAML = """\
 stages:
@@ -73,6 +76,9 @@ def env(extra_path: list[Path] | None = None, **kw: str) -> dict:
     e = dict(os.environ)
     e["PATH"] = os.pathsep.join([*(str(p) for p in extra_path or []), str(BIN), e.get("PATH", "")])
     e.update(OMP_NUM_THREADS="1", DVC_NO_ANALYTICS="1", PYTHONDONTWRITEBYTECODE="1", **kw)
+    for who in ("AUTHOR", "COMMITTER"):
+        e.setdefault(f"GIT_{who}_NAME", GIT_IDENTITY["name"])
+        e.setdefault(f"GIT_{who}_EMAIL", GIT_IDENTITY["email"])
     e.pop("SLURM_JOB_ID", None)
     return e
 
@@ -124,9 +130,17 @@ def exp_show(repo: Path, environ: dict | None = None, tries: int = 10) -> list:
     return json.loads(p.stdout)
 
 
+def git_init(repo: Path) -> None:
+    """A scratch git repo with its own identity: `git commit` and `dvc exp run` (which commits)
+    must not depend on a global identity, which a fresh machine or CI's empty HOME lacks."""
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    for key, value in GIT_IDENTITY.items():
+        subprocess.run(["git", "config", f"user.{key}", value], cwd=repo, check=True)
+
+
 def git_commit(repo: Path, msg: str) -> str:
     run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", msg], repo)
+    run(["git", "commit", "-q", "-m", msg], repo)
     return run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
 
 
@@ -155,8 +169,8 @@ def clone_project(dest: Path, edit_params: Callable[[dict], None] | None = None)
         params = yaml.safe_load((dest / "params.yaml").read_text())
         edit_params(params)
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+    git_init(dest)
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
         subprocess.run(cmd, cwd=dest, check=True)
     return dest
 
@@ -170,7 +184,7 @@ def pipeline_env(repo: Path, **kw: str) -> dict:
 
 def make_tiny_repo(path: Path, remote: Path) -> Path:
     path.mkdir(parents=True)
-    run(["git", "init", "-q"], path)
+    git_init(path)
     run(["dvc", "init", "-q"], path)
     shutil.copy(ROOT / ".dvc" / "config", path / ".dvc" / "config")
     shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")
@@ -274,7 +288,7 @@ def dvc_view(root: Path) -> dict[str, dict]:
 
 def check_repo(repo: Path) -> None:
     """Snakemake's plan and DAG for `repo` equal dvc.yaml's stages, I/O and edges."""
-    from lmforge.orchestrate import rules_from_dvc
+    from lmforge.orchestrate import rules_from_dvc, with_log
 
     specs = {s.name: s for s in rules_from_dvc(repo / "dvc.yaml")}
     dvc = dvc_view(repo)
@@ -286,7 +300,7 @@ def check_repo(repo: Path) -> None:
         job, spec = jobs[name], specs[name]
         cmd = " && ".join(d["cmd"]) if isinstance(d["cmd"], list) else d["cmd"]
         cmd = cmd if d["wdir"] == "." else f"cd {d['wdir']} && {cmd}"
-        assert job["shell"] == (cmd if spec.stamp is None else spec.shell), name
+        assert job["shell"] == with_log(cmd if spec.stamp is None else spec.shell, spec.log), name
         assert set(job["output"]) == (set(d["outs"]) or {spec.stamp}), name
         assert set(job["input"]) == set(spec.inputs), name
         for dep in d["deps"]:
