@@ -78,3 +78,16 @@ def test_a_controller_down_is_waited_out_and_only_past_queue_retry_s_fails_the_w
     assert p_lines[-1].startswith("curate: Slurm step after done"), p_lines
     assert slurm.wait(long.job_id)["JobState"] == "COMPLETED"    # neither wait cancelled anything
     assert slurm.wait(after.job_id)["JobState"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"queue_retry_s": -1}, "data.slurm.queue_retry_s must be >= 0, got -1.0"),
+    ({"partition": " "}, "data.slurm.partition must be a partition name, or null for the cluster's default")])
+def test_bad_slurm_settings_are_one_line_naming_the_key(over, message):
+    from lmforge.config import ParamsError, build
+    from lmforge.data.curate_config import CurateSlurmConfig
+
+    assert build(CurateSlurmConfig, {}, "data.slurm").partition is None   # the cluster's default
+    with pytest.raises(ParamsError) as e:
+        build(CurateSlurmConfig, over, "data.slurm")
+    assert str(e.value) == message
