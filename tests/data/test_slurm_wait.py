@@ -8,7 +8,6 @@ controller down for longer than ``queue_retry_s`` fails the wait and leaves the 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 

@@ -3,7 +3,6 @@ a stage, a stage asking for N GPUs is submitted with `--gres=gpu:N` and its per-
 memory, and on the real one-node Slurm (4 GPUs as gres) the job is given those GPUs."""
 from __future__ import annotations
 
-import re
 
 import pytest
 import yaml

@@ -57,7 +57,6 @@ def test_a_bad_per_gpu_size_is_one_line_naming_the_key(key, value):
 @pytest.mark.timeout(900)
 def test_batch_script_trains_through_sbatch_and_deepspeeds_srun_launch(slurm, token_data, tmp_path):
     from support.pretrain import DIST_VARS, ENV, REPO, TINY_MODEL, tiny_pretrain
-    from support.slurm import job
 
     if slurm.gpus < 2:
         pytest.skip("the cluster has fewer than 2 GPUs in its gres")
