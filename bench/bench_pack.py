@@ -65,7 +65,8 @@ def main() -> None:
     import pandas as pd
     from tokenizers import Tokenizer
 
-    from lmforge.data.corpus import curated_files, file_sha256, iter_texts
+    from lmforge.data.corpus import curated_files, iter_texts
+    from lmforge.io import file_sha256
     from lmforge.data.pack import TokenizeConfig, pack
     from lmforge.data.tokenizer import TokenizerConfig, build
 

@@ -28,8 +28,14 @@ def module_file(root: Path, module: str) -> Path | None:
     return p.with_suffix(".py") if p.with_suffix(".py").is_file() else None
 
 
+# Module-level tuples of module names that code imports or runs by name: a subprocess's
+# ``python -m`` modules (SUBPROCESS_MODULES) and the CLI's importlib-loaded commands (SUBCOMMANDS).
+NAMED_MODULES = ("SUBPROCESS_MODULES", "SUBCOMMANDS")
+
+
 def _imported(path: Path, module: str) -> set[str]:
-    """Every lmforge/stages module named by an import statement anywhere in ``path``."""
+    """Every lmforge/stages module ``path`` imports: import statements anywhere, literal
+    ``importlib.import_module`` calls, and the module names listed in ``NAMED_MODULES``."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -41,9 +47,12 @@ def _imported(path: Path, module: str) -> set[str]:
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
             names |= {base} | {f"{base}.{a.name}" for a in node.names}  # `from pkg import mod`
-        elif (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SUBPROCESS_MODULES" for t in node.targets)
+        elif (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in NAMED_MODULES for t in node.targets)
               and isinstance(node.value, (ast.Tuple, ast.List))):
             names |= {e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            names.add(node.args[0].value)  # importlib.import_module("lmforge.x")
     return {n for n in names if n.split(".")[0] in PACKAGES}
 
 

@@ -8,6 +8,7 @@ file with its final name is whole.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -78,6 +79,20 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stream_sha256(f) -> str:
+    """sha256 of a binary file object, read in 1 MiB blocks so memory stays flat."""
+    h = hashlib.sha256()
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a local file's bytes (release files, corpus shards, cache entries)."""
+    with open(path, "rb") as f:
+        return stream_sha256(f)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

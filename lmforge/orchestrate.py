@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.config import lookup, read_yaml
+from lmforge.stage import InputError
 
 DEFAULT_PARAMS = "params.yaml"
 STAMP_DIR = ".snakemake/dvc-stages"
@@ -55,7 +56,7 @@ _INTERP = re.compile(r"(?<!\\)\$\{\s*([^}]+?)\s*\}")
 _NAME_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class DvcYamlError(ValueError):
+class DvcYamlError(InputError):
     """dvc.yaml (or a params file it names) cannot be turned into rules."""
 
 

@@ -4,7 +4,7 @@ Run by hand (not a DVC stage: like scripts/build_instructions.py its inputs are 
 installed packages, which DVC cannot version), then commit the result. Deterministic: the same
 machine and seed give the same bytes. Needs Debian ``man-db`` pages under /usr/share/man (each
 item names its package), ``python3.11-doc`` and Python 3.11's stdlib. Docstrings of modules the
-SFT pairs use and documents in data/sample are left out (lmforge/evals/items.py).
+SFT pairs use and documents in data/sample are left out (lmforge/builders/items.py).
 
     .venv/bin/python scripts/build_evals.py [--out evals/data] [--seed 1337] [--n 600]
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lmforge.align.instructions import InstructionsConfig  # noqa: E402
 from lmforge.config import section  # noqa: E402
-from lmforge.evals import items  # noqa: E402
+from lmforge.builders import items  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

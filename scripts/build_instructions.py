@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lmforge.align import sources  # noqa: E402
+from lmforge.builders import sources  # noqa: E402
 from lmforge.io import atomic_path  # noqa: E402
 
 DOC_MODULES = ["shutil", "os.path", "json", "itertools", "functools", "collections", "re", "pathlib",

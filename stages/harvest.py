@@ -9,7 +9,7 @@ naming the expectation and the store file, which stops `dvc repro` before SFT/DP
 from __future__ import annotations
 
 from lmforge.config import load_params, section
-from lmforge.evals.decontam import DecontaminationConfig
+from lmforge.decontam import DecontaminationConfig
 from lmforge.io import write_csv, write_json
 from lmforge.feedback.drift import drift_report
 from lmforge.feedback.harvest import HarvestConfig, run_harvest

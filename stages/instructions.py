@@ -1,7 +1,7 @@
 """Stage `instructions`: GX-check the committed instruction sample, split it, decontaminate train."""
 from lmforge.align.instructions import InstructionsConfig, check_and_split
 from lmforge.config import load_params, section
-from lmforge.evals.decontam import DecontaminationConfig
+from lmforge.decontam import DecontaminationConfig
 from lmforge.io import write_json
 from lmforge.stage import run_stage
 

@@ -3,7 +3,7 @@ train pairs that carry an eval item set aside (decontaminated.parquet, with thei
 from lmforge.align.common import load_causal_lm, load_tokenizer
 from lmforge.align.preferences import PreferenceConfig, build_preferences
 from lmforge.config import load_params, section
-from lmforge.evals.decontam import DecontaminationConfig
+from lmforge.decontam import DecontaminationConfig
 from lmforge.io import atomic_path, write_json
 from lmforge.stage import run_stage
 

@@ -1,6 +1,6 @@
 """Stage ``pretrain``: packed tokens + tokenizer -> checkpoints, HF model, metrics.
 
-One process: ``python -m stages.pretrain``. Several (CPU or GPU):
+One process: ``python -m stages.pretrain`` (``resources.pretrain.gpu: N`` > 1 relaunches it as N). Several (CPU or GPU):
 ``torchrun --nproc_per_node 2 -m stages.pretrain`` or
 ``deepspeed --num_gpus 8 --module stages.pretrain``; multi-node SLURM:
 ``python -m lmforge.train.slurm --nodes N --gpus-per-node G > pretrain.sbatch``.
@@ -13,12 +13,14 @@ from lmforge.config import ParamsError, load_params, section
 from lmforge.model import ModelConfig
 from lmforge.stage import run_stage
 from lmforge.train.config import PretrainConfig
+from lmforge.train.launch import relaunch
 
 
 def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     params = load_params()
+    relaunch("pretrain", params)   # resources.pretrain.gpu: N > 1 -> N processes under torchrun
     model_cfg = section(ModelConfig, "model", params)
     cfg = section(PretrainConfig, "pretrain", params)
     seed = params.get("seed", 0)

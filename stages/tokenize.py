@@ -27,7 +27,8 @@ def main() -> None:
     from tokenizers import Tokenizer
 
     from lmforge.data.pack import pack
-    from lmforge.data.corpus import curated_files, file_sha256
+    from lmforge.data.corpus import curated_files
+    from lmforge.io import file_sha256
 
     if not os.path.isfile(TOKENIZER):
         raise FileNotFoundError(f"{TOKENIZER} not found (run the tokenizer stage first)")

@@ -3,6 +3,12 @@
 Test rooms mirror lmforge/ (tests/<room>/); helpers they share are modules of
 tests/support/, imported as ``support.<name>`` (pytest's ``pythonpath`` puts tests/
 on sys.path). Expensive fixtures are session-scoped and built on first use.
+
+Two tiers: ``pytest -m "not slow"`` is the fast loop (every room, under 4 minutes on two
+cores); ``make test`` (CI) runs everything. A test is slow when it carries
+``@pytest.mark.slow`` or when its node id starts with a line of ``tests/slow.txt``: the
+list of end-to-end checks measured at over ~10 s (``pytest --durations=0``), kept as data
+so that re-measuring moves a line, not a decorator.
 """
 from __future__ import annotations
 
@@ -14,6 +20,21 @@ import pytest
 for _k, _v in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ.setdefault(_k, _v)
+
+
+SLOW_LIST = Path(__file__).with_name("slow.txt")
+
+
+def _slow_prefixes() -> tuple[str, ...]:
+    lines = (line.split("#", 1)[0].strip() for line in SLOW_LIST.read_text().splitlines())
+    return tuple(line for line in lines if line)
+
+
+def pytest_collection_modifyitems(config, items):
+    prefixes = _slow_prefixes()
+    for item in items:
+        if item.nodeid.startswith(prefixes):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

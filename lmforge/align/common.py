@@ -3,8 +3,9 @@ chat template, generation that stops at the end of an assistant turn, and the TR
 arguments every trainer here gets (no hub, no checkpoints, progress bars on stderr,
 DVCLive through ``lmforge.live`` rather than ``report_to``).
 
-The device is accelerate's choice (a GPU when there is one, else the CPU), bf16
-is used only on a GPU that supports it, and ``train.deepspeed`` hands a ZeRO
+The device is accelerate's choice (a GPU when there is one, else the CPU) for every
+model a stage uses - the trained one, the DPO reference, the reward model, the
+generating ones (``to_train_device``); bf16 is used only on a GPU that has it in hardware, and ``train.deepspeed`` hands a ZeRO
 config to TRL's own DeepSpeed integration (launch with ``torchrun``/``deepspeed``).
 
 The chat template always comes from the model's own tokenizer, so a base model
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.config import ParamsError, require
-from lmforge.data.tokenizer import CHAT_TEMPLATE, stop_token_ids
+from lmforge.chat import CHAT_TEMPLATE, stop_token_ids
 from lmforge.io import atomic_dir
 from lmforge.model import context_length
 
@@ -95,9 +96,9 @@ def with_context(p, model_dir: str):
 
 def use_bf16(requested: bool | None) -> bool:
     """bf16 only on a GPU that supports it; ``None`` asks for it wherever it is."""
-    import torch
+    from lmforge.train.dist import native_bf16
 
-    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    supported = native_bf16()   # hardware bf16 only: emulated bf16 on pre-Ampere GPUs is slower than fp32
     if requested and not supported:
         log.warning("train.bf16: true, but there is no GPU with bf16 here; training in fp32")
     return supported if requested is None else bool(requested) and supported
@@ -114,6 +115,13 @@ def deepspeed_config(tp: TrainConfig) -> dict | None:
     """
     if tp.deepspeed is None:
         return None
+    import torch
+
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # accelerate 1.15 runs DeepSpeed on a CPU as one process only (it sizes the batch for a
+        # world of 1 and stops on the mismatch); several CPU processes train through DDP instead
+        raise ParamsError(f"train.deepspeed: {tp.deepspeed!r} with {os.environ['WORLD_SIZE']} CPU processes is "
+                          f"not supported by accelerate; set train.deepspeed: null (DDP over gloo) or use GPUs")
     if tp.deepspeed == "shared":
         from lmforge.train.recipe import deepspeed_config as build
 
@@ -133,7 +141,12 @@ def trl_kwargs(tp: TrainConfig, seed: int, out_dir: str | None) -> dict[str, Any
 
     out_dir = out_dir or tempfile.mkdtemp(prefix="lmforge-align-")
     torch.set_num_threads(max(1, tp.threads))
-    return dict(
+    # accelerate makes several CPU processes one job (gloo, sharded data) only when told use_cpu;
+    # without it each rank of a `torchrun` on a CPU machine trained alone on the same batches.
+    # (DeepSpeed on several CPU processes is refused in deepspeed_config: use_cpu would turn it off)
+    several_cpus = (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+                    and tp.deepspeed is None)
+    return dict(**({"use_cpu": True} if several_cpus else {}),
         output_dir=out_dir, report_to="none", seed=seed, data_seed=seed,
         max_steps=tp.max_steps, per_device_train_batch_size=tp.batch_size,
         per_device_eval_batch_size=tp.batch_size, gradient_accumulation_steps=tp.grad_accum,
@@ -171,8 +184,36 @@ def trained_model(trainer, lora: bool):
         with torch.random.fork_rng():   # building the copy must not move the seeded stream
             whole = type(model)(model.config)
         whole.load_state_dict(state)
-        return whole.eval()
+        return whole.to(trainer.args.device).eval()   # evaluated where it trained, not on a CPU copy
     return model.merge_and_unload() if lora else model
+
+
+def train_device():
+    """The device every model of a post-training stage lives on: the trainer's (accelerate's) choice."""
+    from lmforge.train.dist import preferred_device
+
+    return preferred_device()
+
+
+def to_train_device(model):
+    """``model`` on :func:`train_device` - unless ZeRO-3 partitions it (DeepSpeed places partitions)."""
+    if any(hasattr(t, "ds_tensor") for t in model.parameters()):
+        return model
+    return model.to(train_device())
+
+
+def check_devices(device, **models) -> None:
+    """Raise naming the first model not on ``device`` (the trainer's): a silent CPU fallback is a bug."""
+    import torch
+
+    want = torch.device(device)
+    for name, model in models.items():
+        if model is None or any(hasattr(t, "ds_tensor") for t in model.parameters()):
+            continue   # ZeRO-3 partitions: DeepSpeed placed them
+        got = next(model.parameters()).device
+        if got.type != want.type or (want.index is not None and got.index not in (None, want.index)):
+            raise RuntimeError(f"{name} is on {got}, the trainer on {want}: every model of a stage must "
+                               f"be on the trainer's device")
 
 
 def check_model_dir(path: str | os.PathLike, what: str) -> Path:
@@ -200,7 +241,7 @@ def load_causal_lm(path: str | os.PathLike, what: str = "model"):
     from transformers import AutoModelForCausalLM
 
     check_model_dir(path, what)
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    return to_train_device(AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32))
 
 
 def prompt_text(tok, prompt: str) -> str:

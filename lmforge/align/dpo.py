@@ -23,11 +23,12 @@ after training on the policy's own replies to held-out prompts.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pandas as pd
 
-from lmforge.align.common import (AdapterConfig, TrainConfig, live_callbacks, load_causal_lm, load_tokenizer,
-                                  trained_model, trl_kwargs, with_context)
+from lmforge.align.common import (AdapterConfig, TrainConfig, check_devices, live_callbacks, load_causal_lm,
+                                  load_tokenizer, trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import (GateEvalConfig, completion_logprobs, generate_replies, policy_metrics, reward_scores,
                                    token_kl)
 from lmforge.align.preferences import PreferenceConfig, check_pairs, rejection_pairs, to_dataset
@@ -154,15 +155,18 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
     rm = load_reward_model(p.reward_model)
     train, val = read_pairs(p.pairs_dir, "train"), read_pairs(p.pairs_dir, "val")
     rs, rs_dropped = make_rejection_pairs(p, pref, policy, rm, tok, seed)
-    with atomic_path(p.rejection_out) as tmp:  # the dpo stage lists it as an out
-        rs.to_parquet(tmp, index=False)
+    if os.environ.get("RANK", "0") == "0":   # the same pairs on every rank (same seed); one writes them
+        with atomic_path(p.rejection_out) as tmp:  # the dpo stage lists it as an out
+            rs.to_parquet(tmp, index=False)
     train_all = check_pairs(pd.concat([train, rs[train.columns]], ignore_index=True), "dpo training pairs")
     before = logp_margins(policy, tok, train_all, p.train.max_length)
 
     trainer = dpo_trainer(p, policy, ref, tok, train_all, seed, work_dir, live, val.head(p.kl_probe))
+    check_devices(trainer.args.device, reference=ref, reward_model=rm)   # no model left behind on a CPU
     result = trainer.train()
     policy = trained_model(trainer, p.lora.enabled)
     policy.eval()
+    check_devices(trainer.args.device, policy=policy)
     after = logp_margins(policy, tok, train_all, p.train.max_length)
 
     margin, acc = implicit_rewards(policy, ref, tok, val, p.beta, p.train.max_length)

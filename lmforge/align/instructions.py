@@ -8,7 +8,7 @@ expectation and the file, and nothing is written. Passing rows are split
 deterministically by a hash of the prompt: refusal examples into ``train`` and a
 held-out ``safety`` set (the refusal gate's prompts), everything else into ``train``
 and ``val`` (held-out perplexity, preference and win-rate prompts). Last, ``train`` pairs
-that carry an evaluation item (a shared 13-gram, lmforge/evals/decontam.py) are moved to
+that carry an evaluation item (a shared 13-gram, lmforge/decontam.py) are moved to
 ``rejected.parquet`` with reason ``decontamination:<eval set>``: the eval items win, and
 the held-out splits stay as they are (the refusal eval set *is* the safety split).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.config import require
-from lmforge.evals.decontam import DecontaminationConfig, drop_contaminated_pairs
+from lmforge.decontam import DecontaminationConfig, drop_contaminated_pairs
 from lmforge.io import atomic_dir
 
 COLUMNS = ["prompt", "response", "source", "licence"]
@@ -73,7 +73,7 @@ def _bucket(text: str) -> float:
 
 
 def in_safety_split(prompt: str, safety_fraction: float) -> bool:
-    """Whether a refusal example is held out as a safety prompt (also lmforge.evals.items)."""
+    """Whether a refusal example is held out as a safety prompt (also lmforge.builders.items)."""
     return _bucket(prompt) < safety_fraction
 
 

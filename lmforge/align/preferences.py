@@ -15,7 +15,7 @@ Every set is checked before use: nothing empty, chosen never equal to rejected.
 Generated pairs that come out identical (a sample reproducing the reference) are
 dropped and counted; bad human-feedback rows are an error naming file and row.
 Train pairs any of whose fields carries an evaluation item (a shared 13-gram,
-lmforge/evals/decontam.py) are set aside with reason ``decontamination:<eval set>``
+lmforge/decontam.py) are set aside with reason ``decontamination:<eval set>``
 before the reward model or DPO sees them; human feedback can quote anything.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pandas as pd
 
 from lmforge.align.common import generate
 from lmforge.config import require
-from lmforge.evals.decontam import DecontaminationConfig, drop_contaminated_pairs
+from lmforge.decontam import DecontaminationConfig, drop_contaminated_pairs
 
 COLUMNS = ["prompt", "chosen", "rejected", "source"]
 

@@ -11,15 +11,17 @@ scores above the rejected one — is the headline metric (chance is 0.5).
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from lmforge.align.common import (AdapterConfig, TrainConfig, check_model_dir, live_callbacks, load_tokenizer,
-                                  save_model, trained_model, trl_kwargs, with_context)
+                                  save_model, to_train_device, trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import reward_scores
 from lmforge.align.preferences import check_pairs, to_dataset
 from lmforge.config import require
+from lmforge.stage import StageFailure
 
 
 @dataclasses.dataclass
@@ -45,7 +47,7 @@ def load_reward_backbone(path: str):
     cfg.num_labels = 1
     cfg.pad_token_id = tok.pad_token_id
     model = AutoModelForSequenceClassification.from_pretrained(path, config=cfg, dtype=torch.float32)
-    return model, tok
+    return to_train_device(model), tok
 
 
 def load_reward_model(path: str):
@@ -53,7 +55,7 @@ def load_reward_model(path: str):
     from transformers import AutoModelForSequenceClassification
 
     check_model_dir(path, "reward model")
-    return AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+    return to_train_device(AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32))
 
 
 def pairwise_accuracy(rm, tok, df: pd.DataFrame, max_length: int) -> tuple[float, float]:
@@ -91,9 +93,10 @@ def train_reward(p: RewardStageConfig, seed: int, work_dir: str | None = None,
     acc, margin = pairwise_accuracy(model, tok, val, p.train.max_length)
     train_acc, _ = pairwise_accuracy(model, tok, train, p.train.max_length)
     if p.min_accuracy is not None and acc < p.min_accuracy:
-        raise RuntimeError(f"reward model: held-out pairwise accuracy {acc:.3f} < reward.min_accuracy "
+        raise StageFailure(f"reward model: held-out pairwise accuracy {acc:.3f} < reward.min_accuracy "
                            f"{p.min_accuracy} on {len(val)} pairs; not saved")
-    save_model(model, tok, p.out_dir)
+    if os.environ.get("RANK", "0") == "0":   # every rank trained the same model; one writes it
+        save_model(model, tok, p.out_dir)
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     return {"train_pairs": len(train), "val_pairs": len(val), "accuracy": acc, "accuracy_before": acc0,
             "train_accuracy": train_acc, "margin": margin, "train_loss": float(result.training_loss),

@@ -27,6 +27,7 @@ from lmforge.align.common import (AdapterConfig, TrainConfig, live_callbacks, lo
                                   trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import GateEvalConfig
 from lmforge.config import ParamsError, require
+from lmforge.model import token_cross_entropy
 
 
 @dataclasses.dataclass
@@ -124,13 +125,14 @@ def _weighted_trainer_cls():
             w = inputs.pop("loss_weight")
             labels = inputs.pop("labels")
             outputs = model(**inputs, use_cache=False)
-            logits = outputs.logits[:, :-1].float()
             target = labels[:, 1:]
-            tok_loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="none"
-            ).view(target.shape)
+            tok_loss = token_cross_entropy(outputs.logits[:, :-1], target, reduction="none").view(target.shape)
             n = (target != -100).sum() if num_items_in_batch is None else num_items_in_batch
             loss = (tok_loss * w.to(tok_loss.dtype)[:, None]).sum() / torch.as_tensor(n).clamp(min=1)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # n counts the tokens of every rank, and DDP/DeepSpeed average the gradients over
+                # the ranks: scale back up, as Trainer.compute_loss does, or N ranks learn at 1/N
+                loss = loss * self.accelerator.num_processes
             return (loss, outputs) if return_outputs else loss
 
     return WeightedSFTTrainer

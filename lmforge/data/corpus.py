@@ -6,7 +6,6 @@ Files are always read in sorted order, which makes every consumer deterministic.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -48,11 +47,3 @@ def iter_texts(files: Sequence[Path], split: str | None = "train", batch_docs: i
                 yield texts
             if limit and seen >= limit:
                 return
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

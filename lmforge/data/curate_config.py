@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from lmforge.config import ParamsError, build, require
-from lmforge.evals.decontam import DecontaminationConfig
+from lmforge.decontam import DecontaminationConfig
 
 
 # Page furniture that Resiliparse's main-content heuristic lets through, named by standard markup

@@ -5,7 +5,7 @@ file), but duplicates cross shards and sources, so exact and near dedup must see
 document at once. This step reads the per-source work folders written by the shard pipelines,
 decides duplicates with ``lmforge.data.dedup`` (earlier source in ``data.sources`` wins, then
 URL, then id) from the per-shard sketches, drops documents that share a 13-gram with an
-evaluation item (reason ``decontamination:<eval set>``, lmforge/evals/decontam.py), assigns
+evaluation item (reason ``decontamination:<eval set>``, lmforge/decontam.py), assigns
 the deterministic train/val split by hash of id, and streams ``data/curated/`` and
 ``data/rejected/`` (``lmforge/data/publish.py``: it never holds the corpus), both swapped in
 atomically (temp folders, then rename) once both are complete, plus the metrics JSON and the
@@ -53,7 +53,7 @@ def read_drop_labels(path: str | None) -> set[str]:
 
 def decontamination_index(cfg: DataConfig):
     """The eval items' n-gram index, or None when decontamination is off."""
-    from lmforge.evals.decontam import load_index
+    from lmforge.decontam import load_index
 
     d = cfg.decontamination
     return load_index(d.eval_data, d.ngram, d.min_words) if d.enabled else None
@@ -114,7 +114,7 @@ def _source_funnel(stats: dict[str, Counter]) -> dict[str, dict]:
 
 def finalize(cfg: DataConfig, work: Path, curated_dir: Path, rejected_dir: Path,
              metrics_path: Path, funnel_path: Path) -> dict:
-    from lmforge.evals.decontam import report
+    from lmforge.decontam import report
 
     stats = {s.name: read_step_stats(work / s.name / "logs") for s in cfg.sources}
     problems = {s.name: read_problems(work, s.name) for s in cfg.sources}

@@ -30,6 +30,8 @@ import os
 import shutil
 from pathlib import Path
 
+from lmforge.io import stream_sha256
+
 # Modules whose code decides a shard task's outputs; a change to any of them invalidates the cache.
 _CODE = ("blocks", "readers", "warc_fast", "extract", "curate", "curate_config", "dedup", "signatures", "shard_cache")
 _LIBS = ("datatrove", "trafilatura", "resiliparse", "fastwarc", "py3langid", "datasketch", "xxhash", "pyarrow", "spacy")
@@ -52,11 +54,8 @@ def code_fingerprint() -> str:
 
 
 def _content_sha256(data_folder, relpath: str) -> str:
-    h = hashlib.sha256()
     with data_folder.open(relpath, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return stream_sha256(f)
 
 
 def _task_files(source_work: Path, rank: int) -> dict[str, Path]:

@@ -3,12 +3,9 @@
 Why byte-level BPE with HF ``tokenizers``: every string (any language, code, stray
 bytes) encodes without an unknown token, training on a few MB takes seconds on one
 core, and the result is a ``tokenizer.json`` that transformers, TRL, TGI and
-datatrove all read. The special tokens and the chat template are the contract of
-docs/CONTRACTS.md: documents are separated by ``<|eos|>``; each chat message renders
-as ``<|role|>\\n{content}<|end|>\\n`` with ``{% generation %}`` around assistant
-content (TRL's assistant-only loss) and ``add_generation_prompt`` appends
-``<|assistant|>\\n``. Special tokens take the first ids (pad = 0), so ids are stable
-whatever the corpus.
+datatrove all read. The special tokens and the chat template it is trained with live in ``lmforge.chat``
+(the contract every room imports downward). Special tokens take the first ids
+(pad = 0), so ids are stable whatever the corpus.
 
 Training is deterministic: documents are read in sorted-file, row order, and
 ``tokenizers``' BPE trainer breaks count ties by pair order, so the same corpus and
@@ -21,33 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from lmforge.chat import BOS, CHAT_TEMPLATE, END, EOS, PAD, ROLE_TOKENS, SPECIAL_TOKENS
 from lmforge.config import require
-from lmforge.data.corpus import curated_files, file_sha256, iter_texts
-from lmforge.io import atomic_dir
+from lmforge.data.corpus import curated_files, iter_texts
+from lmforge.io import atomic_dir, file_sha256
 from lmforge.stage import InputError
-
-PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
-ROLES = ("system", "user", "assistant")
-ROLE_TOKENS = tuple(f"<|{r}|>" for r in ROLES)
-END = "<|end|>"
-SPECIAL_TOKENS = (PAD, BOS, EOS, *ROLE_TOKENS, END)
-
-# Jinja, rendered by transformers' apply_chat_template. Whitespace control keeps the
-# output exactly `<|role|>\n{content}<|end|>\n` per message.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
-    "{{ raise_exception('chat role must be system, user or assistant, got ' + message['role']) }}"
-    "{%- endif -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}{{ '\n' }}"
-    "{%- else -%}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
-)
-
 
 @dataclass
 class TokenizerConfig:
@@ -111,28 +86,6 @@ def to_transformers(tok):
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
-
-
-def stop_token_ids(tok) -> list[int]:
-    """EOS plus the token that closes an assistant turn in this tokenizer's own chat template.
-
-    The one rule for where generation stops, read from the template rather than written
-    down again: the server, the release's generation config and post-training's sampling
-    all call it, so a model that brings its own template (``<|im_end|>``, say) stops right.
-    A tokenizer without a chat template stops at EOS only.
-    """
-    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
-    if getattr(tok, "chat_template", None):
-        marker = "XyZzY"
-        text = tok.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}],
-                                       tokenize=False)
-        tail = text.split(marker, 1)[1] if marker in text else ""
-        first = tok(tail, add_special_tokens=False)["input_ids"][:1] if tail else []
-        if first and first[0] in set(tok.all_special_ids) | set(tok.added_tokens_decoder):
-            ids.add(first[0])
-    if not ids:
-        raise ValueError("tokenizer has neither an EOS token nor a special end-of-turn token")
-    return sorted(ids)
 
 
 def save_tokenizer(tok, out_dir: str | os.PathLike) -> Path:

@@ -1,1 +1,1 @@
-"""Evaluation: items built offline (items), lm-eval runs (harness), decontamination (decontam)."""
+"""Evaluation: lm-eval runs (harness), served = offline (served); items are built by lmforge.builders, decontamination is lmforge.decontam."""

@@ -3,7 +3,7 @@
 Why lm-eval and not our own loop: its task YAMLs (``evals/tasks/``) are the format other
 groups publish scores in, and its scoring (acc/acc_norm, rolling log-likelihood to bits per
 byte, generate-until) is the reference implementation. lmforge only chooses the data
-(lmforge/evals/items.py), the model folder and the subsample; nothing here downloads.
+(lmforge/builders/items.py), the model folder and the subsample; nothing here downloads.
 
 Two ``simple_evaluate`` calls on one loaded model: knowledge and language-modelling tasks on
 raw text, then the chat tasks (refusal) through the tokenizer's chat template, as served.
@@ -55,9 +55,15 @@ class EvalsConfig:
 
 
 def model_args(model_dir: str) -> dict:
-    """lm-eval ``hf`` model arguments for a local folder (a LoRA adapter folder loads its base)."""
+    """lm-eval ``hf`` model arguments for a local folder (a LoRA adapter folder loads its base).
+
+    The device is the GPU when there is one (bf16 where the GPU has it in hardware), else the
+    CPU in fp32: an eval stage never runs on a CPU while a GPU sits idle."""
+    from lmforge.train.dist import native_bf16, preferred_device
+
     adapter = Path(model_dir) / "adapter_config.json"
-    args = {"pretrained": model_dir, "dtype": "float32", "device": "cpu"}
+    args = {"pretrained": model_dir, "dtype": "bfloat16" if native_bf16() else "float32",
+            "device": str(preferred_device())}
     if adapter.exists():
         base = json.loads(adapter.read_text()).get("base_model_name_or_path")
         args.update(pretrained=base, peft=model_dir, tokenizer=model_dir)
@@ -80,7 +86,7 @@ def flatten(results: dict) -> dict:
 
 
 def evaluate(model_dir: str, cfg: EvalsConfig) -> dict:
-    """Every task of ``cfg`` on the HF folder ``model_dir``, on CPU, offline; flat scores."""
+    """Every task of ``cfg`` on the HF folder ``model_dir`` (on ``model_args``' device), offline; flat scores."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -17,7 +17,7 @@ Only answers that succeeded and passed the safety classifier become data
 alone (it may predate a detector, or be missing): every text that would become
 training data (prompt, completion) and every text the user wrote on the feedback
 (correction, comment) is scanned again with the same detectors
-(``lmforge.gateway.safety.find_pii``); without ``include_pii`` a hit drops the
+(``lmforge.pii.find_pii``, the gateway's own detector); without ``include_pii`` a hit drops the
 row (a comment: the whole feedback), counted as
 ``<table>:dropped:pii_in_<field>``. The latest rating of a request wins; rows
 already in the training data or seen twice are dropped. Each table goes through
@@ -25,7 +25,7 @@ Great Expectations (``lmforge.checks.runner.run_checks``) before it is written,
 and the three files are swapped in together, so they always exist and are never
 half-written — empty tables included. Every step counts what it kept and why it
 dropped the rest (``metrics/harvest.json``). With ``data.decontamination`` given (the
-stage gives it), thumbs-up answers that carry an evaluation item (lmforge/evals/decontam.py)
+stage gives it), thumbs-up answers that carry an evaluation item (lmforge/decontam.py)
 leave ``sft.parquet`` for ``decontaminated_sft.parquet``, with their reason; preference
 pairs are checked where they meet the others, in the preferences stage.
 """
@@ -39,10 +39,10 @@ from pathlib import Path
 import pandas as pd
 
 from lmforge.config import require
-from lmforge.evals.decontam import DecontaminationConfig, drop_contaminated_pairs
+from lmforge.decontam import DecontaminationConfig, drop_contaminated_pairs
 from lmforge.io import atomic_dir
 from lmforge.feedback.drift import DriftConfig
-from lmforge.gateway.safety import find_pii
+from lmforge.pii import find_pii
 from lmforge.feedback.store import FEEDBACK, REQUESTS, REVIEW_LABELS, scan_jsonl
 from lmforge.stage import InputError
 

@@ -15,7 +15,7 @@ import logging
 import os
 from pathlib import Path
 
-from lmforge.cli import LOG_LEVELS, port_number
+from lmforge.argtypes import LOG_LEVELS, port_number
 from lmforge.config import ParamsError, build, load_params
 
 

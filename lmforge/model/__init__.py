@@ -86,7 +86,7 @@ def llama_config(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict 
         mlp_bias=False,
         rms_norm_eps=1e-5,
         hidden_act="silu",
-        use_cache=True,
+        use_cache=True,          # for generation; every training forward passes use_cache=False
         torch_dtype="float32",
         bos_token_id=special.get("bos_id"),
         eos_token_id=special.get("eos_id"),
@@ -101,6 +101,26 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict |
     conf = llama_config(cfg, vocab_size, seq_len, special)
     conf._attn_implementation = "sdpa"
     return LlamaForCausalLM(conf)
+
+
+def token_cross_entropy(logits, target, ignore_index: int = -100, reduction: str = "mean"):
+    """Cross-entropy of ``[rows, vocab]`` logits against ``[rows]`` targets, computed in fp32.
+
+    fp32 logits (the CPU default) go to ``F.cross_entropy`` as they are. bf16/fp16 logits go
+    to DeepSpeed's ``chunked_cross_entropy`` (a Triton kernel on a GPU, row blocks elsewhere):
+    the same fp32 loss without the full ``[rows, vocab]`` fp32 copy, its saved log-softmax and
+    two more fp32 tensors in backward - most of a ``small`` step's memory traffic.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    target = target.reshape(-1)
+    logits = logits.reshape(target.numel(), -1)
+    if logits.dtype == torch.float32:
+        return F.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
+    from deepspeed.runtime.chunked_cross_entropy import chunked_cross_entropy
+
+    return chunked_cross_entropy(logits, target.long(), ignore_index=ignore_index, reduction=reduction)
 
 
 def count_params(cfg: ModelConfig, vocab_size: int) -> dict:

@@ -12,7 +12,6 @@ machine-readable lineage.json sits beside it. The folder is written atomically.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Literal
@@ -20,9 +19,10 @@ from typing import Literal
 import yaml
 
 from lmforge.config import require
-from lmforge.data.tokenizer import stop_token_ids
-from lmforge.io import atomic_dir
+from lmforge.chat import stop_token_ids
+from lmforge.io import atomic_dir, file_sha256
 from lmforge.release.lineage import Artifact, git_commit, load_lock, upstream
+from lmforge.stage import InputError
 
 
 @dataclasses.dataclass
@@ -43,7 +43,7 @@ class ReleaseConfig:
         require(self.source != self.out_dir, "release.out_dir must differ from release.source")
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(InputError):
     """The source folder cannot be released; the message names the file."""
 
 
@@ -84,14 +84,6 @@ def generation_config(model, tokenizer, source: Path):
     if tokenizer.bos_token_id is not None:
         gen.bos_token_id = tokenizer.bos_token_id
     return gen
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _table(rows: list[list[str]], head: list[str]) -> str:
@@ -263,7 +255,7 @@ def release(cfg: ReleaseConfig, params: dict) -> dict:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         model.generation_config.save_pretrained(tmp)
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / "README.md").write_text(model_card(
             cfg, model=model, tokenizer=tokenizer, merged=merged, commit=commit, dirty=dirty, params=params,
             artifacts=artifacts, stages=stages, files=files, scores=load_scores(cfg.eval_metrics)))

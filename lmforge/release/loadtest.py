@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from lmforge.gateway.upstream import UpstreamClient
+from lmforge.stage import StageFailure
 
 PROMPTS = [
     "What is Debian?",
@@ -29,7 +30,7 @@ PROMPTS = [
 ]
 
 
-class SmokeError(RuntimeError):
+class SmokeError(StageFailure):
     """The endpoint answered wrongly; the message names the call."""
 
 

@@ -16,10 +16,12 @@ import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from lmforge.serve.http import ApiError, exception_handlers
+from lmforge.serve.http import JSON, ApiError, exception_handlers, is_openai
 from lmforge.serve.protocol import (fit_tokens, generate_json, invalid, parse_generate, require_object,
                                     stream_json)
 from lmforge.serve.openai import routes as openai_routes
@@ -32,7 +34,7 @@ async def _generate(request: Request, stream: bool | None):
     t0 = time.perf_counter()
     body = await read_body(request, state)
     opts, params, truncate = parse_generate(body, state.limits, stream=stream)
-    ids = fit_tokens(state.encode(opts.inputs), params, truncate, state.limits)
+    ids = fit_tokens(await state.encode_async(opts.inputs, truncate=truncate), params, truncate, state.limits)
     validated = time.perf_counter()
     pending = Pending(state, ids, params, stream=opts.stream)
     if opts.stream:
@@ -43,7 +45,7 @@ async def _generate(request: Request, stream: bool | None):
         pending.close()
     observe(state, f, t0, validated, params)
     out = generate_json(f, opts, params)
-    return JSONResponse([out] if stream is None else out)
+    return JSON([out] if stream is None else out)
 
 
 async def compat_generate(request: Request):
@@ -64,16 +66,24 @@ async def tokenize(request: Request):
     inputs = body.get("inputs")
     if not isinstance(inputs, str):
         raise invalid("`inputs` must be a string")
-    enc = state.tokenizer(inputs, add_special_tokens=True, return_offsets_mapping=True)
-    return JSONResponse([{"id": i, "text": inputs[a:b], "start": a, "stop": b}
-                         for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])])
+    inputs = state.bound(inputs)  # the input limits hold here too (a 2 MB body was a 99 MB reply)
+
+    def run():
+        enc = state.tokenizer(inputs, add_special_tokens=True, return_offsets_mapping=True)
+        if len(enc["input_ids"]) > state.limits.max_input_tokens:
+            raise invalid(f"`inputs` must have less than {state.limits.max_input_tokens} tokens. "
+                          f"Given: {len(enc['input_ids'])}")
+        return [{"id": i, "text": inputs[a:b], "start": a, "stop": b}
+                for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])]
+
+    return JSON(await run_in_threadpool(run))  # CPU work off the event loop
 
 
 async def info(request: Request):
     state: ServerState = request.app.state.lmforge
     lim = state.limits
-    return JSONResponse({
-        "model_id": state.model_id, "model_sha": None, "model_dtype": state.model_dtype,
+    return JSON({
+        "model_id": state.model_id, "model_sha": state.model_sha, "model_dtype": state.model_dtype,
         "model_device_type": "cpu", "model_pipeline_tag": "text-generation",
         "max_concurrent_requests": lim.max_concurrent_requests, "max_best_of": lim.max_best_of,
         "max_stop_sequences": lim.max_stop_sequences, "max_input_tokens": lim.max_input_tokens,
@@ -86,7 +96,7 @@ async def info(request: Request):
 async def health(request: Request):
     state: ServerState = request.app.state.lmforge
     if not state.engine.alive:
-        return JSONResponse({"error": "unhealthy", "error_type": "healthcheck"}, status_code=503)
+        return JSON({"error": "unhealthy", "error_type": "healthcheck"}, status_code=503)
     return Response(status_code=200)
 
 
@@ -100,7 +110,27 @@ async def _api_error(request: Request, exc: ApiError):
     state = getattr(request.app.state, "lmforge", None)
     if state is not None:
         state.metrics.counters.inc("tgi_request_failure", err=exc.error_type)
-    return exc.response()
+    return exc.response(openai=is_openai(request.url.path))
+
+
+class ModelHeaders:
+    """Every reply names the model that made it (``x-model-id``, ``x-model-sha``), so a proxy in
+    front (the gateway) sees a restart on another model without polling /info."""
+
+    def __init__(self, app, state: ServerState):
+        self.app, self.headers = app, [(b"x-model-id", state.model_id.encode("utf-8", "replace")),
+                                       (b"x-model-sha", (state.model_sha or "unknown").encode())]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def named(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, named)
 
 
 def create_app(state: ServerState, *, manage_engine: bool = True) -> Starlette:
@@ -125,6 +155,7 @@ def create_app(state: ServerState, *, manage_engine: bool = True) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         *openai_routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(_api_error))
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(_api_error),
+                    middleware=[Middleware(ModelHeaders, state=state)])
     app.state.lmforge = state
     return app

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from lmforge.cli import LOG_LEVELS, port_number, positive_int
+from lmforge.argtypes import LOG_LEVELS, offline_defaults, port_number, positive_int
 
 
 def _env(name: str, default):
@@ -67,3 +67,17 @@ def run(args) -> int:
           f"max_batch_size={state.limits.max_batch_size})", file=sys.stderr, flush=True)
     serve(state, args.hostname, args.port, args.log_level)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lmforge.serve.cli serve ...``: this command alone (the launcher's subprocess),
+    without loading every other subcommand of ``lmforge``."""
+    offline_defaults()
+    parser = argparse.ArgumentParser(prog="lmforge")
+    add_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

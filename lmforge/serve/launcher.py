@@ -112,9 +112,10 @@ def start_process(argv: list[str], *, port: int, host: str = "127.0.0.1", health
     return server
 
 
-# `start_server` runs `python -m lmforge.cli serve`: lmforge.codedeps follows these names, so a
-# stage that starts the server reruns when the server's code changes.
-SUBPROCESS_MODULES = ("lmforge.cli", "lmforge.serve.cli")
+# `start_server` runs `python -m lmforge.serve.cli serve` (the `lmforge serve` command alone):
+# lmforge.codedeps follows these names, so a stage that starts the server reruns when the
+# server's code changes.
+SUBPROCESS_MODULES = ("lmforge.serve.cli",)
 
 
 def start_server(model_id: str | Path, *, port: int | None = None, host: str = "127.0.0.1",

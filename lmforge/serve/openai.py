@@ -21,11 +21,12 @@ import time
 import uuid
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from lmforge.serve.requests import VERSION, Pending, ServerState, event_stream, observe, read_body
-from lmforge.serve.http import ApiError
+from lmforge.serve.http import JSON, ApiError
+from lmforge.serve.oai_types import ChatRequest, CompletionRequest, validate
 from lmforge.serve.protocol import _get, fit_tokens, invalid, require_object, sampling_params, sse, SSE_DONE
 
 
@@ -54,8 +55,12 @@ def _params(body: dict, state: ServerState, *, chat: bool = True):
     temperature = _get(body, "temperature", "number", "")
     if temperature is not None and temperature < 0:
         raise invalid("`temperature` must be >= 0")
+    max_tokens = _get(body, "max_tokens", "int", "")
+    max_completion = _get(body, "max_completion_tokens", "int", "")  # OpenAI's newer name
+    if None not in (max_tokens, max_completion) and max_tokens != max_completion:
+        raise invalid("`max_tokens` and `max_completion_tokens` differ: give one")
     p = {
-        "max_new_tokens": _get(body, "max_tokens", "int", ""),
+        "max_new_tokens": max_completion if max_completion is not None else max_tokens,
         "temperature": temperature or None,
         "do_sample": bool(temperature),
         "top_p": _get(body, "top_p", "number", ""),
@@ -112,13 +117,14 @@ async def chat_completions(request: Request):
     state: ServerState = request.app.state.lmforge
     t0 = time.perf_counter()
     body = require_object(await read_body(request, state))
+    validate(ChatRequest, body)  # the whole OpenAI shape, before anything runs
     messages = _messages(body)
     params = _params(body, state)
     try:
         prompt = state.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception as e:  # template errors: unknown roles, bad ordering, no template
         raise invalid(f"chat template failed: {e}") from None
-    ids = fit_tokens(state.encode(prompt, special=False), params, None, state.limits)
+    ids = fit_tokens(await state.encode_async(prompt, special=False), params, None, state.limits)
     validated = time.perf_counter()
     want_lp = bool(body.get("logprobs"))
     pending = Pending(state, ids, params, stream=bool(body.get("stream")))
@@ -136,7 +142,7 @@ async def chat_completions(request: Request):
                 c["usage"] = _usage(ev.finish)
             return c
 
-        return event_stream(state, pending, chunk, t0, validated, done=True)
+        return event_stream(state, pending, chunk, t0, validated, done=True, openai=True)
     try:
         f = await pending.result()
     finally:
@@ -147,7 +153,7 @@ async def chat_completions(request: Request):
         lp = {"content": [{"token": t["text"], "logprob": t["logprob"],
                            "top_logprobs": [{"token": x["text"], "logprob": x["logprob"]} for x in top]}
                           for t, top in zip(f.tokens, f.top_tokens)]}
-    return JSONResponse({**head, "choices": [{
+    return JSON({**head, "choices": [{
         "index": 0, "message": {"role": "assistant", "content": f.generated_text},
         "logprobs": lp, "finish_reason": _finish_reason(f.reason)}], "usage": _usage(f)})
 
@@ -200,13 +206,14 @@ async def completions(request: Request):
     state: ServerState = request.app.state.lmforge
     t0 = time.perf_counter()
     body = require_object(await read_body(request, state))
+    validate(CompletionRequest, body)
     prompts = _prompts(body, state)
     if body.get("suffix") is not None:
         raise invalid("`suffix` is not supported by lmforge serve")
     all_params, all_ids = [], []
     for text, ids in prompts:
         params = _params(body, state, chat=False)
-        all_ids.append(fit_tokens(ids or state.encode(text), params, None, state.limits))
+        all_ids.append(fit_tokens(ids or await state.encode_async(text), params, None, state.limits))
         all_params.append(params)
     validated = time.perf_counter()
     pendings: list[Pending] = []
@@ -230,7 +237,7 @@ async def completions(request: Request):
         observe(state, f, t0, validated, params)
     echo, want_lp, decode = bool(body.get("echo")), body.get("logprobs") is not None, state.tokenizer.decode
     usage = {k: sum(_usage(f)[k] for f in results) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-    return JSONResponse({**head, "choices": [
+    return JSON({**head, "choices": [
         {"index": i, "text": (text if echo else "") + f.generated_text,
          "logprobs": _completion_logprobs(f, echo, 0 if echo else len(text), decode) if want_lp else None,
          "finish_reason": _finish_reason(f.reason)}
@@ -255,10 +262,10 @@ async def _merged_stream(state: ServerState, pendings: list[Pending], head: dict
             i, ev = await queue.get()
             if isinstance(ev, ApiError):
                 left -= 1
-                yield sse(ev.body())
+                yield sse(ev.body(openai=True))
                 continue
             text = "" if ev.token["special"] else ev.token["text"]
-            reason = _finish_reason(ev.finish.reason) if ev.finish else ""
+            reason = _finish_reason(ev.finish.reason) if ev.finish else None  # OpenAI: null until the end
             yield sse({**head, "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}]})
             if ev.finish:
                 left -= 1
@@ -274,7 +281,7 @@ async def _merged_stream(state: ServerState, pendings: list[Pending], head: dict
 async def models(request: Request):
     """OpenAI's list shape (as vLLM answers), not TGI's single object: `openai` clients read `data`."""
     state: ServerState = request.app.state.lmforge
-    return JSONResponse({"object": "list", "data": [{"id": state.model_id, "object": "model",
+    return JSON({"object": "list", "data": [{"id": state.model_id, "object": "model",
                                                      "created": int(state.started), "owned_by": "lmforge"}]})
 
 

@@ -16,8 +16,11 @@ import json
 import math
 from typing import Any, Callable
 
-from lmforge.serve.http import invalid
+from lmforge.serve.http import dumps, invalid
 from lmforge.serve.sampling import SamplingParams
+
+
+MIN_TEMPERATURE = 1e-5  # vLLM's sampling epsilon
 
 
 @dataclasses.dataclass
@@ -81,7 +84,9 @@ class GenerateOptions:
 _CHECKS: dict[str, tuple[str, Callable[[Any, Limits], bool], str]] = {
     "best_of": ("int", lambda v, lim: 0 < v <= lim.max_best_of,
                 "`best_of` must be > 0 and <= {lim.max_best_of}. Given: {v}"),
-    "temperature": ("number", lambda v, lim: v > 0, "`temperature` must be strictly positive"),
+    # below MIN_TEMPERATURE logits / temperature overflow to inf and sampling fails (a 424 once)
+    "temperature": ("number", lambda v, lim: v >= MIN_TEMPERATURE,
+                    "`temperature` must be strictly positive (at least {MIN_TEMPERATURE}; greedy: do_sample=false)"),
     "repetition_penalty": ("number", lambda v, lim: v > 0, "`repetition_penalty` must be strictly positive"),
     "frequency_penalty": ("number", lambda v, lim: -2.0 <= v <= 2.0, "`frequency_penalty` must be >= -2.0 and <= 2.0"),
     "top_p": ("number", lambda v, lim: 0.0 < v <= 1.0, "`top_p` must be > 0.0 and <= 1.0"),
@@ -102,7 +107,7 @@ def sampling_params(p: dict, limits: Limits, *, where: str = "parameters.") -> t
     for key, (kind, ok, message) in _CHECKS.items():
         v[key] = _get(p, key, kind, where)
         if v[key] is not None and not ok(v[key], limits):
-            raise invalid(message.format(v=v[key], lim=limits))
+            raise invalid(message.format(v=v[key], lim=limits, MIN_TEMPERATURE=MIN_TEMPERATURE))
     stop = _get(p, "stop", "strlist", where) or []
     if len(stop) > limits.max_stop_sequences:
         raise invalid(f"`stop` supports up to {limits.max_stop_sequences} stop sequences. Given: {len(stop)}")
@@ -209,8 +214,8 @@ def stream_json(ev, opts: GenerateOptions) -> dict:
 def sse(obj: Any) -> bytes:
     """One server-sent event, as TGI writes it (`data:{json}` and a blank line); a string
     is sent as it is (an upstream's already-encoded event)."""
-    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
-    return b"data:" + data.encode() + b"\n\n"
+    data = obj if isinstance(obj, str) else dumps(obj)  # finite numbers only: -Infinity is not JSON
+    return b"data:" + data.encode("utf-8", "backslashreplace") + b"\n\n"
 
 
 SSE_DONE = sse("[DONE]")  # the end of an OpenAI-style stream, in the same spelling as every event

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import threading
 import time
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from lmforge.serve.engine import Engine, ErrorEvent, Finish, Generation
-from lmforge.serve.http import ApiError, read_json
+from lmforge.serve.http import ApiError, invalid, read_json
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.protocol import SSE_DONE, Limits, sse
 from lmforge.serve.sampling import SamplingParams
@@ -33,12 +35,39 @@ class ServerState:
     model_id: str
     metrics: ServerMetrics
     model_dtype: str = "float32"
+    model_sha: str | None = None  # the model folder's content hash (server.model_sha)
     inflight: int = 0
     bridge: "LoopBridge | None" = None
     started: float = dataclasses.field(default_factory=time.time)
 
     def encode(self, text: str, *, special: bool = True) -> list[int]:
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    @functools.cached_property
+    def max_token_chars(self) -> int:
+        """The longest vocabulary entry, in characters: no token covers more of the input text
+        (byte-level and SentencePiece vocabularies spell tokens as the text they cover)."""
+        return max((len(t) for t in self.tokenizer.get_vocab()), default=1) or 1
+
+    def bound(self, text: str, truncate: int | None = None) -> str:
+        """``text`` cut to what tokenization needs, or a 422 if it certainly has too many tokens.
+
+        A text of n characters has at least n / max_token_chars tokens (doubled for safety),
+        so a 2 MB prompt is refused without tokenizing it, and with ``truncate`` only its tail
+        (with a margin, so the kept tokens are those of the whole text) is tokenized.
+        """
+        per = 2 * self.max_token_chars
+        if truncate is not None:
+            return text[-(truncate + 16) * per:]
+        cap = self.limits.max_input_tokens
+        if len(text) > (cap + 1) * per:
+            raise invalid(f"`inputs` must have less than {cap} tokens. Given: at least {len(text) // per}")
+        return text
+
+    async def encode_async(self, text: str, *, special: bool = True, truncate: int | None = None) -> list[int]:
+        """``encode`` under the input limit, in a worker thread: tokenizing is CPU work and the
+        event loop must keep answering /health and streaming tokens meanwhile."""
+        return await run_in_threadpool(self.encode, self.bound(text, truncate), special=special)
 
 
 class LoopBridge:
@@ -131,7 +160,8 @@ async def read_body(request: Request, state: ServerState, *, count: bool = True)
     return await read_json(request, state.limits.payload_limit)
 
 
-def event_stream(state: ServerState, pending: Pending, fmt, t0: float, validated: float, *, done: bool = False):
+def event_stream(state: ServerState, pending: Pending, fmt, t0: float, validated: float, *, done: bool = False,
+                 openai: bool = False):
     """Server-sent events of one request; errors mid-stream become an error event."""
 
     async def gen():
@@ -144,7 +174,7 @@ def event_stream(state: ServerState, pending: Pending, fmt, t0: float, validated
                 yield SSE_DONE
         except ApiError as e:
             state.metrics.counters.inc("tgi_request_failure", err=e.error_type)
-            yield sse(e.body())
+            yield sse(e.body(openai))
         finally:
             pending.close()
 

@@ -6,22 +6,29 @@ collects the stop ids (generation_config's eos ids, the tokenizer's EOS and the 
 end marker `<|end|>`), and derives TGI's defaults for limits that were not given
 (max_total_tokens = the model's context, max_input_tokens = one less), refusing limits
 the model cannot honour, and a folder transformers cannot load, with a one-line error
-naming the flag.
+naming the flag. `model_sha` gives the folder a content hash for /info (TGI's
+`model_sha`): the release's own file hashes (lineage.json, written by lmforge.release)
+when present, else the hashes of the folder's files, so every model the gateway logs
+has a real version and harvest can count examples per version.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 from pathlib import Path
 
-from lmforge.data.tokenizer import stop_token_ids
+from lmforge.chat import stop_token_ids
+from lmforge.io import file_sha256
 from lmforge.serve.app import create_app
 from lmforge.serve.requests import ServerState
 from lmforge.serve.engine import Engine
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.protocol import Limits
+from lmforge.stage import InputError
 
-class ServeError(ValueError):
+class ServeError(InputError):
     """The model folder or a limit is unusable; the message names which."""
 
 
@@ -54,6 +61,25 @@ def _load(model_id: str | Path, dtype: str):
     return tokenizer, model
 
 
+_NOT_CONTENT = {"README.md", "lineage.json"}  # the card and lineage describe the model, they are not it
+
+
+def model_sha(folder: str | Path) -> str | None:
+    """sha256 over the sorted (file name, sha256) pairs of the model's files (see the docstring)."""
+    folder = Path(folder)
+    files = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        files = json.loads((folder / "lineage.json").read_text()).get("files_sha256")
+    if not isinstance(files, dict) or not files:
+        files = {}
+        for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if p.is_file() and p.name not in _NOT_CONTENT:
+                files[p.name] = file_sha256(p)
+    if not files:
+        return None
+    return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
+
+
 def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max_total_tokens: int | None = None,
                max_concurrent_requests: int = 32, max_batch_size: int = 8, batch_wait_ms: float = 5.0,
                payload_limit: int = 2_000_000, dtype: str = "float32") -> ServerState:
@@ -74,7 +100,7 @@ def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max
     engine = Engine(model, tokenizer, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
                     eos_ids=stop_ids(model, tokenizer), metrics=metrics)
     return ServerState(engine=engine, tokenizer=tokenizer, limits=limits, model_id=str(model_id),
-                       metrics=metrics, model_dtype=dtype)
+                       metrics=metrics, model_dtype=dtype, model_sha=model_sha(model_id))
 
 
 def serve(state: ServerState, host: str, port: int, log_level: str = "warning") -> None:

@@ -181,6 +181,29 @@ def to_universal(path: Path, rank: int) -> str:
     return UNIVERSAL
 
 
+def own_step_counters(optimizer) -> int:
+    """Give every optimizer state its own ``step`` tensor; return how many were shared.
+
+    DeepSpeed 0.19.8's ZeRO-3 universal load (``load_hp_checkpoint_state_from_checkpoint_dir_stage3``)
+    puts one and the same ``step`` tensor into every sub-group's state. ZeRO-3 steps the
+    sub-groups one after another and torch's AdamW increments ``step`` in place, so with two
+    parameter groups the shared counter advances twice per step and every bias correction
+    after the load is wrong (docs/log/dist.md has the reproduction).
+    """
+    import torch
+
+    inner = getattr(optimizer, "optimizer", optimizer)
+    seen, shared = set(), 0
+    for st in getattr(inner, "state", {}).values():
+        step = st.get("step") if isinstance(st, dict) else None
+        if torch.is_tensor(step):
+            if id(step) in seen:
+                st["step"] = step.clone()
+                shared += 1
+            seen.add(id(step))
+    return shared
+
+
 def load(engine, path: Path, rank: int, tag: str = "ds") -> dict:
     """Restore engine (model, optimizer, scheduler), RNG states; return trainer state."""
     path = Path(path)
@@ -194,6 +217,7 @@ def load(engine, path: Path, rank: int, tag: str = "ds") -> dict:
     if tag == UNIVERSAL:   # DeepSpeed 0.19's ZeRO-3 universal load gives every group group 0's settings
         for group, wd in zip(engine.optimizer.param_groups, decay):
             group["weight_decay"] = wd
+        own_step_counters(engine.optimizer)
     rng = path / f"rng_rank{rank}.pt"
     if rng.exists():
         set_rng_state(torch.load(rng, weights_only=True))

@@ -55,6 +55,24 @@ def setup() -> tuple[int, int, "object"]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
+def native_bf16() -> bool:
+    """A GPU with bf16 in hardware (Ampere or newer). ``is_bf16_supported()`` alone also counts
+    emulation, which pre-Ampere GPUs offer at a fraction of fp32's speed: train those in fp32."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def preferred_device():
+    """The device this process computes on: its GPU (``cuda:LOCAL_RANK``) when there is one, else
+    the CPU - the choice DeepSpeed and accelerate make, for every model a stage uses."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
 def barrier():
     import torch.distributed as dist
 

@@ -8,32 +8,28 @@ writes metrics and the export.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import os
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from lmforge.model import ModelConfig, build_model, count_params, flops_per_token
+from lmforge.model import ModelConfig, build_model, count_params, flops_per_token, token_cross_entropy
 from lmforge.train import checkpoint as C
 from lmforge.train import dist as D
+from lmforge.stage import StageFailure
 from lmforge.train.config import PretrainConfig
 from lmforge.train.data import IGNORE, PackedTokens, TokenDataError
 from lmforge.train.mfu import device_peak
 from lmforge.train.recipe import (CosineSchedule, deepspeed_config, grad_accum_steps, lr_at,
                                   make_optimizer)
+from lmforge.train.resume import resume, run_fingerprint
 from lmforge.train.zero_init import build_partitioned, local_numel
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(StageFailure):
     """The loss was NaN or infinite and the policy says stop (or skips ran out)."""
 
 
@@ -49,9 +45,9 @@ class Outputs:
 
 
 def lm_loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy on ``y = row[1:]`` (no shift: x and y are pre-aligned)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                           ignore_index=IGNORE, reduction=reduction)
+    """Next-token cross-entropy on ``y = row[1:]`` (no shift: x and y are pre-aligned), in fp32
+    without an fp32 copy of bf16 logits (``lmforge.model.token_cross_entropy``)."""
+    return token_cross_entropy(logits, y, ignore_index=IGNORE, reduction=reduction)
 
 
 def tokenizer_vocab(tokenizer_dir: str) -> int:
@@ -81,65 +77,6 @@ def check_inputs(cfg: PretrainConfig, train: PackedTokens, val: PackedTokens) ->
     return vocab, seq_len
 
 
-# settings that change how a run is watched or saved, not the weights it produces
-RESUME_SAFE = {"tokens_dir", "tokenizer_dir", "out_dir", "eval_every", "eval_rows", "checkpoint_every",
-               "keep_last", "resume", "peak_flops", "threads", "progress", "zero_stage"}
-
-
-def run_fingerprint(cfg: PretrainConfig, conf, seed: int, meta: dict) -> str:
-    """Hash of everything that determines the weights: recipe, model, seed and data.
-
-    A persisted checkpoint is resumed only by a run with the same fingerprint, so
-    `dvc repro` after a crash continues exactly, while `dvc repro` after a params or
-    data change trains afresh instead of continuing someone else's run.
-    """
-    model = {k: v for k, v in conf.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
-    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_SAFE}
-    data = {k: meta.get(k) for k in ("tokenizer_sha256", "vocab_size", "seq_len", "dtype", "splits")}
-    blob = json.dumps({"recipe": recipe, "model": model, "seed": seed, "data": data}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _fingerprint_of(ckroot: Path) -> str | None:
-    """The run fingerprint of the newest complete checkpoint under ``ckroot`` (None: there is none)."""
-    newest = C.latest(ckroot)
-    if newest is None:
-        return None
-    return json.loads((newest / "trainer_state.json").read_text()).get("fingerprint") or "unknown"
-
-
-def set_aside_stale(ckroot: Path, fingerprint: str, rank: int) -> Path | None:
-    """Move checkpoints of a different run beside the folder (never delete them), and bring
-    back this run's own if an earlier switch set them aside there.
-
-    Set-aside folders are named by fingerprint (``checkpoints-stale-<first 12>``), so
-    alternating between two settings (``dvc exp run -S ...`` back and forth) moves each
-    run's checkpoints out of the way and back: neither continues the other, and going back
-    to earlier settings resumes their own run (at its end: nothing to retrain).
-    """
-    saved = _fingerprint_of(ckroot)
-    D.barrier()   # every rank has read the folder before rank 0 moves anything
-    if saved == fingerprint:
-        return None
-    stale = ckroot.with_name(f"{ckroot.name}-stale-{(saved or '')[:12]}")
-    mine = ckroot.with_name(f"{ckroot.name}-stale-{fingerprint[:12]}")
-    if rank == 0:
-        if saved is not None:
-            if stale.exists():
-                shutil.rmtree(stale)
-            os.replace(ckroot, stale)
-            print(f"[pretrain] WARNING: {ckroot} held a run with other params or data "
-                  f"(fingerprint {saved[:12]} != {fingerprint[:12]}); moved it to {stale}", flush=True)
-        if _fingerprint_of(mine) == fingerprint:
-            shutil.rmtree(ckroot, ignore_errors=True)   # at most torn leftovers: no complete checkpoint
-            os.replace(mine, ckroot)
-            print(f"[pretrain] brought back this run's checkpoints from {mine}", flush=True)
-        elif saved is not None:
-            print("[pretrain] training afresh", flush=True)
-    D.barrier()
-    return stale if saved is not None else None
-
-
 @torch.no_grad()
 def evaluate(engine, val: PackedTokens, rows: int, micro: int, rank: int, world: int, device) -> float:
     """Mean held-out loss over the first ``rows`` val rows, split across ranks."""
@@ -151,7 +88,7 @@ def evaluate(engine, val: PackedTokens, rows: int, micro: int, rank: int, world:
     for i in range(0, len(mine), micro):
         x, y = val.rows_to_batch([j % val.rows for j in mine[i:i + micro]])
         x, y = x.to(device), y.to(device)
-        logits = engine(input_ids=x).logits
+        logits = engine(input_ids=x, use_cache=False).logits   # no KV cache in training
         total += float(lm_loss(logits, y, reduction="sum"))
         count += float((y != IGNORE).sum())
     total, count = D.all_reduce_sum([total, count], device)
@@ -210,7 +147,7 @@ def setup(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int) -> Run:
     vocab, seq_len = check_inputs(cfg, train, val)
     special = {k: train.meta.get(k) for k in ("bos_id", "eos_id", "pad_id")}
 
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and D.native_bf16())
     gas = grad_accum_steps(cfg.global_batch_tokens, seq_len, cfg.micro_batch_size, world)
     ds_config = deepspeed_config(cfg.zero_stage, cfg.micro_batch_size, gas, world, cfg.grad_clip, bf16)
     ckroot = Path(cfg.out_dir) / "checkpoints"
@@ -233,37 +170,12 @@ def setup(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int) -> Run:
     if cfg.compile:
         engine.compile()
     state = {"step": 0, "samples": 0, "tokens": 0, "skipped": 0, "history": [], "evals": [],
-             "timing": [], "train_seconds": 0.0, "zero_stage": cfg.zero_stage, "world_size": world}
-    state["fingerprint"] = run_fingerprint(cfg, model.config, seed, train.meta)
+             "timing": [], "train_seconds": 0.0, "zero_stage": cfg.zero_stage, "world_size": world,
+             "precision": "bf16" if bf16 else "fp32", "device": device.type}
+    state["fingerprint"] = run_fingerprint(cfg, model.config, seed, train.meta, state["precision"])
     peak, device_name = device_peak(device, cfg.peak_flops)
     return Run(cfg, model_cfg, seed, engine, model.config, train, val, state, ckroot,
                rank, world, device, gas, bf16, vocab, seq_len, peak, device_name)
-
-
-def resume(run: Run) -> None:
-    """Continue from the newest complete checkpoint of this same run, if there is one."""
-    cfg = run.cfg
-    if cfg.resume == "auto":
-        set_aside_stale(run.ckroot, run.state["fingerprint"], run.rank)
-    resume_from = C.latest(run.ckroot)
-    if cfg.resume == "never" and resume_from is not None:
-        raise ValueError(f"{run.ckroot}: holds checkpoints of an earlier run and pretrain.resume is 'never'; "
-                         f"delete the folder or set resume: auto")
-    if resume_from is None:
-        return
-    stage, world = C.saved_layout(resume_from)
-    if stage != cfg.zero_stage:
-        raise ValueError(f"{resume_from}: saved with ZeRO stage {stage}, this run is stage {cfg.zero_stage}; "
-                         f"resume with the same pretrain.zero_stage")
-    tag = "ds"
-    if C.needs_universal(resume_from, cfg.zero_stage, run.world):
-        tag = C.to_universal(resume_from, run.rank)
-    run.state = C.load(run.engine, resume_from, run.rank, tag)
-    run.state["world_size"] = run.world   # the data position is global: any layout continues it
-    if run.rank == 0:
-        moved = f", resharded from {world} to {run.world} process(es)" if world != run.world else ""
-        print(f"[pretrain] resumed from {resume_from} (step {run.state['step']}, "
-              f"data position {run.state['samples']} rows{moved})", flush=True)
 
 
 def _micro_batches(run: Run, step: int) -> tuple[list[float], bool, float | None]:
@@ -275,7 +187,7 @@ def _micro_batches(run: Run, step: int) -> tuple[list[float], bool, float | None
         x, y = run.train.shuffled_batch(run.seed, pos, cfg.micro_batch_size)
         state["samples"] += cfg.micro_batch_size * run.world
         x, y = x.to(run.device), y.to(run.device)
-        logits = engine(input_ids=x).logits
+        logits = engine(input_ids=x, use_cache=False).logits   # no KV cache in training
         loss = lm_loss(logits, y)
         finite = D.all_reduce_sum([0.0 if torch.isfinite(loss) else 1.0], run.device)[0] == 0
         if not finite:

@@ -9,7 +9,7 @@ import pytest
 
 from support.align import SAMPLE
 from lmforge.align.instructions import InstructionsConfig, _bucket, check_and_split
-from lmforge.evals.decontam import DecontaminationConfig, drop_contaminated_pairs, load_index, read_jsonl
+from lmforge.decontam import DecontaminationConfig, drop_contaminated_pairs, load_index, read_jsonl
 
 DATA = Path(__file__).resolve().parents[2] / "evals" / "data"
 DECONTAM = DecontaminationConfig(eval_data=str(DATA))

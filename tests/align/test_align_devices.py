@@ -84,3 +84,51 @@ def test_sft_through_trl_deepspeed_zero3_matches_and_saves_whole_weights(work, b
     shapes = {k: v.shape for k, v in base.state_dict().items()}
     assert {k: v.shape for k, v in saved.state_dict().items()} == shapes   # gathered, not empty partitions
     assert any(not torch.equal(v, base.state_dict()[k]) for k, v in saved.state_dict().items())
+
+
+def test_every_model_a_stage_uses_goes_to_the_trainers_device(monkeypatch, base_dir, tmp_path):
+    """A fake accelerator (torch's ``meta`` device) stands in for the GPU: each loader, the eval
+    harness and the ZeRO-3 evaluation copy must put their model there. Before issue 20 the
+    preference generation, DPO's rejection sampling, "before" margins and reward model, the
+    eval stages and post-training evaluation under ZeRO-3 all stayed on the CPU."""
+    from types import SimpleNamespace
+
+    from lmforge.align import common
+    from lmforge.align.reward import load_reward_backbone, load_reward_model
+    from lmforge.evals.harness import model_args
+    from lmforge.train import dist
+
+    rm_dir = tmp_path / "rm"
+    cpu_rm = load_reward_backbone(str(base_dir))[0]
+    cpu_rm.save_pretrained(rm_dir)                     # a reward model folder, loaded on this CPU
+    fake = torch.device("meta")
+    monkeypatch.setattr(dist, "preferred_device", lambda: fake)
+    policy = common.load_causal_lm(base_dir)            # preferences' generator, DPO's policy and reference
+    backbone, _ = load_reward_backbone(str(base_dir))  # the reward stage's model
+    rm = load_reward_model(str(rm_dir))                # DPO's reward model
+    for name, m in (("policy", policy), ("reward backbone", backbone), ("reward model", rm)):
+        assert {p.device for p in m.parameters()} == {fake}, name
+    assert model_args(str(base_dir))["device"] == "meta"    # the eval stages
+
+    # ZeRO-3: the gathered evaluation copy goes to the trainer's device, not the CPU
+    monkeypatch.setattr(dist, "preferred_device", lambda: torch.device("cpu"))
+    zero3 = common.load_causal_lm(base_dir)
+    monkeypatch.setattr(dist, "preferred_device", lambda: fake)
+    next(zero3.parameters()).ds_tensor = None
+    trainer = SimpleNamespace(model=zero3, model_wrapped=zero3, args=SimpleNamespace(device=fake),
+                              accelerator=SimpleNamespace(get_state_dict=lambda m: zero3.state_dict()))
+    whole = common.trained_model(trainer, lora=False)
+    assert {p.device for p in whole.parameters()} == {fake}
+
+    common.check_devices(fake, reference=policy, reward_model=rm)
+    with pytest.raises(RuntimeError, match="reward_model is on cpu, the trainer on meta"):
+        common.check_devices(fake, reference=policy, reward_model=cpu_rm)
+
+
+def test_emulated_bf16_is_not_bf16(monkeypatch):
+    """A pre-Ampere GPU: torch says bf16 is supported, but only through emulation (defect 6)."""
+    from lmforge.train.dist import native_bf16
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert torch.cuda.is_bf16_supported() and native_bf16() is False and use_bf16(None) is False

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from lmforge.checks.runner import DataCheckError, run_checks
-from lmforge.data.corpus import curated_files, file_sha256
+from lmforge.data.corpus import curated_files
+from lmforge.io import file_sha256
 from lmforge.data.pack import TokenizeConfig, pack
 from lmforge.checks.suites import TokenChecks, shard_frame, token_expectations
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from lmforge.config import ParamsError
-from lmforge.data.corpus import file_sha256
-from lmforge.data.tokenizer import SPECIAL_TOKENS, TokenizerConfig, build
+from lmforge.io import file_sha256
+from lmforge.chat import SPECIAL_TOKENS
+from lmforge.data.tokenizer import TokenizerConfig, build
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is apt?"},
         {"role": "assistant", "content": "Debian's package tool."}]
@@ -68,7 +69,8 @@ def test_tokenizer_output_feeds_generate_directly(tmp_path):
     """`model.generate(**tok(text))` must work: no token_type_ids for a Llama model."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    from lmforge.data.tokenizer import SPECIAL_TOKENS, to_transformers
+    from lmforge.chat import SPECIAL_TOKENS
+    from lmforge.data.tokenizer import to_transformers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

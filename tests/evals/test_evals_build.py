@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.evals.decontam import read_jsonl
+from lmforge.decontam import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "evals" / "data"
@@ -62,7 +62,7 @@ def test_docstring_items_avoid_the_sft_modules():
 
 
 def test_bpb_documents_are_not_in_the_crawl_sample():
-    from lmforge.evals.items import crawled_pydoc_pages
+    from lmforge.builders.items import crawled_pydoc_pages
 
     crawled = crawled_pydoc_pages(str(REPO / "data/sample/crawl/pydoc*"))
     rows = read_jsonl(DATA / "pydoc_bpb.jsonl")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.evals.decontam import NgramIndex, load_index, read_jsonl
+from lmforge.decontam import NgramIndex, load_index, read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "evals" / "data"

@@ -74,7 +74,7 @@ def test_harvest_of_an_empty_store_writes_three_empty_files_via_the_stage(tmp_pa
 
 
 def test_thumbs_up_answers_that_carry_an_eval_item_are_set_aside(tmp_path, training):
-    from lmforge.evals.decontam import DecontaminationConfig, read_jsonl
+    from lmforge.decontam import DecontaminationConfig, read_jsonl
 
     item = next(r for r in read_jsonl(REPO / "evals/data/manpages_mc.jsonl")
                 if len(r["choices"][r["answer"]].split()) >= 9)
@@ -163,9 +163,9 @@ def pii_store(root: Path) -> Path:
 
 
 def test_personal_data_in_feedback_never_becomes_training_data(tmp_path, training):
-    from lmforge.gateway.safety import find_pii
+    from lmforge.pii import find_pii
 
-    assert find_pii(PERSONAL) == ["email", "payment_card", "phone", "ssn"]
+    assert {"email", "payment_card", "phone", "ssn"} <= set(find_pii(PERSONAL))
     res = run_harvest(cfg_for(tmp_path, pii_store(tmp_path / "store"), training))
     assert res.metrics["rows"] == {"sft": 0, "preferences": 0, "review_labels": 0}
     for name in ("sft", "preferences"):
@@ -234,3 +234,28 @@ def test_drift_flags_long_german_unliked_traffic_and_not_familiar_traffic():
 def test_psi_and_tvd_basics():
     assert length_psi([1, 2, 3, 4] * 10, [1, 2, 3, 4] * 10)[0] == pytest.approx(0, abs=1e-9)
     assert tvd({"en": 1.0}, {"de": 1.0}) == 1.0
+
+
+WILD = ["Call me at 4155550100 tonight", "ring 020 7946 0958 or 07911 123456",
+        "jane.doe [at] example [dot] com", "bob at gmail dot com", "my box is 2001:db8:85a3::8a2e:370:7334",
+        "I live at 742 Evergreen Terrace, Springfield, IL 62704", "NI number AB 12 34 56 C",
+        "Musterstraße 12, 10115 Berlin"]
+
+
+def test_personal_data_in_formats_from_the_wild_never_becomes_training_data(tmp_path, training):
+    """Thumbs-ups on prompts with phones, obfuscated e-mails, IPv6, addresses, national IDs (each
+    logged as `allow` by an older detector) and a correction with two phone numbers."""
+    from lmforge.pii import find_pii
+
+    requests = [req(f"w{i}", text, "Noted.") for i, text in enumerate(WILD)]
+    requests += [req("q1", "What is pip?", "A fruit.")]
+    feedback = [{"kind": "rating", "request_id": f"w{i}", "rating": "up"} for i in range(len(WILD))]
+    feedback += [{"kind": "rating", "request_id": "q1", "rating": "down",
+                  "correction": "pip installs packages; ask 4155550100 or +44 20 7946 0958"}]
+    res = run_harvest(cfg_for(tmp_path, write_store(tmp_path / "store", requests, feedback), training))
+    assert res.metrics["rows"]["sft"] == 0 and res.metrics["rows"]["preferences"] == 0
+    for name in ("sft", "preferences"):
+        df = pd.read_parquet(tmp_path / "feedback" / f"{name}.parquet")
+        assert not [v for col in df.columns for v in df[col] if isinstance(v, str) and find_pii(v)]
+    assert res.metrics["steps"]["sft:dropped:pii_in_prompt"] == len(WILD)
+    assert res.metrics["steps"]["pref:dropped:pii_in_correction"] == 1

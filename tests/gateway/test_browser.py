@@ -98,6 +98,7 @@ def test_status_view_shows_the_gateways_own_metrics(page, gateway):
                   if line.startswith("lmforge_gateway_requests_total{"))
     assert n >= 1 and n <= counted  # the page read the same counter (later requests only add)
     expect(page.locator('#status-table tr[data-key="health"] td')).to_have_text("ok")
+    expect(page.locator('#status-table tr[data-key="upstream"] td')).to_have_text("ready")  # from /ready
     info = httpx.get(gateway.url + "/info").json()
     expect(page.locator('#status-table tr[data-key="model"] td')).to_contain_text(info["model_version"])
     assert page.locator('#status-table tr[data-key="error"]').count() == 0

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from lmforge.gateway.safety import classify, find_pii
+from lmforge.gateway.safety import classify
+from lmforge.pii import find_pii
 
 
 @pytest.mark.parametrize("prompt, category", [

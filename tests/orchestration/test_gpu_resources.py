@@ -61,6 +61,7 @@ def test_project_training_stages_take_gpus_from_params(tmp_path):
         assert "gres" not in s[stage].submit_resources
 
 
+@pytest.mark.slow   # about 30 s: two Snakemake jobs through the real Slurm
 def test_slurm_gives_gpu_stages_their_gpus(tmp_path, slurm):
     import json
 

@@ -177,4 +177,4 @@ def test_completions_echo_logprobs_score_the_prompt_as_openai_does(server, token
 ])
 def test_completions_refuse_bad_scoring_requests(server, body, needle):
     r = httpx.post(server.url + "/v1/completions", json=body)
-    assert r.status_code == 422 and needle in r.json()["error"]
+    assert r.status_code == 422 and needle in r.json()["error"]["message"]

@@ -77,3 +77,15 @@ def start_gateway(upstream: str, store: Path, data_dir: Path, log_path: Path,
     if wait:
         wait_http(f"{url}/health", proc)
     return Gateway(url, store, proc)
+
+
+def error_of(path: str, r: httpx.Response) -> tuple[str, str]:
+    """(message, kind) of an error reply, checking the route's dialect: OpenAI's
+    {"error": {"message", "type", "param", "code"}} on /v1/*, TGI's {"error", "error_type"} elsewhere.
+    The kind is TGI's error type either way (OpenAI's ``code``)."""
+    body = r.json()
+    if path.startswith("/v1/"):
+        assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
+        return body["error"]["message"], body["error"]["code"]
+    assert set(body) == {"error", "error_type"}, body
+    return body["error"], body["error_type"]

@@ -62,10 +62,12 @@ def run_inprocess(workdir: Path, model: dict, pretrain: dict, seed: int = 1337) 
 
 
 def run_stage(workdir: Path, model: dict, pretrain: dict, seed: int = 1337, env: dict | None = None,
-              launcher: list[str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
-    """Run ``python -m stages.pretrain`` (optionally under a launcher) in ``workdir``."""
+              launcher: list[str] | None = None, timeout: int = 240, params: dict | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run ``python -m stages.pretrain`` (optionally under a launcher) in ``workdir``; ``params``: more keys."""
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "model": model, "pretrain": pretrain}))
+    (workdir / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "model": model, "pretrain": pretrain,
+                                                         **(params or {})}))
     full_env = {**os.environ, **ENV, "PYTHONPATH": str(REPO), **(env or {})}
     for k in DIST_VARS + ("LOCAL_WORLD_SIZE",):
         full_env.pop(k, None)

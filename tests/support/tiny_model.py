@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # the contract's special tokens and chat template, from the one place that defines them
-from lmforge.data.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS
+from lmforge.chat import CHAT_TEMPLATE, SPECIAL_TOKENS
 
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",

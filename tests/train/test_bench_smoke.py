@@ -15,3 +15,7 @@ def test_gpu_check_cpu_smoke(tmp_path, capsys):
         line = next(l for l in out.splitlines() if l.startswith(f"gpu_check {stage}:"))
         assert "samples/s" in line and "peak" in line and "bf16 False" in line and "device cpu" in line
     assert (tmp_path / "pretrain/hf/model.safetensors").exists()
+    checks = [l for l in out.splitlines() if l.startswith("CHECK ")]
+    assert any("round trip" in l for l in checks) and any("trainer's device" in l for l in checks)
+    assert all(l.rsplit(": ", 1)[1].startswith("ok") or ": ok (" in l for l in checks), checks
+    assert "gpu_check: 0 check(s) failed" in out

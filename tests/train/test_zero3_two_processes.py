@@ -1,5 +1,9 @@
 """ZeRO-3 on two gloo processes: built under zero.Init, no rank holds the whole model.
 
+The two processes come from ``resources.pretrain.gpu: 2`` in params.yaml: the stage, started
+as one plain process as dvc repro and Snakemake start it, relaunches itself under torchrun
+(lmforge.train.launch; on this CPU machine as two gloo processes).
+
 Each rank reports the parameter elements it holds (its partitions, ``ds_tensor``);
 each must be about half the model (at most half plus its largest tensor), the
 initial weights must be those of a ZeRO-0 run of the same seed, and the export,
@@ -8,19 +12,17 @@ run's held-out loss.
 """
 import json
 import re
-import sys
-
 import pytest
 from support.pretrain import TINY_MODEL, run_stage, tiny_pretrain, val_loss_of
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
 def test_zero3_partitions_the_model_across_two_processes(token_data, reference_run, tmp_path):
     cfg = tiny_pretrain(*token_data, tmp_path / "models/pretrain", zero_stage=3, max_steps=3,
                         global_batch_tokens=512, eval_every=3, checkpoint_every=3)
-    p = run_stage(tmp_path, TINY_MODEL, cfg, launcher=TORCHRUN)
+    p = run_stage(tmp_path, TINY_MODEL, cfg, params={"resources": {"pretrain": {"gpu": 2}}})
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-4000:])
+    assert "resources.pretrain.gpu = 2: running as 2 CPU processes" in p.stdout
     held = dict(re.findall(r"rank (\d): ([\d,]+) parameter elements held", p.stdout))
     assert sorted(held) == ["0", "1"], p.stdout[-2000:]
 

@@ -22,8 +22,11 @@ function headers() {
 
 function status(text) { $("#status").textContent = text; }
 
+// TGI's {"error": "..."} or, on /v1/*, OpenAI's {"error": {"message", ...}}
+function errorMessage(err) { return (err && typeof err === "object") ? err.message : err; }
+
 async function errorText(resp) {
-  try { const j = await resp.json(); return `${resp.status}: ${j.error || JSON.stringify(j)}`; }
+  try { const j = await resp.json(); return `${resp.status}: ${errorMessage(j.error) || JSON.stringify(j)}`; }
   catch (_) { return `${resp.status} ${resp.statusText}`; }
 }
 
@@ -117,7 +120,7 @@ async function send(prompt) {
     await readSSE(resp, data => {
       if (data === "[DONE]") { finished = true; return; }
       const chunk = JSON.parse(data);
-      if (chunk.error) { failed = chunk.error; return; }
+      if (chunk.error) { failed = errorMessage(chunk.error); return; }
       for (const ch of chunk.choices || []) text.textContent += (ch.delta && ch.delta.content) || "";
     });
     if (failed) throw new Error(failed);
@@ -235,6 +238,8 @@ async function loadStatus() {
   try {
     const health = await fetch("/health", { headers: headers() });
     rows.push(["health", health.ok ? "ok" : `${health.status}`]);
+    const ready = await fetch("/ready", { headers: headers() });
+    rows.push(["upstream", ready.ok ? "ready" : `down (${ready.status})`]);
     const info = await fetch("/info", { headers: headers() }).then(r => r.ok ? r.json() : {});
     rows.push(["model", `${info.model_id || "?"} (${info.model_version || "?"})`]);
     const resp = await fetch("/metrics", { headers: headers() });

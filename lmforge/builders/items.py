@@ -8,7 +8,7 @@ given seed and machine, and leaves out what lmforge trains on:
 - ``manpages_mc``: "What does `cmd` do?" with the man page's NAME line and three NAME lines
   of other pages as distractors. Only ~1,200 pages here have a machine-readable licence and
   most of them were mined for SFT pairs too, so this set overlaps the SFT data: the
-  decontamination step (lmforge/evals/decontam.py) drops those pairs, the eval items win.
+  decontamination step (lmforge/decontam.py) drops those pairs, the eval items win.
   Every row names its Debian package and licence, so it is rebuildable.
 - ``docstrings_mc``: the same question about public stdlib functions, answered by the first
   line of their docstring (``inspect.getdoc``), from modules the SFT pairs do not use.
@@ -31,7 +31,7 @@ import re
 import sys
 from pathlib import Path
 
-from lmforge.align import sources
+from lmforge.builders import sources
 
 # stdlib modules for docstrings_mc: none of them in scripts/build_instructions.py DOC_MODULES
 DOCSTRING_MODULES = [
