@@ -51,12 +51,16 @@ class StageResources:
     """One training stage's SLURM resources (dvc.yaml ``meta.resources`` reads them)."""
     gpu: int = 0
     gpu_model: str = ""
+    cpus_per_gpu: int = 8        # with gpu > 0: CPUs per GPU (one rank each)
+    mem_mb_per_gpu: int = 32000  # with gpu > 0: the job's memory is gpu x this
     partition: str = ""
     runtime: int = 60
     slurm_extra: str = ""
 
     def __post_init__(self):
         require(self.gpu >= 0, f"resources: gpu must be >= 0, got {self.gpu}")
+        require(self.cpus_per_gpu >= 1, f"resources: cpus_per_gpu must be >= 1, got {self.cpus_per_gpu}")
+        require(self.mem_mb_per_gpu >= 1, f"resources: mem_mb_per_gpu must be >= 1, got {self.mem_mb_per_gpu}")
         require(self.runtime >= 1, f"resources: runtime must be >= 1 minute, got {self.runtime}")
 
 

@@ -86,13 +86,20 @@ class RuleSpec:
 
     @property
     def submit_resources(self) -> dict[str, Any]:
-        """Resources as Snakemake submits them: ``gpu: N`` (+ ``gpu_model: M``) as ``gres: gpu:[M:]N`` (per node)."""
+        """Resources as Snakemake submits them: ``gpu: N`` (+ ``gpu_model: M``) as ``gres: gpu:[M:]N``
+        (per node), and with GPUs ``mem_mb_per_gpu`` as ``mem_mb`` = N x it (the plugin knows
+        ``cpus_per_gpu`` itself)."""
         res = dict(self.resources)
         gpus, model = res.pop("gpu", 0), res.pop("gpu_model", None)
+        per_gpu = res.pop("mem_mb_per_gpu", None)
         if gpus and "gres" not in res:
             res["gres"] = f"gpu:{model}:{gpus}" if model else f"gpu:{gpus}"
         elif gpus:
             raise DvcYamlError(f"stage '{self.name}': meta.resources sets both gpu and gres; keep one")
+        if gpus and per_gpu:
+            res["mem_mb"] = int(gpus) * int(per_gpu)
+        if not gpus:
+            res.pop("cpus_per_gpu", None)
         return res
 
     @property

@@ -66,3 +66,20 @@ def tokenizer_dir(tmp_path_factory, curated_dir) -> Path:
     out = tmp_path_factory.mktemp("models") / "tokenizer"
     build(curated_dir, out, TokenizerConfig(vocab_size=1024, min_frequency=2))
     return out
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The real one-node Slurm (support.slurm): started when needed and possible, else a skip
+    naming why (a failure under LMFORGE_REQUIRE_SLURM=1, as .ci/run sets). Jobs the tests
+    leave queued are cancelled at the end of the session."""
+    from support.slurm import bring_up, cluster
+
+    why = bring_up()
+    if why:
+        if os.environ.get("LMFORGE_REQUIRE_SLURM") == "1":
+            pytest.fail(f"LMFORGE_REQUIRE_SLURM=1, but {why}")
+        pytest.skip(why)
+    c = cluster()
+    yield c
+    c.cancel_new_jobs()

@@ -22,7 +22,8 @@ locked (``flock``) while its run lives and removed afterwards; a folder left by 
 (its lock no longer held) is removed by the next run. Outputs are swapped in atomically.
 With ``executor: slurm`` the same pipelines are submitted with datatrove's
 ``SlurmPipelineExecutor`` (the shard array, the dedup stages, then a finalize job), the stage
-waits for them (``slurm_wait``), and the work folder persists at ``data/.curate_work``.
+waits for them (``slurm_wait``), and the work folder persists at ``data/.curate_work``
+(submission, the default partition and sbatch's refusals: ``curate_slurm``).
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ import fcntl
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,6 +42,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from lmforge.data.curate_config import DataConfig, SourceSettings
+from lmforge.data.curate_slurm import slurm_executors, submit
 from lmforge.data.readers import resolve_files
 from lmforge.data.shard_cache import ShardCache, transient_drops
 from lmforge.data.signatures import SignatureWriter, sort_task_outputs
@@ -202,31 +203,7 @@ def build_executors(cfg: DataConfig, plans: list[SourcePlan], work: Path, output
         return [RayPipelineExecutor(p, tasks=n, workers=min(cfg.workers, n), logging_dir=str(logs),
                                     skip_completed=False, mem_per_cpu_gb=cfg.slurm.mem_per_cpu_gb)
                 for _, p, n, logs in stages]
-    return _slurm_executors(cfg, stages, work, outputs)
-
-
-def _slurm_executors(cfg: DataConfig, stages: list, work: Path, outputs: CurateOutputs) -> list:
-    """One Slurm array per stage, each depending on the one before; then the finalize job."""
-    from datatrove.executor import SlurmPipelineExecutor
-
-    from lmforge.data.finalize import FinalizeStep
-
-    s = cfg.slurm
-    venv = Path(sys.prefix) / "bin" / "activate"
-    env = f"source {venv} && " if venv.exists() else ""
-    common = dict(time=s.time, partition=s.partition, cpus_per_task=s.cpus_per_task,
-                  mem_per_cpu_gb=s.mem_per_cpu_gb, qos=s.qos, sbatch_args=dict(s.sbatch_args) or None,
-                  env_command=f"{env}cd {Path.cwd()} && export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1",
-                  skip_completed=False)
-    execs, before = [], None
-    for name, p, n, logs in stages:
-        before = SlurmPipelineExecutor(p, tasks=n, workers=-1, job_name=name, logging_dir=str(logs),
-                                       depends=before, tasks_per_job=s.tasks_per_job, **common)
-        execs.append(before)
-    fin = FinalizeStep(cfg, str(work), *(str(Path(p).resolve()) for p in (
-        outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)))
-    return [*execs, SlurmPipelineExecutor([fin], tasks=1, job_name="curate-finalize", depends=before,
-                                          logging_dir=str(work / "finalize-logs"), **common)]
+    return slurm_executors(cfg, stages, work, outputs)
 
 
 def check_executor(kind: str) -> None:
@@ -260,10 +237,10 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
         t0 = time.perf_counter()
         todo, cached = shards(plans, work, cache)
         execs = build_executors(cfg, plans, work, outputs, "slurm", todo)
-        execs[-1].run()  # launches its dependency chain first
+        submit(execs)  # the last launches its dependency chain first
         if not cfg.slurm.wait:
             return None
-        wait_for_jobs(execs, cfg.slurm.poll_s)
+        wait_for_jobs(execs, cfg.slurm.poll_s, queue_retry_s=cfg.slurm.queue_retry_s)
         metrics = json.loads(outputs.metrics.read_text())
         metrics["seconds"] = round(time.perf_counter() - t0, 1)
         metrics["shards"] = {"processed": [sh.file for sh in todo], "cached": [sh.file for sh in cached]}

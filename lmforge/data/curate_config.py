@@ -183,7 +183,7 @@ class DedupConfig:
 @dataclass
 class CurateSlurmConfig:
     """datatrove SlurmPipelineExecutor settings (``executor: slurm``)."""
-    partition: str = "cpu"
+    partition: Optional[str] = None   # null: the cluster's default partition (sinfo's `*`)
     time: str = "02:00:00"
     cpus_per_task: int = 1
     mem_per_cpu_gb: int = 2        # a worker's resident peak was measured at 1.6 GB (docs/LOG.md)
@@ -192,10 +192,14 @@ class CurateSlurmConfig:
     tasks_per_job: int = 1         # datatrove tasks run one after another in one array job (small tasks)
     wait: bool = True              # the stage stays until finalize has ended (dvc repro records the outputs)
     poll_s: float = 10.0           # seconds between looks at the queue while waiting
+    queue_retry_s: float = 600.0   # how long a failing squeue (controller down) is retried before the stage fails
 
     def __post_init__(self):
         require(self.tasks_per_job >= 1, f"data.slurm.tasks_per_job must be >= 1, got {self.tasks_per_job}")
         require(self.poll_s > 0, f"data.slurm.poll_s must be > 0, got {self.poll_s}")
+        require(self.queue_retry_s >= 0, f"data.slurm.queue_retry_s must be >= 0, got {self.queue_retry_s}")
+        require(self.partition is None or self.partition.strip() != "",
+                "data.slurm.partition must be a partition name, or null for the cluster's default")
 
 
 # 2 MB. Common Crawl truncates HTTP payloads at 1 MiB, so no real web page record is refused, and

@@ -1,19 +1,18 @@
-"""The curate stage on each executor: Slurm (stand-in sbatch/sacct/scontrol/srun running the
-shard array, datatrove's dedup stages and finalize as dependent jobs) and a local Ray instance
-give the same curated documents as the local run; an executor that cannot run fails at start."""
+"""The curate stage on each executor: the real one-node Slurm (the shard array, datatrove's dedup
+stages and finalize as dependent jobs, on the cluster's default partition) and a local Ray
+instance give the same curated documents as the local run; a job sbatch refuses ends the stage
+with one line carrying sbatch's message; an executor that cannot run fails at start.
+(Waiting for the jobs, failed ones and a controller that is down: test_slurm_wait.py.)"""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import subprocess
+import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from support.curate import REPO, fortune_docs, jsonl_docs
-from support.orchestration import make_fake_slurm_bin
 
 
 @pytest.fixture(scope="module")
@@ -73,36 +72,8 @@ def local_run(small):
     return decisions(out)
 
 
-def wait_for_jobs(state: Path, timeout: float = 900) -> dict[str, str]:
-    """Job name -> exit code, once every submitted job has ended and no new one appears."""
-    deadline, seen = time.monotonic() + timeout, -1
-    while time.monotonic() < deadline:
-        names = sorted((state / "jobs").glob("*.name"))
-        if names and len(names) == seen and all(n.with_suffix(".rc").exists() for n in names):
-            return {n.read_text().strip() + "#" + n.stem: n.with_suffix(".rc").read_text().strip() for n in names}
-        seen = len(names)
-        time.sleep(1)
-    raise AssertionError(f"Slurm jobs still running after {timeout} s: {sorted(p.name for p in state.rglob('*'))}")
-
-
-def stop_jobs(state: Path) -> None:
-    """End the jobs of a failed run (their shells and what they started), not leave them running."""
-    import os
-    import signal
-
-    for pid_file in (state / "jobs").glob("*.pid"):
-        if not pid_file.with_suffix(".rc").exists():
-            pid = int(pid_file.read_text())
-            for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
-                subprocess.run(["pkill", "-TERM", "-P", child], check=False)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(child), signal.SIGTERM)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-
 def clone_params(small, tmp: Path):
-    """``edit_params`` for a project clone: the ``small`` curation on the stand-in Slurm."""
+    """``edit_params`` for a project clone: the ``small`` curation on Slurm (default partition)."""
     _, c = small
 
     def edit(params: dict) -> None:
@@ -118,31 +89,27 @@ def clone_params(small, tmp: Path):
     return edit
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1200)  # about two minutes on a quiet 2-core machine; ten under heavy load
-def test_dvc_repro_runs_curate_on_slurm_as_jobs_and_records_its_outputs(small, local_run, tmp_path, request):
+def test_dvc_repro_runs_curate_on_slurm_as_jobs_and_records_its_outputs(slurm, small, local_run, tmp_path):
     """`dvc repro curate` with data.executor: slurm in a clone of the project: the stage submits the
-    shard array, datatrove's dedup stages and finalize as dependent jobs, waits for them, and DVC
-    records the outputs (nothing left to `dvc commit`): the same decisions as the local run."""
+    shard array, datatrove's dedup stages and finalize as dependent jobs to the cluster's default
+    partition, waits for them, and DVC records the outputs (nothing left to `dvc commit`): the
+    same decisions as the local run."""
     from support.orchestration import clone_project, pipeline_env, run
+    from support.slurm import job
 
     tmp, _ = small
     repo = clone_project(tmp_path / "repo", clone_params(small, tmp))
-    state = tmp_path / "slurm"
-    state.mkdir()
-    (tmp_path / "bin").mkdir()
-    bin_dir = make_fake_slurm_bin(tmp_path / "bin")
-    request.addfinalizer(lambda: stop_jobs(state))
-    environ = pipeline_env(repo, FAKE_SLURM_DIR=str(state))
-    environ["PATH"] = f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    environ = pipeline_env(repo)
     p = run(["dvc", "repro", "curate"], repo, env=environ, timeout=1100)
-    assert "Slurm step curate-finalize done" in p.stdout, p.stdout[-3000:]
-    jobs = wait_for_jobs(state, timeout=60)  # all ended already: the stage waited for them
-    assert set(jobs.values()) == {"0"}, jobs  # each stage's array and datatrove's merge_stats job
-    names = [k.split("#")[0] for k in sorted(jobs, key=lambda k: k.split("#")[1])]
-    assert list(dict.fromkeys(names)) == ["curate-shards", "dedup-signatures", "dedup-buckets",
-                                          "dedup-resolve", "curate-finalize"], jobs
-    argv = " ".join(p.read_text() for p in (state / "jobs").glob("*.argv"))
-    assert "--dependency=afterok:" in argv
+    done = re.findall(r"curate: Slurm step ([\w-]+) done \(\d+ tasks, job (\d+)\)", p.stdout)
+    assert [name for name, _ in done] == ["curate-shards", "dedup-signatures", "dedup-buckets",
+                                          "dedup-resolve", "curate-finalize"], p.stdout[-3000:]
+    for name, job_id in done:   # the stage waited for each: all have ended, on the default partition
+        info = job(job_id)
+        assert info["JobState"] == "COMPLETED" and info["Partition"] == slurm.partition, (name, info)
+        assert name == "curate-shards" or info["Dependency"] == "(null)"   # afterok, met
     assert decisions(outputs(repo)) == local_run
     reasons = {r[0] for r in local_run.values() if r}
     assert {"exact_dedup", "near_dedup"} <= reasons, reasons
@@ -150,39 +117,27 @@ def test_dvc_repro_runs_curate_on_slurm_as_jobs_and_records_its_outputs(small, l
     assert "up to date" in status, status
 
 
-def test_a_failed_slurm_step_fails_the_stage_naming_it_and_cancels_the_rest(tmp_path, monkeypatch):
-    """A job that leaves the queue with tasks not completed ends the wait with the step, its
-    ranks and its logs; the jobs still waiting behind it are cancelled."""
-    from datatrove.executor import SlurmPipelineExecutor
+def test_a_job_sbatch_refuses_ends_the_stage_with_one_line_carrying_sbatchs_message(slurm, small, tmp_path):
+    """A partition the cluster lacks: the stage exits 2 with sbatch's own words, no traceback."""
+    import subprocess
 
-    from lmforge.data.slurm_wait import wait_for_jobs as wait
-    from lmforge.stage import StageFailure
+    from support.orchestration import clone_project, pipeline_env
 
-    state = tmp_path / "slurm"
-    (state / "jobs").mkdir(parents=True)
-    (tmp_path / "bin").mkdir()
-    monkeypatch.setenv("PATH", f"{make_fake_slurm_bin(tmp_path / 'bin')}:/usr/bin:/bin")
-    monkeypatch.setenv("FAKE_SLURM_DIR", str(state))
-    execs = []
-    for k, (name, rc) in enumerate((("shards", "0"), ("dedup", "1"), ("finalize", None))):
-        ex = SlurmPipelineExecutor([], tasks=2, job_name=name, logging_dir=str(tmp_path / name), time="1:00",
-                                   partition="cpu", skip_completed=False)
-        ex.job_id = str(2000 + k)
-        (state / "jobs" / f"{ex.job_id}.name").write_text(name)
-        if rc is not None:
-            (state / "jobs" / f"{ex.job_id}.rc").write_text(rc)
-        execs.append(ex)
-    for rank in (0, 1):
-        execs[0].mark_rank_as_completed(rank)
-    execs[1].mark_rank_as_completed(0)
-    cancelled = tmp_path / "scancel.log"
-    (tmp_path / "bin" / "scancel").write_text(f"#!/bin/sh\necho \"$@\" >> {cancelled}\n")
-    (tmp_path / "bin" / "scancel").chmod(0o755)
-    with pytest.raises(StageFailure) as e:
-        wait(execs, poll_s=0.01, log=lambda _: None)
-    assert str(e.value) == (f"curate: Slurm job 2001 (dedup) ended with 1 of 2 tasks not completed (ranks [1]); "
-                            f"logs: {tmp_path / 'dedup'}; cancelled the jobs after it: 2002")
-    assert cancelled.read_text().split() == ["2002"]
+    tmp, _ = small
+
+    def edit(params: dict) -> None:
+        clone_params(small, tmp)(params)
+        params["data"]["slurm"]["partition"] = "no-such-partition"
+    repo = clone_project(tmp_path / "repo", edit)
+    p = subprocess.run([sys.executable, "-m", "stages.curate"], cwd=repo, env=pipeline_env(repo),
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "CalledProcessError" not in p.stderr, p.stderr[-3000:]
+    assert p.stderr.strip().splitlines()[-1] == (
+        "curate: sbatch refused the job for step curate-shards (exit 1; partition no-such-partition, "
+        "data.slurm): sbatch: error: invalid partition specified: no-such-partition "
+        "sbatch: error: Batch job submission failed: Invalid partition name specified")
+    assert slurm.cancel_new_jobs() == []   # nothing was submitted
 
 
 @pytest.mark.timeout(1200)

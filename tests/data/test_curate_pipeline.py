@@ -175,6 +175,7 @@ def test_slurm_executor_builds(run, tmp_path):
     from lmforge.data.curate import CurateOutputs, build_executors, plan
 
     c = run["config"]
+    c = dataclasses.replace(c, slurm=dataclasses.replace(c.slurm, partition="cpu"))   # no sinfo needed
     execs = build_executors(c, plan(c), tmp_path / "work", CurateOutputs(), executor="slurm")
     assert all(isinstance(e, SlurmPipelineExecutor) for e in execs) and len(execs) == 2
     shards, fin = execs

@@ -1,8 +1,9 @@
 """End to end on a tiny DVC+git repo: SLURM executor run, params change, commit diffs, push/pull.
 
-(b) `snakemake --workflow-profile profiles/slurm` with stand-in sbatch/sacct/srun/
-sinfo/scontrol/squeue on PATH; every job must go through sbatch and srun.
-(a) on the tiny repo: see test_graph.py. (c) after a params change, `dvc status`
+(b) the README's `snakemake --workflow-profile profiles/slurm ...` command on the real one-node
+Slurm (support.slurm: no accounting database, `sacct` installed): every stage is a Slurm job on
+the default partition with its dvc.yaml resources, and the run ends (the profile reads job
+states with squeue). (a) on the tiny repo: see test_graph.py. (c) after a params change, `dvc status`
 and `snakemake -n` name the same single stage. (d) `dvc metrics/params/plots diff` between the two
 commits, offline plot HTML, and a `dvc push`/`dvc pull` round trip.
 The tests share one repo and run in file order (each builds on the last).
@@ -30,40 +31,50 @@ def test_tiny_snakefile_matches_dvc(tiny):
     check_repo(tiny.repo)
 
 
+def readme_slurm_command() -> list[str]:
+    """The README's command for running the pipeline on SLURM, as a user would paste it."""
+    import shlex
+
+    from support.orchestration import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## On a cluster"):]
+    m = re.search(r"`(snakemake --workflow-profile profiles/slurm[^`]*)`", section)
+    assert m, "README.md's cluster section shows no `snakemake --workflow-profile profiles/slurm ...` command"
+    return shlex.split(m.group(1))
+
+
 @pytest.fixture(scope="module")
-def slurm_run(tiny, fake_slurm_bin):
-    state = tiny.base / "slurm"
-    state.mkdir()
-    e = env([fake_slurm_bin], FAKE_SLURM_DIR=str(state), FAKE_SLURM_SACCT_WAIT="30")
-    p = run(["snakemake", "--workflow-profile", "profiles/slurm", "--slurm-no-account",
-             "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5"],
-            tiny.repo, env=e, timeout=400)
+def slurm_run(tiny, slurm):
+    # only quicker first status checks and a shorter wait for outputs than a shared filesystem needs
+    p = run(readme_slurm_command() + ["--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5"],
+            tiny.repo, env=env(), timeout=400)
     tiny.commits["A"] = git_commit(tiny.repo, "built through SLURM")
-    return SimpleNamespace(state=state, log=p.stdout + p.stderr)
+    log = p.stdout + p.stderr
+    jobs = {rule: job_id for job_id, rule in re.findall(r"with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/", log)}
+    return SimpleNamespace(log=log, jobs=jobs)
 
 
 def dvc_status(repo) -> dict:
     return json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}")
 
 
-def test_slurm_executor_runs_every_stage_through_sbatch(tiny, slurm_run):
-    repo, state = tiny.repo, slurm_run.state
+def test_slurm_executor_runs_every_stage_as_a_slurm_job(tiny, slurm, slurm_run):
+    from support.slurm import job
+
+    repo = tiny.repo
     assert sorted(p.name for p in (repo / "data/raw").glob("*.txt")) == ["0.txt", "1.txt", "2.txt"]
     assert json.loads((repo / "metrics/count.json").read_text()) == {"docs": 3, "score": 6, "label": "docs"}
     assert (repo / "data/words.txt").read_text() == "hello\n"
 
-    argv = {p.stem: p.read_text() for p in (state / "jobs").glob("*.argv")}
-    by_rule = {re.search(r"--comment rule_(\w+)", a).group(1): a for a in argv.values()}
-    assert set(by_rule) == {"prepare", "count", "words"}, slurm_run.log[-3000:]
-    assert all((state / "jobs" / f"{j}.rc").read_text().strip() == "0" for j in argv)
-    for rule, a in by_rule.items():
-        assert "--executor slurm-jobstep" in a and f"--target-jobs '{rule}:'" in a
-        assert "-p debug" in a  # default partition found through sinfo
+    assert set(slurm_run.jobs) == {"prepare", "count", "words"}, slurm_run.log[-3000:]
+    info = {rule: job(job_id) for rule, job_id in slurm_run.jobs.items()}
+    for rule, i in info.items():
+        assert i["JobState"] == "COMPLETED" and i["Comment"] == f"rule_{rule}", i
+        assert i["Partition"] == slurm.partition   # the cluster's default: no partition named anywhere
     # meta.resources from dvc.yaml for `prepare`, profile defaults for the rest
-    assert "--mem 100 " in by_rule["prepare"] and " -t 5 " in by_rule["prepare"]
-    assert "--mem 4000 " in by_rule["count"] and " -t 60 " in by_rule["count"]
-    steps = (state / "srun.log").read_text().splitlines()
-    assert sorted(re.search(r"--target-jobs (\w+):", s).group(1) for s in steps) == ["count", "prepare", "words"]
+    assert info["prepare"]["MinMemoryNode"] == "100M" and info["prepare"]["TimeLimit"] == "00:05:00"
+    assert info["count"]["MinMemoryNode"] == "4000M" and info["count"]["TimeLimit"] == "01:00:00"
 
     # the Snakefile's onsuccess ran `dvc commit`: DVC agrees that all is up to date
     assert dvc_status(repo) == {}

@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-FAKE_SLURM = Path(__file__).parent / "fake_slurm"
+FAKE_SLURM = Path(__file__).parent / "fake_slurm"   # only for two nodes on separate addresses (test_two_nodes)
 # The scratch repos' own git identity (a fresh machine or CI's empty HOME has no global one):
 # set in each repo's config, and in the environment for the clones that `dvc exp` queues make.
 GIT_IDENTITY = {"name": "lmforge tests", "email": "tests@lmforge.invalid"}
@@ -312,11 +312,3 @@ def check_repo(repo: Path) -> None:
     # `dvc add`-tracked data shows up in dvc dag as a `.dvc` node: a source, no rule
     dvc_edges = {(a, b) for a, b in dvc_edges if not a.endswith(".dvc")}
     assert sm_edges == dvc_edges
-
-
-def make_fake_slurm_bin(d: Path) -> Path:
-    """Executable copies of the stand-in sbatch/srun/sacct/scontrol in `d`."""
-    for f in FAKE_SLURM.iterdir():
-        shutil.copy(f, d / f.name)
-        (d / f.name).chmod(0o755)
-    return d

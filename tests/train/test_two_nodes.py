@@ -1,5 +1,10 @@
 """Two "nodes" under the stand-in SLURM: the real batch script, DeepSpeed's slurm launcher, srun.
 
+Why a stand-in here, and only here: the SLURM-path tests run against a real one-node Slurm
+(tests/support/slurm.py; the batch script on it: test_slurm.py), but one node cannot express two
+nodes on separate addresses, a multi-host hostfile and ranks meeting at another host's address.
+So ``scontrol``/``srun``/``sinfo`` are tests/support/fake_slurm's, and nothing else is.
+
 The script from ``lmforge.train.slurm`` runs as sbatch would start it on the
 allocation ``127.0.0.[2-3]``: scontrol expands the nodes into the hostfile,
 ``deepspeed --launcher slurm`` calls ``srun -n 2``, the stand-in srun starts one
