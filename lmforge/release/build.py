@@ -21,6 +21,7 @@ import yaml
 
 from lmforge.config import require
 from lmforge.data.tokenizer import stop_token_ids
+from lmforge.evals.replies import ReplyCheck
 from lmforge.io import atomic_dir
 from lmforge.release.lineage import Artifact, git_commit, load_lock, upstream
 
@@ -37,6 +38,7 @@ class ReleaseConfig:
     eval_metrics: str | None = "metrics/eval_dpo.json"   # lm-eval scores for the card; missing = none
     card_params: list[str] = dataclasses.field(default_factory=lambda: [
         "seed", "data", "tokenizer", "tokenize", "pretrain", "sft", "reward", "dpo", "release"])
+    check: ReplyCheck = dataclasses.field(default_factory=ReplyCheck)   # the release gate (stages/release.py)
 
     def __post_init__(self):
         require(bool(self.source) and bool(self.out_dir), "release.source and release.out_dir must be set")
