@@ -55,7 +55,8 @@ def main() -> None:
     args = [*serve.launcher_args(), "--batch-wait-ms", str(serve.batch_wait_ms), "--dtype", serve.dtype]
     with start_server(deploy.model_dir, extra_args=args, timeout=deploy.smoke.startup_timeout_s) as srv:
         metrics = {"smoke": smoke(srv.url, max_new_tokens=deploy.smoke.max_new_tokens)}
-        metrics["replies"] = check_replies(srv.url, prompts, [prompt_text(tok, p) for p in prompts], check)
+        metrics["replies"] = check_replies(srv.url, prompts, [prompt_text(tok, p) for p in prompts], check,
+                                           metrics["smoke"], deploy.smoke.max_new_tokens)
         if check.gate.mode == "fail" and metrics["replies"]["gate_failures"]:
             write_json(METRICS, metrics)   # the replies that failed, for the reader of the message
             enforce("deploy smoke", metrics["replies"]["gate_failures"], "fail",

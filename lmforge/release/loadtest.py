@@ -7,8 +7,8 @@ for a fixed number of output tokens and ignores the end token (``ignore_eos``, a
 server look fast. Each request is timed from send to first token (TTFT), between
 tokens (inter-token latency, ITL) and to its last token (latency); output tokens/s is
 all generated tokens over the wall time of the run. `smoke` checks that generate,
-generate_stream and chat all answer, and fails on a single-token reply; `replies`
-gives greedy replies to held-out prompts for the degenerate-output gate. Both go through the gateway's `UpstreamClient` (httpx, one kept-alive
+generate_stream and chat all answer; `check_replies` is the smoke gate: a single-token
+reply fails it, and so do degenerate greedy replies to the held-out prompts. Both go through the gateway's `UpstreamClient` (httpx, one kept-alive
 pool), the project's one HTTP client of a generation server, so neither needs the
 archived `text-generation` client nor its huggingface_hub<1 pin.
 """
@@ -52,9 +52,6 @@ async def _smoke(url: str, max_new_tokens: int, timeout: int) -> dict:
         n = r["details"]["generated_tokens"]
         if not 1 <= n <= max_new_tokens:
             raise SmokeError(f"{url} generate: {n} tokens for max_new_tokens={max_new_tokens}")
-        if n == 1 < max_new_tokens:
-            raise SmokeError(f"{url} generate: a single-token reply ({r['details'].get('finish_reason')}) to "
-                             f"{PROMPTS[0]!r}: the model is mute")
         events = [e async for e in client.stream_generate(_body(PROMPTS[1], max_new_tokens))]
         if not events or events[-1].get("details") is None or events[-1].get("generated_text") is None:
             raise SmokeError(f"{url} generate_stream: no final event with details")
@@ -63,7 +60,8 @@ async def _smoke(url: str, max_new_tokens: int, timeout: int) -> dict:
         choices = chat.get("choices") or [{}]
         if (choices[0].get("message") or {}).get("role") != "assistant":
             raise SmokeError(f"{url} chat: no assistant message")
-        return {"generate_tokens": n, "stream_events": len(events),
+        return {"generate_tokens": n, "generate_finish_reason": r["details"].get("finish_reason"),
+                "stream_events": len(events),
                 "chat_finish_reason": choices[0].get("finish_reason")}
     finally:
         await client.close()
@@ -88,11 +86,17 @@ def replies(url: str, prompts: list[str], max_new_tokens: int, timeout: int = 12
     return asyncio.run(_replies(url, prompts, max_new_tokens, timeout))
 
 
-def check_replies(url: str, prompts: list[str], rendered: list[str], check: ReplyCheck) -> dict:
-    """The degenerate-output gate of the served model: stats, failures and a few samples."""
+def check_replies(url: str, prompts: list[str], rendered: list[str], check: ReplyCheck, smoked: dict,
+                  max_new_tokens: int) -> dict:
+    """The smoke gate of the served model: ``smoked`` (the ``smoke`` result) must not be a
+    single-token reply, and the greedy replies to the held-out prompts must not be
+    degenerate; stats, failures and a few samples."""
     said = replies(url, rendered, check.max_new_tokens)
     stats = reply_stats(said, check.gate.short_words)
     failures = reply_failures(stats, check.gate, "deploy.smoke.check.gate")
+    if smoked["generate_tokens"] == 1 < max_new_tokens:
+        failures.insert(0, f"generate: a single-token reply ({smoked['generate_finish_reason']}) to "
+                           f"{PROMPTS[0]!r}: the model stops at once")
     return {**stats, "gate_passed": not failures, "gate_failures": failures,
             "samples": [{"prompt": p, "reply": r} for p, r in list(zip(prompts, said))[:4]]}
 
