@@ -178,8 +178,11 @@ def trained_model(trainer, lora: bool):
 def check_model_dir(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
     if not (p / "config.json").exists():
-        raise FileNotFoundError(f"{what}: {p} is not a Hugging Face model folder (no config.json); "
-                                "build it first or point params at a local model directory")
+        from lmforge.align.base_models import make_command
+
+        how = make_command(p)
+        raise FileNotFoundError(f"{what}: {p} is not a Hugging Face model folder (no config.json); " + (
+            f"make it with `{how}`" if how else "build it first or point params at a local model directory"))
     return p
 
 
@@ -210,7 +213,8 @@ def prompt_text(tok, prompt: str) -> str:
 
 
 def generate(model, tok, prompts: list[str], max_new_tokens: int = 48, sample: bool = False,
-             temperature: float = 1.0, top_k: int = 0, seed: int = 0, batch_size: int = 16) -> list[str]:
+             temperature: float = 1.0, top_k: int = 0, seed: int = 0, batch_size: int = 16,
+             repetition_penalty: float | None = None) -> list[str]:
     """Assistant replies to ``prompts`` (left-padded batches, stopped at end of turn)."""
     import torch
 
@@ -227,7 +231,8 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 48, sample: b
                 gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                                      max_new_tokens=max_new_tokens, do_sample=sample,
                                      temperature=temperature if sample else None, top_k=top_k if sample else None,
-                                     top_p=None, eos_token_id=stops, pad_token_id=tok.pad_token_id)
+                                     top_p=None, eos_token_id=stops, pad_token_id=tok.pad_token_id,
+                                     repetition_penalty=repetition_penalty)
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 out.append(tok.decode(row, skip_special_tokens=True).strip())
     finally:

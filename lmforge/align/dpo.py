@@ -175,7 +175,7 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
     margin, acc = implicit_rewards(policy, ref, tok, val, p.beta, p.train.max_length)
     metrics, samples, replies = policy_metrics(policy, tok, p.data_dir, p.eval, p.train.max_length, "dpo")
     val_prompts = pd.read_parquet(f"{p.data_dir}/val.parquet").head(p.eval.max_val).prompt.tolist()
-    sft_replies = generate_replies(ref, tok, val_prompts, p.eval.max_new_tokens)
+    sft_replies = generate_replies(ref, tok, val_prompts, p.eval.max_new_tokens, p.eval.repetition_penalty)
     metrics.update({
         **compare_replies(rm, tok, val_prompts, replies, sft_replies, p.train.max_length),
         "kl_token": token_kl(policy, ref, tok, val_prompts, replies, p.train.max_length),

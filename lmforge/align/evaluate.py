@@ -55,6 +55,7 @@ class GateEvalConfig:
     max_val: int = 48  # held-out pairs for perplexity / prompts for win rate and over-refusal
     max_new_tokens: int = 32
     samples: int = 6  # generations shown in the report
+    repetition_penalty: float | None = None  # greedy decoding's penalty (real-model profile); null = none
     refusal_markers: list[str] = dataclasses.field(
         default_factory=lambda: ["I can't help", "I cannot help", "I can not help", "I won't", "I will not"])
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
@@ -231,7 +232,7 @@ def policy_metrics(model, tok, data_dir: str, ep: GateEvalConfig, max_length: in
     """Perplexity, degenerate output, over-refusal (and refusal, when gated) of one policy;
     also its held-out replies and the report samples (the first held-out prompts, every run)."""
     val, safety = held_out(data_dir, ep.max_val)
-    replies_val = generate_replies(model, tok, val.prompt.tolist(), ep.max_new_tokens)
+    replies_val = generate_replies(model, tok, val.prompt.tolist(), ep.max_new_tokens, ep.repetition_penalty)
     metrics = {
         "perplexity": perplexity(model, tok, val.prompt.tolist(), val.response.tolist(), max_length),
         "over_refusal": refusal_rate(replies_val, ep.refusal_markers),
@@ -240,17 +241,19 @@ def policy_metrics(model, tok, data_dir: str, ep: GateEvalConfig, max_length: in
     }
     samples = [(f"{kind} / held-out", p, r) for p, r in zip(val.prompt, replies_val)]
     if ep.gate.min_refusal_rate is not None:
-        replies_safe = generate_replies(model, tok, safety.prompt.tolist(), ep.max_new_tokens)
+        replies_safe = generate_replies(model, tok, safety.prompt.tolist(), ep.max_new_tokens, ep.repetition_penalty)
         metrics.update(refusal_rate=refusal_rate(replies_safe, ep.refusal_markers), safety_prompts=len(safety))
         half = max(1, ep.samples // 2)
         samples = samples[:half] + [(f"{kind} / safety", p, r) for p, r in zip(safety.prompt[:half], replies_safe[:half])]
     return metrics, samples[:ep.samples], replies_val
 
 
-def generate_replies(model, tok, prompts: list[str], max_new_tokens: int) -> list[str]:
+def generate_replies(model, tok, prompts: list[str], max_new_tokens: int,
+                     repetition_penalty: float | None = None) -> list[str]:
     from lmforge.align.common import generate
 
-    return generate(model, tok, prompts, max_new_tokens=max_new_tokens) if prompts else []
+    return generate(model, tok, prompts, max_new_tokens=max_new_tokens,
+                    repetition_penalty=repetition_penalty) if prompts else []
 
 
 def reply_check(model_dir: str, check, where: str) -> dict:
@@ -262,7 +265,7 @@ def reply_check(model_dir: str, check, where: str) -> dict:
 
     prompts = held_out_prompts(check.data_dir, check.prompts)
     model, tok = load_causal_lm(model_dir, where), load_tokenizer(model_dir)
-    replies = generate_replies(model, tok, prompts, check.max_new_tokens)
+    replies = generate_replies(model, tok, prompts, check.max_new_tokens, check.repetition_penalty)
     stats = reply_stats(replies, check.gate.short_words)
     failures = reply_failures(stats, check.gate, f"{where}.check.gate")
     return {**stats, "gate_passed": not failures, "gate_failures": failures,

@@ -58,9 +58,12 @@ class ReplyCheck:
     data_dir: str = "data/instructions_checked"
     prompts: int = 32
     max_new_tokens: int = 32
+    repetition_penalty: float | None = None   # greedy decoding's penalty; null = none
     gate: ReplyGate = dataclasses.field(default_factory=ReplyGate)
 
     def __post_init__(self):
+        require(self.repetition_penalty is None or self.repetition_penalty > 0,
+                f"repetition_penalty must be > 0 or null, got {self.repetition_penalty}")
         require(self.prompts >= 1, f"prompts must be >= 1, got {self.prompts}")
         require(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 

@@ -72,18 +72,24 @@ def smoke(url: str, max_new_tokens: int = 8, timeout: int = 60) -> dict:
     return asyncio.run(_smoke(url, max_new_tokens, timeout))
 
 
-async def _replies(url: str, prompts: list[str], max_new_tokens: int, timeout: int) -> list[str]:
+async def _replies(url: str, prompts: list[str], max_new_tokens: int, timeout: int,
+                   repetition_penalty: float | None) -> list[str]:
     client = UpstreamClient(url, timeout=timeout)
+    bodies = [_body(p, max_new_tokens) for p in prompts]
+    if repetition_penalty is not None:
+        for b in bodies:
+            b["parameters"]["repetition_penalty"] = repetition_penalty
     try:
-        out = await asyncio.gather(*(client.generate(_body(p, max_new_tokens)) for p in prompts))
+        out = await asyncio.gather(*(client.generate(b) for b in bodies))
         return [r["generated_text"].strip() for r in out]
     finally:
         await client.close()
 
 
-def replies(url: str, prompts: list[str], max_new_tokens: int, timeout: int = 120) -> list[str]:
+def replies(url: str, prompts: list[str], max_new_tokens: int, timeout: int = 120,
+            repetition_penalty: float | None = None) -> list[str]:
     """Greedy replies (the server's default) to ``prompts``, already rendered as chat turns."""
-    return asyncio.run(_replies(url, prompts, max_new_tokens, timeout))
+    return asyncio.run(_replies(url, prompts, max_new_tokens, timeout, repetition_penalty))
 
 
 def check_replies(url: str, prompts: list[str], rendered: list[str], check: ReplyCheck, smoked: dict,
@@ -91,7 +97,7 @@ def check_replies(url: str, prompts: list[str], rendered: list[str], check: Repl
     """The smoke gate of the served model: ``smoked`` (the ``smoke`` result) must not be a
     single-token reply, and the greedy replies to the held-out prompts must not be
     degenerate; stats, failures and a few samples."""
-    said = replies(url, rendered, check.max_new_tokens)
+    said = replies(url, rendered, check.max_new_tokens, repetition_penalty=check.repetition_penalty)
     stats = reply_stats(said, check.gate.short_words)
     failures = reply_failures(stats, check.gate, "deploy.smoke.check.gate")
     if smoked["generate_tokens"] == 1 < max_new_tokens:
