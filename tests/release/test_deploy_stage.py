@@ -79,3 +79,6 @@ def test_deploy_smoke_gate_fails_a_mute_or_looping_model_and_warn_mode_flags_it(
     assert "WARNING: deploy smoke gate FAILED" in r.stdout and sign in r.stdout
     replies = json.loads((tmp_path / "warn" / "metrics" / "serve.json").read_text())["replies"]
     assert replies["gate_passed"] is False and replies["replies"] == 3
+    timing = json.loads((tmp_path / "warn" / "metrics" / "timing" / "serve.json").read_text())
+    for c in (1, 4):   # ignore_eos: even the mute model gives every request its 4 output tokens
+        assert timing[f"concurrency_{c}"]["generated_tokens"] == 8 * 4
