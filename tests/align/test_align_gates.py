@@ -68,7 +68,9 @@ def test_a_mute_or_looping_model_fails_the_post_training_gates(broken, instr_dir
     from lmforge.evals.replies import reply_stats
 
     model, tok = load_causal_lm(broken[kind]), load_tokenizer(broken[kind])
-    ep = build(GateEvalConfig, {"max_val": 8, "max_new_tokens": 12, "samples": 2}, f"{stage}.eval")
+    # with the default's repetition penalty (on the reply's own tokens): it cannot rescue either model
+    ep = build(GateEvalConfig, {"max_val": 8, "max_new_tokens": 12, "samples": 2, "repetition_penalty": 1.3},
+               f"{stage}.eval")
     metrics, samples, replies = policy_metrics(model, tok, str(instr_dir), ep, 128, stage)
     assert metrics == {**metrics, **reply_stats(replies)} and "refusal_rate" not in metrics   # not gated: not measured
     with pytest.raises(GateError, match=rf"{stage} gate FAILED: .*{BROKEN_SIGNS[kind]}"):
@@ -89,7 +91,8 @@ def test_a_mute_or_looping_model_fails_the_release_gate(broken, instr_dir, capsy
     from lmforge.align.evaluate import reply_check
     from lmforge.evals.replies import ReplyCheck, enforce
 
-    check = build(ReplyCheck, {"data_dir": str(instr_dir), "prompts": 6, "max_new_tokens": 12}, "release.check")
+    check = build(ReplyCheck, {"data_dir": str(instr_dir), "prompts": 6, "max_new_tokens": 12,
+                               "repetition_penalty": 1.3}, "release.check")
     got = reply_check(str(broken[kind]), check, "release")
     assert got["gate_passed"] is False and got["replies"] == 6
     with pytest.raises(GateError, match=rf"release gate FAILED: .*{BROKEN_SIGNS[kind]}"):
