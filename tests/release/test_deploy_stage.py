@@ -23,7 +23,7 @@ def _run_deploy(tmp_path, tiny_model, served_eval: dict, gate_mode: str = "warn"
     (tmp_path / "instr").mkdir()   # the smoke gate's held-out prompts
     pd.DataFrame({"prompt": ["What is Debian?", "Name a text editor.", "What does ls do?"]}).to_parquet(
         tmp_path / "instr" / "val.parquet")
-    check = {"data_dir": "instr", "prompts": 3, "max_new_tokens": 6, "gate": {"mode": gate_mode}}
+    check = {"data_dir": "instr", "prompts": 3, "max_new_tokens": 24, "gate": {"mode": gate_mode}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "serve": {"max_input_tokens": 160, "max_total_tokens": 192, "max_batch_size": 4},
         "deploy": {"smoke": {"requests": 8, "max_new_tokens": 4, "concurrency": [1, 4], "check": check},
