@@ -18,7 +18,6 @@ tiny default near it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
