@@ -150,7 +150,7 @@ def run_load(url: str, *, requests: int, concurrency: int, max_new_tokens: int, 
     tokens = int(sum(r[2] for r in results))
 
     def pct(a, q):
-        return round(float(np.percentile(a, q)), 4)
+        return round(float(np.percentile(a, q)), 6)
 
     out = {
         "concurrency": concurrency,

@@ -59,7 +59,8 @@ def test_deploy_stage_writes_files_and_serve_metrics(tiny_model, tmp_path):
         # a fixed output length: every request gives its 4 tokens, whatever the model says (ignore_eos)
         assert run["requests"] == 8 and run["concurrency"] == c and run["generated_tokens"] == 8 * 4
         assert 0 < run["ttft_p50_s"] <= run["latency_p50_s"] <= run["latency_p95_s"]
-        assert 0 < run["itl_p50_s"] <= run["itl_p95_s"] < run["latency_p95_s"]
+        # events that arrive in one network read are 0 s apart, so ITL p50 may be 0 on a fast model
+        assert 0 <= run["itl_p50_s"] <= run["itl_p95_s"] < run["latency_p95_s"]
         assert run["tokens_per_s"] > 0
 
 
