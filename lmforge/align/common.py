@@ -219,8 +219,11 @@ def check_devices(device, **models) -> None:
 def check_model_dir(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
     if not (p / "config.json").exists():
-        raise FileNotFoundError(f"{what}: {p} is not a Hugging Face model folder (no config.json); "
-                                "build it first or point params at a local model directory")
+        from lmforge.align.base_models import make_command
+
+        how = make_command(p)
+        raise FileNotFoundError(f"{what}: {p} is not a Hugging Face model folder (no config.json); " + (
+            f"make it with `{how}`" if how else "build it first or point params at a local model directory"))
     return p
 
 
@@ -251,9 +254,16 @@ def prompt_text(tok, prompt: str) -> str:
 
 
 def generate(model, tok, prompts: list[str], max_new_tokens: int = 48, sample: bool = False,
-             temperature: float = 1.0, top_k: int = 0, seed: int = 0, batch_size: int = 16) -> list[str]:
-    """Assistant replies to ``prompts`` (left-padded batches, stopped at end of turn)."""
+             temperature: float = 1.0, top_k: int = 0, seed: int = 0, batch_size: int = 16,
+             repetition_penalty: float | None = None) -> list[str]:
+    """Assistant replies to ``prompts`` (left-padded batches, stopped at end of turn).
+
+    ``repetition_penalty`` goes through transformers' own ``RepetitionPenaltyLogitsProcessor``
+    with ``prompt_ignore_length`` = the padded prompt: only the reply's own tokens are
+    penalised, never the prompt, whose chat template holds the end-of-turn token (penalising
+    it would suppress the end token, which is forcing)."""
     import torch
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
     torch.manual_seed(seed)
     stops = stop_token_ids(tok)
@@ -264,11 +274,14 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 48, sample: b
         for i in range(0, len(prompts), batch_size):
             texts = [prompt_text(tok, p) for p in prompts[i:i + batch_size]]
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            procs = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(
+                repetition_penalty, prompt_ignore_length=enc["input_ids"].shape[1])] if repetition_penalty else [])
             with torch.no_grad():
                 gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                                      max_new_tokens=max_new_tokens, do_sample=sample,
                                      temperature=temperature if sample else None, top_k=top_k if sample else None,
-                                     top_p=None, eos_token_id=stops, pad_token_id=tok.pad_token_id)
+                                     top_p=None, eos_token_id=stops, pad_token_id=tok.pad_token_id,
+                                     logits_processor=procs)
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 out.append(tok.decode(row, skip_special_tokens=True).strip())
     finally:

@@ -8,7 +8,8 @@ ones made here with the reward model (best vs worst of n samples per prompt).
 Reported: implicit-reward margins β·[(log π − log π_ref)(chosen) − (…)(rejected)]
 and preference accuracy on held-out pairs; the policy's log-prob margin on its own
 training pairs before and after (DPO should widen it); token-wise KL(π‖π_ref) on
-held-out prompts; the win rate of DPO over SFT under the reward model; and the
+held-out prompts; DPO against SFT under the reward model as wins, ties (the same
+reply, or the same score) and losses, never a tie as half a win; and the
 SFT gate's measurements (perplexity, refusal, over-refusal) for the DPO model.
 
 KL during training: TRL 1.16's DPOTrainer logs rewards (chosen, rejected, margins,
@@ -74,11 +75,17 @@ def implicit_rewards(policy, ref, tok, df: pd.DataFrame, beta: float, max_length
     return sum(margins) / max(1, len(margins)), sum(m > 0 for m in margins) / max(1, len(margins))
 
 
-def win_rate(rm, tok, prompts: list[str], new: list[str], old: list[str], max_length: int) -> float:
-    """Share of prompts where the reward model prefers ``new`` (ties count half)."""
+def compare_replies(rm, tok, prompts: list[str], new: list[str], old: list[str], max_length: int) -> dict:
+    """Wins, ties and losses of ``new`` against ``old`` under the reward model, and their rates.
+
+    A tie is the same reply or the same score; it is neither a win nor half of one, so
+    a DPO model that says what SFT says has win rate 0, not 0.5."""
     a, b = reward_scores(rm, tok, prompts, new, max_length), reward_scores(rm, tok, prompts, old, max_length)
-    wins = [1.0 if x > y else 0.5 if (x == y or n == o) else 0.0 for x, y, n, o in zip(a, b, new, old)]
-    return sum(wins) / max(1, len(wins))
+    ties = [n == o or x == y for x, y, n, o in zip(a, b, new, old)]
+    wins = sum(x > y and not t for x, y, t in zip(a, b, ties))
+    losses = sum(x < y and not t for x, y, t in zip(a, b, ties))
+    n = max(1, len(prompts))
+    return {"wins": wins, "ties": sum(ties), "losses": losses, "win_rate": wins / n, "loss_rate": losses / n}
 
 
 def make_rejection_pairs(p: DPOStageConfig, pref: PreferenceConfig, policy, rm, tok, seed: int) -> tuple[pd.DataFrame, int]:
@@ -172,9 +179,9 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
     margin, acc = implicit_rewards(policy, ref, tok, val, p.beta, p.train.max_length)
     metrics, samples, replies = policy_metrics(policy, tok, p.data_dir, p.eval, p.train.max_length, "dpo")
     val_prompts = pd.read_parquet(f"{p.data_dir}/val.parquet").head(p.eval.max_val).prompt.tolist()
-    sft_replies = generate_replies(ref, tok, val_prompts, p.eval.max_new_tokens)
+    sft_replies = generate_replies(ref, tok, val_prompts, p.eval.max_new_tokens, p.eval.repetition_penalty)
     metrics.update({
-        "win_rate": win_rate(rm, tok, val_prompts, replies, sft_replies, p.train.max_length),
+        **compare_replies(rm, tok, val_prompts, replies, sft_replies, p.train.max_length),
         "kl_token": token_kl(policy, ref, tok, val_prompts, replies, p.train.max_length),
         "reward_margin": margin, "preference_accuracy": acc,
         "train_logp_margin_before": sum(before) / len(before), "train_logp_margin_after": sum(after) / len(after),

@@ -6,6 +6,12 @@ over-refusal on ordinary held-out prompts (greedy replies checked for refusal
 phrases), reward-model scores, and the token-wise KL(π‖π_ref) over the full
 next-token distributions along the policy's own greedy replies.
 
+Degenerate output (``lmforge.replies``): the share of empty replies, of replies
+under ``gate.short_words`` words and the repetition inside replies, on the greedy
+replies to the held-out prompts, so a mute or looping model fails however good its
+perplexity. The refusal rate is measured (and gated) only where ``min_refusal_rate`` is
+set: a configuration that cannot learn refusals reports "not measured", not "0 >= 0".
+
 A gate compares measurements with thresholds from params.yaml. ``mode: fail``
 raises ``GateError`` (the stage exits non-zero, so ``dvc repro`` stops with the
 message); ``mode: warn`` prints the same message and goes on. Either way the
@@ -15,28 +21,29 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
 
 from lmforge.align.common import prompt_text
 from lmforge.config import require
+from lmforge.replies import GateError, ReplyGate, enforce, reply_failures, reply_stats
 from lmforge.io import write_text
-from lmforge.stage import StageFailure
 
-
-class GateError(StageFailure):
-    """A model failed an evaluation gate."""
+__all__ = ["GateError", "GateConfig", "GateEvalConfig", "policy_metrics", "record_and_gate"]
 
 
 @dataclasses.dataclass
-class GateConfig:
-    mode: Literal["fail", "warn"] = "fail"
+class GateConfig(ReplyGate):
+    """The degenerate-output thresholds of every generation gate (and ``mode``), plus the
+    post-training ones."""
+
     max_perplexity: float | None = None
-    min_refusal_rate: float | None = None
+    min_refusal_rate: float | None = None  # null = refusals not measured (the config cannot learn them)
     max_over_refusal: float | None = None
-    min_win_rate: float | None = None  # DPO over SFT under the reward model (dpo gate only)
+    min_win_rate: float | None = None  # DPO wins over SFT / prompts; a tie is no win (dpo gate only)
+    max_loss_rate: float | None = None  # DPO losses to SFT / prompts (dpo gate only)
 
     def __post_init__(self):
-        for k in ("min_refusal_rate", "max_over_refusal", "min_win_rate"):
+        super().__post_init__()
+        for k in ("min_refusal_rate", "max_over_refusal", "min_win_rate", "max_loss_rate"):
             v = getattr(self, k)
             require(v is None or 0.0 <= v <= 1.0, f"gate.{k} must be in [0, 1], got {v}")
         require(self.max_perplexity is None or self.max_perplexity > 1.0,
@@ -48,6 +55,7 @@ class GateEvalConfig:
     max_val: int = 48  # held-out pairs for perplexity / prompts for win rate and over-refusal
     max_new_tokens: int = 32
     samples: int = 6  # generations shown in the report
+    repetition_penalty: float | None = None  # greedy decoding's penalty (real-model profile); null = none
     refusal_markers: list[str] = dataclasses.field(
         default_factory=lambda: ["I can't help", "I cannot help", "I can not help", "I won't", "I will not"])
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
@@ -148,7 +156,8 @@ def gate_failures(stage: str, metrics: dict, gate: GateConfig) -> list[str]:
     checks = [("perplexity", gate.max_perplexity, lambda v, t: v <= t, "<="),
               ("refusal_rate", gate.min_refusal_rate, lambda v, t: v >= t, ">="),
               ("over_refusal", gate.max_over_refusal, lambda v, t: v <= t, "<="),
-              ("win_rate", gate.min_win_rate, lambda v, t: v >= t, ">=")]
+              ("win_rate", gate.min_win_rate, lambda v, t: v >= t, ">="),
+              ("loss_rate", gate.max_loss_rate, lambda v, t: v <= t, "<=")]
     failures = []
     for key, threshold, ok, op in checks:
         if threshold is None:
@@ -157,7 +166,7 @@ def gate_failures(stage: str, metrics: dict, gate: GateConfig) -> list[str]:
             failures.append(f"{key}: not measured but {stage}.eval.gate sets a threshold")
         elif not ok(metrics[key], threshold):
             failures.append(f"{key} = {metrics[key]:.4g}, required {op} {threshold:g}")
-    return failures
+    return failures + reply_failures(metrics, gate, f"{stage}.eval.gate")
 
 
 def record_and_gate(stage: str, metrics: dict, curve: list[dict], gate: GateConfig,
@@ -170,15 +179,12 @@ def record_and_gate(stage: str, metrics: dict, curve: list[dict], gate: GateConf
     from lmforge.io import write_csv, write_json
 
     failures = gate_failures(stage, metrics, gate)
-    write_json(f"{metrics_dir}/{stage}.json", {**metrics, "gate_passed": not failures, "gate_failures": failures})
+    shown = [{"kind": k, "prompt": p, "reply": r} for k, p, r in samples]
+    write_json(f"{metrics_dir}/{stage}.json", {**metrics, "gate_passed": not failures, "gate_failures": failures,
+                                               "not_gated": not_gated(gate), "samples": shown})
     write_csv(f"{metrics_dir}/{stage}_loss.csv", curve)
     write_report(f"{report_dir}/{stage}.md", f"lmforge {stage} evaluation", metrics, failures, gate, samples)
-    if failures:
-        msg = f"{stage} gate FAILED: " + "; ".join(failures) + f" (thresholds: params.yaml {stage}.eval.gate"
-        msg += f"; report: {report_dir}/{stage}.md)"
-        if gate.mode == "fail":
-            raise GateError(msg + "; set mode: warn to continue anyway")
-        print(f"WARNING: {msg}; continuing because mode is warn")
+    enforce(stage, failures, gate.mode, f"thresholds: params.yaml {stage}.eval.gate; report: {report_dir}/{stage}.md")
     return failures
 
 
@@ -193,10 +199,21 @@ def write_report(path: str, title: str, metrics: dict, failures: list[str], gate
     lines += ["", f"## Gate: {verdict}", ""]
     lines += [f"- {f}" for f in failures] or ["- all thresholds met: " + ", ".join(
         f"{k}={v}" for k, v in dataclasses.asdict(gate).items() if v is not None)]
+    if not_gated(gate):
+        lines.append("- not gated (threshold null): " + ", ".join(not_gated(gate)))
+    if "refusal_rate" not in metrics:
+        lines.append("- refusal rate: not measured (min_refusal_rate is null: this configuration does not "
+                     "learn refusals)")
     lines += ["", "## Samples", ""]
     for kind, prompt, reply in samples:
         lines += [f"**{kind}** — *{prompt}*", "", "> " + (reply.replace("\n", "\n> ") or "(empty reply)"), ""]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def not_gated(gate: GateConfig) -> list[str]:
+    """The thresholds a gate leaves off (null in params), so reports say so instead of "0 >= 0"."""
+    return [f.name for f in dataclasses.fields(gate) if f.name.startswith(("max_", "min_"))
+            and getattr(gate, f.name) is None]
 
 
 def held_out(data_dir: str, max_val: int):
@@ -212,23 +229,44 @@ def held_out(data_dir: str, max_val: int):
 
 
 def policy_metrics(model, tok, data_dir: str, ep: GateEvalConfig, max_length: int, kind: str):
-    """Perplexity, refusal and over-refusal of one policy; also its replies and report samples."""
+    """Perplexity, degenerate output, over-refusal (and refusal, when gated) of one policy;
+    also its held-out replies and the report samples (the first held-out prompts, every run)."""
     val, safety = held_out(data_dir, ep.max_val)
-    replies_val = generate_replies(model, tok, val.prompt.tolist(), ep.max_new_tokens)
-    replies_safe = generate_replies(model, tok, safety.prompt.tolist(), ep.max_new_tokens)
+    replies_val = generate_replies(model, tok, val.prompt.tolist(), ep.max_new_tokens, ep.repetition_penalty)
     metrics = {
         "perplexity": perplexity(model, tok, val.prompt.tolist(), val.response.tolist(), max_length),
-        "refusal_rate": refusal_rate(replies_safe, ep.refusal_markers),
         "over_refusal": refusal_rate(replies_val, ep.refusal_markers),
-        "val_pairs": len(val), "safety_prompts": len(safety),
+        **reply_stats(replies_val, ep.gate.short_words),
+        "val_pairs": len(val),
     }
-    half = max(1, ep.samples // 2)
-    samples = [(f"{kind} / held-out", p, r) for p, r in zip(val.prompt[:half], replies_val[:half])]
-    samples += [(f"{kind} / safety", p, r) for p, r in zip(safety.prompt[:half], replies_safe[:half])]
-    return metrics, samples, replies_val
+    samples = [(f"{kind} / held-out", p, r) for p, r in zip(val.prompt, replies_val)]
+    if ep.gate.min_refusal_rate is not None:
+        replies_safe = generate_replies(model, tok, safety.prompt.tolist(), ep.max_new_tokens, ep.repetition_penalty)
+        metrics.update(refusal_rate=refusal_rate(replies_safe, ep.refusal_markers), safety_prompts=len(safety))
+        half = max(1, ep.samples // 2)
+        samples = samples[:half] + [(f"{kind} / safety", p, r) for p, r in zip(safety.prompt[:half], replies_safe[:half])]
+    return metrics, samples[:ep.samples], replies_val
 
 
-def generate_replies(model, tok, prompts: list[str], max_new_tokens: int) -> list[str]:
+def generate_replies(model, tok, prompts: list[str], max_new_tokens: int,
+                     repetition_penalty: float | None = None) -> list[str]:
     from lmforge.align.common import generate
 
-    return generate(model, tok, prompts, max_new_tokens=max_new_tokens) if prompts else []
+    return generate(model, tok, prompts, max_new_tokens=max_new_tokens,
+                    repetition_penalty=repetition_penalty) if prompts else []
+
+
+def reply_check(model_dir: str, check, where: str) -> dict:
+    """The degenerate-output gate on a saved model folder (the release gate): greedy replies to
+    the held-out prompts of ``check`` (a ``ReplyCheck``), their stats, samples and failures;
+    ``check.gate.mode: fail`` raises GateError after the caller's metrics can no longer lie."""
+    from lmforge.align.common import load_causal_lm, load_tokenizer
+    from lmforge.replies import held_out_prompts
+
+    prompts = held_out_prompts(check.data_dir, check.prompts)
+    model, tok = load_causal_lm(model_dir, where), load_tokenizer(model_dir)
+    replies = generate_replies(model, tok, prompts, check.max_new_tokens, check.repetition_penalty)
+    stats = reply_stats(replies, check.gate.short_words)
+    failures = reply_failures(stats, check.gate, f"{where}.check.gate")
+    return {**stats, "gate_passed": not failures, "gate_failures": failures,
+            "samples": [{"prompt": p, "reply": r} for p, r in list(zip(prompts, replies))[:4]]}

@@ -39,6 +39,10 @@ class InstructionsConfig:
     max_prompt_chars: int = 300
     min_response_chars: int = 20
     max_response_chars: int = 2000
+    # replies as one line (whitespace runs -> one space) for every stage that trains or measures on
+    # them: hard-wrapped FAQ answers put a newline every ~70 characters, and a small base that
+    # learned "\n -> \n" in pretraining then answers "\n\n\n..." (empty once stripped)
+    one_line_replies: bool = False
 
     def __post_init__(self):
         require(0.0 < self.val_fraction < 0.5, f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
@@ -102,6 +106,8 @@ def check_and_split(p: InstructionsConfig, out_json: str, docs_dir: str | None =
     if "origin" not in df.columns:
         df["origin"] = str(path)
     run_checks(df, "instructions", expectations(p), out_json, docs_dir=docs_dir, files=str(path))
+    if p.one_line_replies:
+        df["response"] = df.response.str.split().str.join(" ")
     df = df.assign(split=assign_split(df, p))
     splits = {s: df[df.split == s].reset_index(drop=True) for s in ("train", "val", "safety")}
     splits["train"], rejected, decont = drop_contaminated_pairs(

@@ -7,12 +7,21 @@ byte, generate-until) is the reference implementation. lmforge only chooses the 
 
 Two ``simple_evaluate`` calls on one loaded model: knowledge and language-modelling tasks on
 raw text, then the chat tasks (refusal) through the tokenizer's chat template, as served.
+
+Signal or noise: ``evals.limit`` takes a fixed random subset of each task's items (seeded
+by ``evals.seed`` and the task name, handed to lm-eval as its ``samples`` indices), never
+the first N, which are not a sample of anything. lm-eval's own standard error
+(``acc_stderr``) comes with every accuracy, and each multiple-choice task reports its
+chance level (``chance``: the mean of 1/choices over the items scored), so a reader can
+tell an accuracy from a coin. The default limit keeps the standard error at or below
+0.03 (at most sqrt(0.25/278) at any accuracy).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import random
 from pathlib import Path
 from typing import Literal
 
@@ -37,7 +46,8 @@ class EvalsConfig:
     tasks: list[str] = dataclasses.field(default_factory=lambda: [
         "lmforge_manpages_mc", "lmforge_docstrings_mc", "lmforge_pydoc_bpb"])
     chat_tasks: list[str] = dataclasses.field(default_factory=lambda: ["lmforge_refusal"])
-    limit: int | None = 40     # items per task (the first ones); null = all
+    limit: int | None = 300    # items per task, a fixed random subset (seed); null = all
+    seed: int = 0              # the subset's seed: the same items every run
     full: bool = False         # true = every item of every task, whatever limit says
     batch_size: int = 16
     threads: int = 1           # torch threads
@@ -85,6 +95,30 @@ def flatten(results: dict) -> dict:
     return out
 
 
+def subsets(tasks: dict, limit: int | None, seed: int) -> dict[str, list[int]] | None:
+    """lm-eval ``samples``: per task, ``limit`` item indices drawn once from ``random.Random``
+    seeded by ``seed`` and the task name (sorted), or None for every item."""
+    if limit is None:
+        return None
+    out = {}
+    for name, task in tasks.items():
+        n = len(task.eval_docs)
+        out[name] = sorted(random.Random(f"{seed}:{name}").sample(range(n), min(n, limit)))
+    return out
+
+
+def chance_levels(tasks: dict, samples: dict[str, list[int]] | None) -> dict[str, float]:
+    """Mean 1/choices over the scored items of each multiple-choice task."""
+    out = {}
+    for name, task in tasks.items():
+        if task.OUTPUT_TYPE != "multiple_choice":
+            continue
+        docs = list(task.eval_docs)
+        idx = samples[name] if samples else range(len(docs))
+        out[name] = sum(1.0 / len(task.doc_to_choice(docs[i])) for i in idx) / max(1, len(idx))
+    return out
+
+
 def evaluate(model_dir: str, cfg: EvalsConfig) -> dict:
     """Every task of ``cfg`` on the HF folder ``model_dir`` (on ``model_args``' device), offline; flat scores."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -107,10 +141,15 @@ def evaluate(model_dir: str, cfg: EvalsConfig) -> dict:
     scores = {}
     for tasks, chat in ((cfg.tasks, False), (cfg.chat_tasks, True)):
         if tasks:
-            res = simple_evaluate(model=lm, tasks=list(tasks), task_manager=tm, limit=cfg.item_limit,
-                                  apply_chat_template=chat, log_samples=False, bootstrap_iters=0,
+            loaded = tm.load(list(tasks))["tasks"]
+            picks = subsets(loaded, cfg.item_limit, cfg.seed)
+            # bootstrap_iters > 0 turns on lm-eval's standard errors (closed form for means)
+            res = simple_evaluate(model=lm, tasks=list(tasks), task_manager=tm, samples=picks,
+                                  apply_chat_template=chat, log_samples=False, bootstrap_iters=100,
                                   random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
             scores.update(flatten(res))
+            for name, level in chance_levels(loaded, picks).items():
+                scores.setdefault(name, {})["chance"] = level
     return scores
 
 

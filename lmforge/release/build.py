@@ -21,6 +21,7 @@ import yaml
 from lmforge.codedeps import is_code
 from lmforge.config import require
 from lmforge.chat import stop_token_ids
+from lmforge.replies import ReplyCheck
 from lmforge.io import atomic_dir, file_sha256
 from lmforge.release.lineage import Artifact, git_commit, load_lock, upstream
 from lmforge.stage import InputError
@@ -45,6 +46,7 @@ class ReleaseConfig:
     base_model: str | None = None
     card_params: list[str] = dataclasses.field(default_factory=lambda: [
         "seed", "data", "tokenizer", "tokenize", "pretrain", "sft", "reward", "dpo", "release"])
+    check: ReplyCheck = dataclasses.field(default_factory=ReplyCheck)   # the release gate (stages/release.py)
 
     def __post_init__(self):
         require(bool(self.source) and bool(self.out_dir), "release.source and release.out_dir must be set")

@@ -2,9 +2,12 @@
 
 ``dvc metrics show`` lists numbers and ``dvc plots show`` draws curves; this card
 puts the run's story in one place: what the data funnel kept and dropped (and why),
-tokens per source and language, how pretraining went (loss, perplexity, tokens/s,
-MFU), each post-training stage with its gate verdict, how the server performed, and
-the lineage (git commit, dvc.lock md5s of the main artifacts).
+tokens per source and language and the tokenizer's bytes per token, how pretraining
+went (loss, perplexity, tokens/s, MFU), each post-training stage with its gate
+verdict, degenerate-output shares and DPO's wins/ties/losses, what each model says to
+the same held-out prompts, lm-eval accuracies beside their standard error and chance
+level, how the server performed at a fixed output length, the environment (processor,
+threads, library versions) and the lineage (git commit, dvc.lock md5s).
 
 It writes ``reports/summary.md`` and a self-contained ``reports/summary.html`` whose
 charts are inline SVG (``lmforge.report.svg``): no script, no network. It reads
@@ -29,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from lmforge.io import write_text
+from lmforge.report.env import environment
 from lmforge.report.svg import bar_chart, line_chart, num
 from lmforge.release.lineage import git_commit, load_lock
 from lmforge.stage import STAGE_TIMING_DIR
@@ -68,7 +72,8 @@ def _fmt(v) -> str:
 
 def gather(root: Path, lock_path: Path) -> list[dict]:
     """The card's sections: {title, rows: [(label, value)], charts: [svg]} in reading order."""
-    m = {k: _json(root, f"metrics/{k}.json") for k in ("curate", "tokens", "pretrain", "sft", "reward", "dpo")}
+    m = {k: _json(root, f"metrics/{k}.json") for k in ("curate", "tokens", "tokenizer", "pretrain", "sft", "reward",
+                                                         "dpo", "release", "serve")}
     timing = {k: _json(root, f"metrics/timing/{k}.json") for k in ("pretrain", "serve")}
     cur, tok, pre = m["curate"], m["tokens"], m["pretrain"]
     sections = []
@@ -86,7 +91,9 @@ def gather(root: Path, lock_path: Path) -> list[dict]:
     by = [(k, float(v)) for k, v in sorted((tok.get("tokens_per_source") or {}).items())]
     lang = [(k, float(v)) for k, v in sorted((tok.get("tokens_per_language") or {}).items())]
     sections.append({"title": "Tokens", "rows": [("tokens", tok.get("tokens")), ("documents", tok.get("documents")),
-                                                 ("packing efficiency", tok.get("packing_efficiency"))],
+                                                 ("packing efficiency", tok.get("packing_efficiency")),
+                                                 ("vocabulary", m["tokenizer"].get("vocab_size")),
+                                                 ("bytes per token (held-out)", m["tokenizer"].get("val_bytes_per_token"))],
                      "charts": [bar_chart("Tokens per source", by), bar_chart("Tokens per language", lang)]})
 
     steps = _csv(root, "metrics/pretrain_steps.csv")
@@ -96,7 +103,8 @@ def gather(root: Path, lock_path: Path) -> list[dict]:
         ("parameters", pre.get("params")), ("steps", pre.get("steps")), ("tokens", pre.get("tokens")),
         ("held-out loss", f"{_fmt(pre.get('init_val_loss'))} -> {_fmt(pre.get('val_loss'))}"),
         ("held-out perplexity", f"{_fmt(pre.get('init_val_ppl'))} -> {_fmt(pre.get('val_ppl'))}"),
-        ("tokens/s", timing["pretrain"].get("tokens_per_s")), ("MFU", timing["pretrain"].get("mfu")),
+        ("tokens/s", timing["pretrain"].get("tokens_per_s")), ("MFU (estimate: peak from a timed matmul)" if str(timing["pretrain"].get("device", "")).startswith("cpu")
+         else "MFU", timing["pretrain"].get("mfu")),
         ("device", timing["pretrain"].get("device"))],
         "charts": [line_chart("Pretraining loss", {"train": _points(steps, "step", "loss"),
                                                    "held-out": _points(evals, "step", "val_loss")}),
@@ -104,9 +112,13 @@ def gather(root: Path, lock_path: Path) -> list[dict]:
                    line_chart("Throughput (tokens/s)", {"tokens/s": _points(speed, "step", "tokens_per_s")})]})
 
     sections += _post_training(root, m)
+    sections.append(_samples(m))
     sections.append(_evals(root))
-    sections.append(_serving(timing["serve"]))
+    sections.append(_serving(timing["serve"], m["serve"]))
     sections.append(_wall_times(root, lock_path))
+    params_file = root / "params.yaml"
+    params = (yaml.safe_load(params_file.read_text()) or {}) if params_file.exists() else {}
+    sections.append({"title": "Environment", "rows": environment(params), "charts": []})
 
     commit, _dirty = git_commit(root)
     outs = {o["path"].rstrip("/"): o.get("md5") for st in load_lock(lock_path).values()
@@ -119,11 +131,19 @@ def gather(root: Path, lock_path: Path) -> list[dict]:
 def _post_training(root: Path, m: dict) -> list[dict]:
     """SFT, reward and DPO: headline figures, gate verdict, training curve (DPO: and its KL)."""
     sections = []
-    for stage, keys in (("sft", ("train_loss", "perplexity", "refusal_rate", "over_refusal")),
+    replies = ("empty_share", "short_share", "repetition", "mean_words")
+    for stage, keys in (("sft", ("train_loss", "perplexity", *replies, "over_refusal")),
                         ("reward", ("accuracy_before", "accuracy", "margin", "train_loss")),
-                        ("dpo", ("win_rate", "kl_token", "reward_margin", "preference_accuracy", "perplexity"))):
+                        ("dpo", ("kl_token", "reward_margin", "preference_accuracy", "perplexity", *replies,
+                                 "over_refusal"))):
         s = m[stage]
         rows = [(k, s.get(k)) for k in keys if k in s]
+        if stage == "dpo" and "wins" in s:
+            rows.insert(0, ("against SFT (reward model): wins / ties / losses",
+                            f"{s['wins']} / {s['ties']} / {s['losses']}"))
+        if stage != "reward" and s:
+            rows.append(("refusal rate (safety prompts)", s["refusal_rate"] if "refusal_rate" in s else
+                         "not measured (min_refusal_rate: null; this configuration does not learn refusals)"))
         if "gate_passed" in s:
             rows.append(("gate", "PASSED" if s["gate_passed"] else "FAILED: " + "; ".join(s.get("gate_failures", []))))
         curve = _csv(root, f"metrics/{stage}_loss.csv")
@@ -138,21 +158,53 @@ def _post_training(root: Path, m: dict) -> list[dict]:
     return sections
 
 
+def _samples(m: dict) -> dict:
+    """What each model says to the same first held-out prompts (greedy, no forcing)."""
+    rows = []
+    for where, found in (("sft", m["sft"].get("samples")), ("dpo", m["dpo"].get("samples")),
+                         ("release", (m["release"].get("replies") or {}).get("samples")),
+                         ("served", (m["serve"].get("replies") or {}).get("samples"))):
+        for s in (found or [])[:3]:
+            if "safety" not in s.get("kind", ""):
+                rows.append((f"{where}: {s['prompt']}", s["reply"] or "(empty reply)"))
+    return {"title": "Samples (greedy replies to the first held-out prompts)", "rows": rows, "charts": []}
+
+
+def _score(row: dict, k: str) -> str:
+    """One lm-eval score; an accuracy as value ± standard error (chance level)."""
+    if k not in row:
+        return "-"
+    text = _fmt(row[k])
+    if k == "acc" and f"{k}_stderr" in row:
+        text += f" ± {_fmt(row[f'{k}_stderr'])}"
+    if k == "acc" and "chance" in row:
+        text += f" (chance {_fmt(row['chance'])})"
+    return text
+
+
 def _evals(root: Path) -> dict:
     """lm-eval scores of the three models side by side (metrics/eval_<model>.json)."""
     scores = {m: (_json(root, f"metrics/eval_{m}.json").get("tasks") or {}) for m in ("pretrain", "sft", "dpo")}
     keys = sorted({(t, k) for tasks in scores.values() for t, v in tasks.items() for k in v
                    if k in ("acc", "bits_per_byte", "refusal_rate")})
-    rows = [(f"{t} {k}", " / ".join(_fmt((scores[m].get(t) or {}).get(k, "-")) for m in scores)) for t, k in keys]
-    return {"title": "Evaluations (lm-eval: pretrain / sft / dpo)", "rows": rows, "charts": []}
+    rows = [(f"{t} {k}", " / ".join(_score(scores[m].get(t) or {}, k) for m in scores)) for t, k in keys]
+    items = sorted({(t, int(v["n"])) for tasks in scores.values() for t, v in tasks.items() if "n" in v})
+    rows += [(f"{t} items scored", n) for t, n in items]
+    return {"title": "Evaluations (lm-eval: pretrain / sft / dpo; accuracy ± standard error, chance level)",
+            "rows": rows, "charts": []}
 
 
-def _serving(serve: dict) -> dict:
+def _serving(serve: dict, smoke: dict) -> dict:
     loads = sorted(serve.items())
-    return {"title": "Serving (load test of lmforge serve)", "rows": [
-        (f"{k}: {f}", v.get(f)) for k, v in loads for f in ("latency_p50_s", "latency_p95_s", "ttft_p50_s",
-                                                            "tokens_per_s", "requests_per_s")],
-        "charts": [bar_chart("Generated tokens/s by concurrency", [(k, float(v.get("tokens_per_s", 0))) for k, v in loads]),
+    gate = (smoke.get("replies") or {})
+    verdict = None if not gate else ("PASSED" if gate.get("gate_passed") else
+                                      "FAILED: " + "; ".join(gate.get("gate_failures", [])))
+    return {"title": "Serving (load test of lmforge serve at a fixed output length, end token ignored)", "rows": [
+        ("smoke gate (held-out replies)", verdict),
+        *[(f"{k}: {f}", v.get(f)) for k, v in loads for f in (
+            "max_new_tokens", "tokens_per_s", "ttft_p50_s", "ttft_p95_s", "itl_p50_s", "itl_p95_s",
+            "latency_p50_s", "latency_p95_s", "requests_per_s")]],
+        "charts": [bar_chart("Output tokens/s by concurrency", [(k, float(v.get("tokens_per_s", 0))) for k, v in loads]),
                    bar_chart("p95 latency (s) by concurrency", [(k, float(v.get("latency_p95_s", 0))) for k, v in loads])]}
 
 

@@ -14,6 +14,7 @@ import dataclasses
 from typing import Literal
 
 from lmforge.config import require
+from lmforge.replies import ReplyCheck
 from lmforge.model import context_length
 
 
@@ -87,6 +88,7 @@ class SmokeConfig:
     max_new_tokens: int = 16
     concurrency: list[int] = dataclasses.field(default_factory=lambda: [1, 8])
     startup_timeout_s: float = 120.0
+    check: ReplyCheck = dataclasses.field(default_factory=ReplyCheck)   # degenerate-output gate, held-out prompts
 
     def __post_init__(self):
         require(self.requests >= 1 and self.max_new_tokens >= 1, "deploy.smoke: requests and max_new_tokens >= 1")

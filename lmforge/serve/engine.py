@@ -322,7 +322,7 @@ class Engine:
         row.top.append(top_d)
         p = row.gen.params
         reason = None
-        if token in self.eos_ids:
+        if token in self.eos_ids and not p.ignore_eos:
             reason = "eos_token"
         elif text and p.stop:
             row.text += text

@@ -113,7 +113,7 @@ def sampling_params(p: dict, limits: Limits, *, where: str = "parameters.") -> t
         raise invalid(f"`stop` supports up to {limits.max_stop_sequences} stop sequences. Given: {len(stop)}")
     if any(s == "" for s in stop):
         raise invalid("`stop` sequences cannot be empty")
-    for flag in ("do_sample", "details", "decoder_input_details", "return_full_text", "watermark"):
+    for flag in ("do_sample", "details", "decoder_input_details", "return_full_text", "watermark", "ignore_eos"):
         _get(p, flag, "bool", where)
     if p.get("watermark"):
         raise invalid("`watermark` is not supported by lmforge serve")
@@ -134,6 +134,7 @@ def sampling_params(p: dict, limits: Limits, *, where: str = "parameters.") -> t
         stop=stop,
         top_n_tokens=v["top_n_tokens"] or 0,
         decoder_input_details=bool(p.get("decoder_input_details")),
+        ignore_eos=bool(p.get("ignore_eos")),
     )
     return params, v["truncate"]
 

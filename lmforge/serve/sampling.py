@@ -38,6 +38,7 @@ class SamplingParams:
     stop: list[str] = dataclasses.field(default_factory=list)
     top_n_tokens: int = 0
     decoder_input_details: bool = False
+    ignore_eos: bool = False   # generate max_new_tokens whatever the model says (load tests, as vLLM's)
 
     @property
     def sampling(self) -> bool:

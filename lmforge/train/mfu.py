@@ -1,14 +1,17 @@
 """Model FLOPs utilisation: achieved training FLOP/s over the device's peak.
 
 The peak is looked up by device name (dense bf16 tensor-core figures from the
-vendors' datasheets), not hard-coded to one GPU; on CPU it is estimated from the
-core count, clock and vector width in /proc/cpuinfo (fp32 FMA throughput). An
-explicit ``pretrain.peak_flops`` overrides both.
+vendors' datasheets), not hard-coded to one GPU. A CPU has no such table: the nominal
+clock times an assumed FLOPs per cycle ignores turbo, shared cores and what the BLAS
+really reaches, so the peak is measured once at start-up instead, as the best of a few
+timed fp32 matmuls on the threads this process uses, and the device name says that
+the MFU it gives is an estimate. An explicit ``pretrain.peak_flops`` overrides both.
 """
 from __future__ import annotations
 
+import functools
 import os
-import re
+import time
 
 # dense bf16 (fp16 for V100/T4) peak FLOP/s per device, matched on lowercase name
 GPU_PEAK = [
@@ -29,23 +32,36 @@ def gpu_peak(name: str) -> float | None:
     return None
 
 
-def cpu_peak(threads: int | None = None) -> float:
-    """fp32 peak of the cores this process uses: cores x GHz x FLOPs/cycle."""
-    ghz, flags = 2.0, ""
+@functools.lru_cache(maxsize=8)
+def timed_matmul_peak(threads: int, n: int = 512, repeats: int = 5) -> float:
+    """fp32 FLOP/s of the best of ``repeats`` timed n x n matmuls on ``threads`` torch threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        info = open("/proc/cpuinfo").read()
-        m = re.search(r"cpu MHz\s*:\s*([\d.]+)", info)
-        ghz = float(m.group(1)) / 1000 if m else ghz
-        m = re.search(r"^flags\s*:(.*)$", info, re.M)
-        flags = m.group(1) if m else ""
-    except OSError:
-        pass
-    per_cycle = 64 if " avx512f" in flags else 32 if " fma" in flags else 8  # 2 FMA ports x lanes x 2
+        gen = torch.Generator().manual_seed(0)
+        a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+        for _ in range(2):
+            a @ b   # warm-up: BLAS threads, caches
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(4):
+                a @ b
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return 4 * 2 * n ** 3 / best
+
+
+def cpu_peak(threads: int | None = None) -> float:
+    """fp32 peak of the threads this process uses, measured by ``timed_matmul_peak``."""
     if threads is None:
         import torch
 
         threads = torch.get_num_threads()
-    return threads * ghz * 1e9 * per_cycle
+    return timed_matmul_peak(threads)
 
 
 def device_peak(device, override: float | None = None) -> tuple[float, str]:
@@ -58,4 +74,5 @@ def device_peak(device, override: float | None = None) -> tuple[float, str]:
         name = torch.cuda.get_device_name(device)
         peak = gpu_peak(name)
         return (peak or 0.0), name
-    return cpu_peak(), f"cpu x{torch.get_num_threads()} ({os.cpu_count()} cores)"
+    return cpu_peak(), (f"cpu x{torch.get_num_threads()} ({os.cpu_count()} cores; peak from a timed matmul, "
+                        "MFU an estimate)")

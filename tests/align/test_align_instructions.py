@@ -40,3 +40,15 @@ def test_gx_failure_names_the_expectation_and_writes_nothing(tmp_path, corrupt, 
         check_and_split(InstructionsConfig(path=str(bad), out_dir=str(out)), str(tmp_path / "gx.json"))
     assert expectation in str(e.value) and str(bad) in str(e.value)
     assert not out.exists() and (tmp_path / "gx.json").exists()
+
+
+def test_one_line_replies_collapse_whitespace_and_keep_the_split(tmp_path, instr_dir):
+    out = tmp_path / "one_line"
+    check_and_split(InstructionsConfig(path=str(SAMPLE), out_dir=str(out), one_line_replies=True),
+                    str(tmp_path / "gx.json"))
+    for split in ("train", "val", "safety"):
+        raw, one = pd.read_parquet(instr_dir / f"{split}.parquet"), pd.read_parquet(out / f"{split}.parquet")
+        assert one.prompt.tolist() == raw.prompt.tolist()   # the same rows in the same splits
+        assert one.response.tolist() == [" ".join(r.split()) for r in raw.response]
+    assert pd.read_parquet(instr_dir / "train.parquet").response.str.contains("\n").any()   # FAQ answers wrap
+    assert not pd.read_parquet(out / "train.parquet").response.str.contains("\n").any()

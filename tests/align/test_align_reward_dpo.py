@@ -38,7 +38,8 @@ def dpo_run(work, sft_dir, pairs_dir, reward_run, instr_dir, pref_params):
                           "data_dir": str(instr_dir), "out_dir": str(work / "dpo"),
                           "rejection_out": str(work / "rs.parquet"), "rejection_prompts": 6, "rejection_samples": 3,
                           "train": {"max_steps": 12, "lr": 1e-3, "max_length": 128},
-                          "eval": {"max_val": 8, "max_new_tokens": 16}}, "dpo")
+                          "eval": {"max_val": 8, "max_new_tokens": 16,
+                                   "gate": {"min_refusal_rate": 0.0}}}, "dpo")   # measured when gated
     cwd = work / "dpo-cwd"  # DVCLive writes metrics/live/dpo relative to the working directory
     cwd.mkdir()
     here = os.getcwd()
@@ -80,8 +81,10 @@ def test_dpo_logs_trl_metrics_to_dvclive(dpo_run, work):
 
 def test_dpo_reports_every_gate_metric(dpo_run, work):
     _, _, m, _, samples = dpo_run
-    for k in ("perplexity", "refusal_rate", "over_refusal", "win_rate", "kl_token", "rejection_pairs"):
+    for k in ("perplexity", "refusal_rate", "over_refusal", "win_rate", "kl_token", "rejection_pairs",
+              "empty_share", "short_share"):
         assert k in m
-    assert 0 <= m["win_rate"] <= 1 and samples
+    assert m["wins"] + m["ties"] + m["losses"] == 8 and m["win_rate"] == m["wins"] / 8   # a tie is no half win
+    assert samples
     rs = pd.read_parquet(work / "rs.parquet")
     assert len(rs) == m["rejection_pairs"] and (rs.score_margin >= 0).all()

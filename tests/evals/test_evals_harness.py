@@ -31,6 +31,31 @@ def test_every_task_returns_its_metrics(scores):
     assert scores["lmforge_refusal"]["n"] == 4 and scores["lmforge_refusal"]["refusal_rate"] in (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def test_accuracies_come_with_their_standard_error_and_chance_level(scores):
+    for task in ("lmforge_manpages_mc", "lmforge_docstrings_mc"):
+        s = scores[task]
+        p = s["acc"]   # lm-eval's closed form for a mean: sample std / sqrt(n)
+        assert s["acc_stderr"] == pytest.approx((p * (1 - p) * 4 / 3) ** 0.5 / 2, abs=1e-9)
+        assert s["chance"] == pytest.approx(0.25)   # four choices per item
+    assert "chance" not in scores["lmforge_pydoc_bpb"]
+
+
+def test_limit_is_a_fixed_random_subset_not_the_first_items():
+    from lm_eval.tasks import TaskManager
+
+    from lmforge.evals.harness import subsets
+
+    tm = TaskManager(include_path=str(REPO / "evals" / "tasks"), include_defaults=False)
+    tasks = tm.load(["lmforge_manpages_mc", "lmforge_docstrings_mc"])["tasks"]
+    a, b = subsets(tasks, 50, 0), subsets(tasks, 50, 0)
+    assert a == b and a["lmforge_manpages_mc"] != list(range(50))            # the same items, every run
+    assert a["lmforge_manpages_mc"] != subsets(tasks, 50, 1)["lmforge_manpages_mc"]
+    assert len(set(a["lmforge_docstrings_mc"])) == 50 and max(a["lmforge_docstrings_mc"]) < len(
+        tasks["lmforge_docstrings_mc"].eval_docs)
+    assert subsets(tasks, None, 0) is None and len(subsets(tasks, 10 ** 6, 0)["lmforge_manpages_mc"]) == len(
+        tasks["lmforge_manpages_mc"].eval_docs)
+
+
 def test_refusal_scoring_uses_the_gates_phrases():
     sys.path.insert(0, str(REPO / "evals" / "tasks"))
     from refusal import process_results

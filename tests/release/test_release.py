@@ -46,10 +46,16 @@ def released(tmp_path_factory):
     from support.tiny_model import build_tiny_model
 
     ws = tmp_path_factory.mktemp("release_ws")
+    import pandas as pd
+
     build_tiny_model(ws / "models" / "dpo")
+    (ws / "instr").mkdir()   # the release gate's held-out prompts; a random model: warn only
+    pd.DataFrame({"prompt": ["What is Debian?", "Name a text editor.", "What does ls do?"]}).to_parquet(
+        ws / "instr" / "val.parquet")
+    check = {"data_dir": "instr", "prompts": 3, "max_new_tokens": 6, "gate": {"mode": "warn"}}
     (ws / "params.yaml").write_text(yaml.safe_dump({
         "seed": 1337, "data": {"workers": 2}, "dpo": {"beta": 0.125},
-        "release": {"source": "models/dpo", "out_dir": "models/release", "name": "tiny-test"}}))
+        "release": {"source": "models/dpo", "out_dir": "models/release", "name": "tiny-test", "check": check}}))
     (ws / "dvc.lock").write_text(yaml.safe_dump(LOCK))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run(["git", "init", "-q"], cwd=ws, check=True)
@@ -59,6 +65,8 @@ def released(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-m", "stages.release"], cwd=ws, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
+    replies = json.loads((ws / "metrics" / "release.json").read_text())["replies"]   # the release gate measured
+    assert replies["replies"] == 3 and {"empty_share", "short_share", "gate_passed"} <= set(replies)
     return ws, sha
 
 

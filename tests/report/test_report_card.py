@@ -67,3 +67,45 @@ def test_report_card_shows_stage_wall_times_and_the_dpo_kl_curve(tmp_path):
     assert "Wall time per stage (s)" in html and "dpo token KL from the reference" in html
     assert after == before + 2
     assert render_offline(tmp_path / "after/summary.html", after, selector="svg.chart:has(.series, .bar)") == after
+
+
+def test_report_card_says_what_is_signal(tmp_path):
+    """Accuracy beside its standard error and chance level, DPO as wins/ties/losses, refusal
+    "not measured" where it is not gated, each model's replies to the same held-out prompts,
+    bytes per token, the serving figures at a fixed output length and the environment."""
+    shutil.copytree(ROOT / "metrics", tmp_path / "metrics")
+    for name in ("dvc.lock", "dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    m = tmp_path / "metrics"
+
+    def put(name, data):
+        (m / name).write_text(json.dumps(data))
+
+    sample = [{"kind": "sft / held-out", "prompt": "How stable is Perl?", "reply": "Perl is stable and widely used."}]
+    put("sft.json", {"perplexity": 300.0, "empty_share": 0.0, "short_share": 0.05, "repetition": 0.1,
+                     "gate_passed": True, "gate_failures": [], "samples": sample})
+    put("dpo.json", {"wins": 3, "ties": 2, "losses": 1, "win_rate": 0.5, "gate_passed": True, "gate_failures": [],
+                     "samples": [{**sample[0], "kind": "dpo / held-out", "reply": ""}]})
+    put("tokenizer.json", {"vocab_size": 4096, "val_bytes_per_token": 3.4458})
+    put("eval_dpo.json", {"tasks": {"lmforge_manpages_mc": {"acc": 0.3, "acc_stderr": 0.0265, "chance": 0.25,
+                                                            "n": 300}}})
+    put("serve.json", {"replies": {"gate_passed": False, "gate_failures": ["empty_share = 1, required <= 0.1"],
+                                   "samples": [{"prompt": "How stable is Perl?", "reply": "Stable."}]}})
+    put("timing/serve.json", {"concurrency_1": {"max_new_tokens": 16, "tokens_per_s": 90.0, "ttft_p50_s": 0.01,
+                                                "ttft_p95_s": 0.02, "itl_p50_s": 0.005, "itl_p95_s": 0.008}})
+    charts = write_card(tmp_path, tmp_path / "out")
+    md = (tmp_path / "out/summary.md").read_text()
+    assert "/ 0.3 ± 0.0265 (chance 0.25) |" in md   # dpo, the last of pretrain / sft / dpo
+    assert "| lmforge_manpages_mc items scored | 300 |" in md
+    assert "| against SFT (reward model): wins / ties / losses | 3 / 2 / 1 |" in md
+    assert md.count("| refusal rate (safety prompts) | not measured") == 2   # sft and dpo, both ungated
+    assert "| sft: How stable is Perl? | Perl is stable and widely used. |" in md
+    assert "| dpo: How stable is Perl? | (empty reply) |" in md and "| served: How stable is Perl? | Stable. |" in md
+    assert "| bytes per token (held-out) | 3.446 |" in md
+    assert "| smoke gate (held-out replies) | FAILED: empty_share = 1, required <= 0.1 |" in md
+    assert "| concurrency_1: itl_p95_s | 0.008 |" in md and "| concurrency_1: max_new_tokens | 16 |" in md
+    env = md[md.index("## Environment"):].split("\n## ")[0]
+    for row in ("| CPU |", "| CPU cores |", "| torch threads: pretrain |", "| torch |", "| transformers |",
+                "| deepspeed |"):
+        assert row in env
+    assert charts >= 12 and "Environment" in (tmp_path / "out/summary.html").read_text()
