@@ -29,6 +29,8 @@ from datatrove.pipeline.formatters import PIIFormatter
 from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.logging import logger
 
+from lmforge.data.words import english_words
+
 WORK_COLUMNS = (("id", "string"), ("url", "string"), ("source", "string"), ("language", "string"),
                 ("language_score", "float64"), ("text", "string"), ("reason", "string"),
                 ("duplicate_of", "string"))
@@ -209,11 +211,12 @@ class _PerLanguage:
     Words and sentences are split with the English (spaCy blank) tokenizer for every language:
     loading a blank spaCy pipeline per language costs 0.3-7 s in every worker, and whitespace
     and punctuation splitting is what these rules need. Language-specific is only Gopher's
-    stop-word list (``STOP_WORDS``).
+    stop-word list (``STOP_WORDS``). The splitter is ``words.CachedSpacyWords``: spaCy's words
+    and sentences, cached per whitespace run and shared by every filter of the process.
     """
 
     def _use_language(self, doc) -> str:
-        self.language = "en"
+        self.language = english_words()
         return doc.metadata.get("language") or "en"
 
     def filter(self, doc):
