@@ -31,7 +31,7 @@ import shutil
 from pathlib import Path
 
 # Modules whose code decides a shard task's outputs; a change to any of them invalidates the cache.
-_CODE = ("blocks", "words", "readers", "warc_fast", "extract", "curate", "curate_config", "dedup", "signatures", "shard_cache")
+_CODE = ("blocks", "words", "url_lists", "readers", "warc_fast", "extract", "curate", "curate_config", "dedup", "signatures", "shard_cache")
 _LIBS = ("datatrove", "trafilatura", "resiliparse", "fastwarc", "py3langid", "datasketch", "xxhash", "pyarrow", "spacy")
 FORMAT = 1
 

@@ -18,6 +18,7 @@ the last text's words, so Gopher repetition and Gopher quality split a document 
 """
 from __future__ import annotations
 
+import contextlib
 import re
 
 from datatrove.utils.word_tokenizers import SpaCyTokenizer
@@ -33,13 +34,45 @@ class CachedSpacyWords(SpaCyTokenizer):
         self.max_entries = max_entries
         self._runs: dict[str, tuple[str, ...]] = {}
         self._flags: dict[str, tuple[bool, bool]] = {}  # token -> (in punct_chars, is_punct)
-        self._punct_chars = self._is_punct = None
+        self._spacy = None  # (tokenizer, punct_chars, is_punct)
         self._last: tuple[str | None, list[str]] = (None, [])
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_tokenizer=None, _runs={}, _flags={}, _punct_chars=None, _is_punct=None, _last=(None, []))
+        state.update(_tokenizer=None, _spacy=None, _runs={}, _flags={}, _last=(None, []))
         return state
+
+    @property
+    def spacy(self):
+        """spaCy's English tokenizer, built as ``spacy.blank("en")`` builds it, without ``Language``:
+        its registry lookups import every package that declares a spaCy entry point (presidio,
+        and with it transformers: 15 s in every worker here). Plus the sentencizer's rule inputs."""
+        if self._spacy is None:
+            _import_spacy_without_torch()
+            from spacy.attrs import IS_PUNCT
+            from spacy.lang.en import English
+            from spacy.pipeline.sentencizer import Sentencizer
+            from spacy.tokenizer import Tokenizer
+            from spacy.util import compile_infix_regex, compile_prefix_regex, compile_suffix_regex
+            from spacy.vocab import create_vocab
+
+            d = English.Defaults
+            vocab = create_vocab("en", d)
+            tok = Tokenizer(vocab, rules=d.tokenizer_exceptions, prefix_search=compile_prefix_regex(d.prefixes).search,
+                            suffix_search=compile_suffix_regex(d.suffixes).search,
+                            infix_finditer=compile_infix_regex(d.infixes).finditer, token_match=d.token_match,
+                            url_match=d.url_match)
+            self._spacy = (tok, set(Sentencizer.default_punct_chars), vocab.lex_attr_getters[IS_PUNCT])
+        return self._spacy
+
+    @contextlib.contextmanager
+    def _zone(self):
+        """spaCy's ``Language.memory_zone`` for the tokenizer: strings of the call are freed after it."""
+        from cymem.cymem import Pool
+
+        tok, mem = self.spacy[0], Pool()
+        with tok.vocab.memory_zone(mem):
+            yield tok
 
     def _tokens(self, run: str) -> tuple[str, ...]:
         toks = self._runs.get(run)
@@ -58,12 +91,12 @@ class CachedSpacyWords(SpaCyTokenizer):
         if len(self._runs) + len(new) > self.max_entries:
             self._runs.clear()
         words = [r for r in new if not r[0].isspace()]
-        with self.tokenizer.memory_zone():
+        with self._zone() as tok:
             for r in new:
                 if r[0].isspace():
-                    self._runs[r] = tuple(t.text for t in self.tokenizer.tokenizer(r))
+                    self._runs[r] = tuple(t.text for t in tok(r))
             if words:
-                doc, ends, i = self.tokenizer.tokenizer("\n".join(words)), [], 0
+                doc, ends, i = tok("\n".join(words)), [], 0
                 for w in words:
                     i += len(w)
                     ends.append(i)
@@ -99,22 +132,20 @@ class CachedSpacyWords(SpaCyTokenizer):
             self._fill(runs)
             cache = self._runs
             words = [t for r in runs for t in cache[r]]
-        except Exception:  # noqa: BLE001 - spaCy's own fallbacks (e.g. the "IS_ALPHA" string)
-            words = super().word_tokenize(text)
+        except Exception:
+            if "IS_ALPHA" not in text:
+                raise
+            words = SpaCyTokenizer(self.language).word_tokenize(text)  # datatrove's own workaround
         self._last = (text, words)
         return list(words)
 
     def _flag(self, tok: str) -> tuple[bool, bool]:
         f = self._flags.get(tok)
         if f is None:
-            if self._punct_chars is None:
-                from spacy.attrs import IS_PUNCT
-
-                self._punct_chars = self.tokenizer.get_pipe("sentencizer").punct_chars
-                self._is_punct = self.tokenizer.vocab.lex_attr_getters[IS_PUNCT]
+            _, punct_chars, is_punct = self.spacy
             if len(self._flags) >= self.max_entries:
                 self._flags.clear()
-            f = self._flags[tok] = (tok in self._punct_chars, bool(self._is_punct(tok)))
+            f = self._flags[tok] = (tok in punct_chars, bool(is_punct(tok)))
         return f
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
@@ -140,6 +171,22 @@ class CachedSpacyWords(SpaCyTokenizer):
 
     def sent_tokenize(self, text: str) -> list[str]:
         return [s for s in (text[a:b].strip() for a, b in self.span_tokenize(text)) if s]
+
+
+def _import_spacy_without_torch() -> None:
+    """Import spaCy without letting thinc import torch (2 CPU-seconds and ~200 MB in every curate
+    worker, for a tokenizer that never runs a model): thinc only records that torch is missing.
+    If torch is already imported nothing changes; torch stays importable afterwards."""
+    import sys
+
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
+    try:
+        import spacy  # noqa: F401
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
 
 
 _WORDS: dict[str, CachedSpacyWords] = {}
