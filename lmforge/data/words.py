@@ -88,8 +88,9 @@ class CachedSpacyWords(SpaCyTokenizer):
         new = [r for r in dict.fromkeys(runs) if r not in self._runs]
         if not new:
             return
-        if len(self._runs) + len(new) > self.max_entries:
+        if len(self._runs) + len(new) > self.max_entries:  # full: start again with this text's runs
             self._runs.clear()
+            new = list(dict.fromkeys(runs))
         words = [r for r in new if not r[0].isspace()]
         with self._zone() as tok:
             for r in new:

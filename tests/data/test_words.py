@@ -47,6 +47,8 @@ def test_cache_bounded_and_pickles_empty():
     assert len(new._runs) <= 50 and len(new.word_tokenize("a b c")) == 3
     new.word_tokenize(" ".join(f"v{i}" for i in range(30)))
     assert len(new._runs) <= 30
+    mixed = "v1 v2 fresh1 fresh2 fresh3 " * 3  # cached and new runs in a text that overflows the cache
+    assert new.word_tokenize(mixed) == SpaCyTokenizer("en").word_tokenize(mixed)
     copy = pickle.loads(pickle.dumps(new))
     assert copy._runs == {} and copy._tokenizer is None
     assert copy.word_tokenize(text) == new.word_tokenize(text)
