@@ -31,7 +31,7 @@ from lmforge.data.signatures import merged_rows
 CURATED_COLUMNS = ("id", "url", "source", "language", "language_score", "text", "split")
 REJECTED_COLUMNS = (*CURATED_COLUMNS, "reason", "duplicate_of")
 ROW_GROUP = 1024   # rows buffered before a row group is written
-GROUP_BYTES = 16 * 2**20  # ... or text bytes, whichever comes first (memory independent of document length)
+GROUP_BYTES = 4 * 2**20  # ... or text characters, whichever comes first (memory independent of document length)
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
