@@ -35,13 +35,13 @@ PER_SHARD, MAX_BYTES = 250, 400_000
 ORDER = "round-robin, then shuffled"   # how build_crawl orders pages (crawl.json)
 
 
-def ensure_packages() -> None:
+def ensure_packages(install: bool = True) -> None:
     missing = [p for p, d in PACKAGES.items() if not Path(d).is_dir()]
-    if missing and shutil.which("apt-get"):
+    if missing and install and shutil.which("apt-get"):
         subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], check=False)
 
 
-def build_crawl(n: int, out: Path, seed: int = 0) -> list[Path]:
+def build_crawl(n: int, out: Path, seed: int = 0, install: bool = True) -> list[Path]:
     """``n`` pages as WARC shards in ``out`` (reused if built the same way with at least ``n``).
 
     Pages are drawn round-robin over the packages, then shuffled (fixed seed): the packages
@@ -54,7 +54,7 @@ def build_crawl(n: int, out: Path, seed: int = 0) -> list[Path]:
     built = json.loads(manifest.read_text()) if manifest.exists() else {}
     if built.get("order") == ORDER and built.get("pages", 0) >= n:
         return sorted(out.glob("crawl-*.warc.gz"))
-    ensure_packages()
+    ensure_packages(install)
     rng = random.Random(seed)
     pools = []
     for pkg, d in PACKAGES.items():
@@ -154,6 +154,33 @@ def run_one(n: int, crawl: Path, extract: str, engine: str, workers: int) -> dic
             "main_rss_mb": own.ru_maxrss / 1024, "worker_rss_mb": max(tree.rss.values(), default=0) / 2**20}
 
 
+def startup(args, n: int = 10, runs: int = 2) -> int:
+    """The fixed start-up: a fresh process curating a 10-page shard, timed from its exec to its exit."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        crawl = Path(tmp) / "crawl"
+        crawl.mkdir()
+        from scripts.build_sample_crawl import write_warc
+        from warcio.archiveiterator import ArchiveIterator
+
+        with open(sorted(args.crawl.glob("crawl-*.warc.gz"))[0], "rb") as f:
+            pages = [(r.rec_headers.get_header("WARC-Target-URI"), r.content_stream().read())
+                     for r in ArchiveIterator(f) if r.rec_type == "response"][:n]
+        write_warc(crawl / "crawl-00000.warc.gz", pages)
+        for i in range(runs):
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, __file__, "--one", str(n), "--crawl", str(crawl), "--extract",
+                                args.extract, "--dedup-engine", args.dedup_engine, "--workers", str(args.workers)],
+                               capture_output=True, text=True, check=True)
+            total = time.perf_counter() - t
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            print(f"start-up run {i + 1}: {total:5.1f} s process wall ({r['wall_s']:5.1f} s in run_curate, "
+                  f"{r['cpu_s']:5.1f} CPU-s, main {r['main_rss_mb']:4.0f} MB, worker {r['worker_rss_mb']:4.0f} MB), "
+                  f"{r['docs']} pages", flush=True)
+    return 0
+
+
 def exponent(a: dict, b: dict, key: str) -> float:
     return math.log(b[key] / a[key]) / math.log(b["docs"] / a["docs"])
 
@@ -165,12 +192,16 @@ def main() -> int:
     ap.add_argument("--extract", default="trafilatura", choices=["trafilatura", "resiliparse"])
     ap.add_argument("--dedup-engine", default="datasketch", choices=["datasketch", "datatrove"])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-install", action="store_true", help="build the crawl from the packages installed")
+    ap.add_argument("--startup", action="store_true", help="only the fixed start-up: a 10-page crawl, end to end")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one size, JSON out
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.crawl, args.extract, args.dedup_engine, args.workers)))
         return 0
-    build_crawl(max(args.sizes), args.crawl)
+    build_crawl(max(args.sizes), args.crawl, install=not args.no_install)
+    if args.startup:
+        return startup(args)
     rows = []
     print(f"extract {args.extract}, dedup {args.dedup_engine}, {args.workers} workers, crawl {args.crawl}")
     for n in args.sizes:

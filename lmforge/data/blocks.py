@@ -4,8 +4,9 @@ Why each exists:
 - ``RecordingTrafilatura``: datatrove's extractor drops empty extractions and timeouts without
   an exclusion writer; here every dropped document is written with reason ``extract:<why>``.
 - ``OfflineURLFilter``: datatrove's URLFilter, but tldextract uses its bundled suffix-list
-  snapshot (the default fetches the list from the internet) and documents without a URL
-  (JSONL/Parquet sources) pass instead of failing an assert.
+  snapshot (the default fetches the list from the internet), documents without a URL
+  (JSONL/Parquet sources) pass instead of failing an assert, and the big block lists are
+  hashed lists on disk (``url_lists``) instead of 400 MB of sets in every worker.
 - ``LanguageIDFilter``: datatrove's LanguageFilter downloads fastText models at run time;
   py3langid ships its model. Sets ``metadata["language"]`` (ISO 639-1) and the score.
 - Gopher/C4/FineWeb subclasses: the stock filters; Gopher's stop-word rule uses the list of
@@ -28,6 +29,8 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.formatters import PIIFormatter
 from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.logging import logger
+
+from lmforge.data.words import english_words
 
 WORK_COLUMNS = (("id", "string"), ("url", "string"), ("source", "string"), ("language", "string"),
                 ("language_score", "float64"), ("text", "string"), ("reason", "string"),
@@ -148,13 +151,26 @@ class OfflineURLFilter(URLFilter):
         self.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
 
     def download_data(self):
-        """Load the shipped block lists once per worker process, not once per task (~1-5 s each)."""
+        """Load the shipped block lists once per worker process, not once per task; the two big
+        ones (4.6 million domains, 20 thousand URLs) as hashed lists on disk (``url_lists``)."""
         if self._downloaded or not self.use_integrated_lists:
             return
         key = (frozenset(self.block_listed_domains), frozenset(self.block_listed_url),
                frozenset(self.banned_words), frozenset(self.banned_subwords), frozenset(self.soft_banned_words))
         if key not in _URL_LISTS:
-            super().download_data()
+            from datatrove.pipeline.filters.url_filter import ASSETS_PATH, get_list
+
+            from lmforge.data.url_lists import HashedList, extracted_folder
+
+            folder = extracted_folder()
+            self.block_listed_domains = HashedList.load(folder, "domains", self.block_listed_domains)
+            self.block_listed_url = HashedList.load(folder, "urls", self.block_listed_url)
+            self.banned_words = get_list(ASSETS_PATH, "banned_words.txt", self.banned_words)
+            self.banned_subwords = get_list(ASSETS_PATH, "banned_subwords.txt", self.banned_subwords)
+            self.soft_banned_words = get_list(ASSETS_PATH, "soft_banned_words.txt", self.soft_banned_words)
+            for word in self.banned_subwords:
+                self.banned_subwords_automaton.add_word(word, len(self.banned_subwords_automaton))
+            self.banned_subwords_automaton.make_automaton()
             _URL_LISTS[key] = (self.block_listed_domains, self.block_listed_url, self.banned_words,
                                self.banned_subwords, self.soft_banned_words, self.banned_subwords_automaton)
         (self.block_listed_domains, self.block_listed_url, self.banned_words, self.banned_subwords,
@@ -209,11 +225,12 @@ class _PerLanguage:
     Words and sentences are split with the English (spaCy blank) tokenizer for every language:
     loading a blank spaCy pipeline per language costs 0.3-7 s in every worker, and whitespace
     and punctuation splitting is what these rules need. Language-specific is only Gopher's
-    stop-word list (``STOP_WORDS``).
+    stop-word list (``STOP_WORDS``). The splitter is ``words.CachedSpacyWords``: spaCy's words
+    and sentences, cached per whitespace run and shared by every filter of the process.
     """
 
     def _use_language(self, doc) -> str:
-        self.language = "en"
+        self.language = english_words()
         return doc.metadata.get("language") or "en"
 
     def filter(self, doc):

@@ -10,8 +10,8 @@ process (~21.5 KB per input document). Here nothing holds the corpus:
 2. ``publish_kept`` merges the sorted kept files in the same order, text included, one row
    group per file at a time, and sends each row to ``data/curated`` or, with its reason, to
    ``data/rejected`` (dedup, review label, decontamination). ``ChunkedParquet`` writes rows
-   in row groups of ``ROW_GROUP`` into files of ``rows_per_shard`` rows, so the curated files
-   hold the same rows in the same order as before.
+   in row groups of ``ROW_GROUP`` rows or ``GROUP_BYTES`` of text into files of
+   ``rows_per_shard`` rows, so the curated files hold the same rows in the same order as before.
 3. ``publish_task_rejects`` publishes the rejected-document files the shard tasks wrote as
    they are, one file per task and step, with the ``split`` column added and the columns in
    the published order.
@@ -31,6 +31,7 @@ from lmforge.data.signatures import merged_rows
 CURATED_COLUMNS = ("id", "url", "source", "language", "language_score", "text", "split")
 REJECTED_COLUMNS = (*CURATED_COLUMNS, "reason", "duplicate_of")
 ROW_GROUP = 1024   # rows buffered before a row group is written
+GROUP_BYTES = 4 * 2**20  # ... or text characters, whichever comes first (memory independent of document length)
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -79,12 +80,14 @@ class ChunkedParquet:
         self.folder, self.prefix, self.columns, self.rows_per_file = folder, prefix, columns, rows_per_file
         self.always, self.schema = always, schema(columns)
         self.buffer: list[dict] = []
-        self.files = self.in_file = 0
+        self.files = self.in_file = self.buffered_bytes = 0
         self.writer = None
 
     def add(self, row: dict) -> None:
         self.buffer.append({k: row.get(k) for k in self.columns})
-        if len(self.buffer) >= ROW_GROUP or self.in_file + len(self.buffer) >= self.rows_per_file:
+        self.buffered_bytes += len(row.get("text") or "")
+        if (len(self.buffer) >= ROW_GROUP or self.buffered_bytes >= GROUP_BYTES
+                or self.in_file + len(self.buffer) >= self.rows_per_file):
             self._flush()
 
     def _flush(self) -> None:
@@ -96,7 +99,7 @@ class ChunkedParquet:
             self.writer = pq.ParquetWriter(path, self.schema, compression="zstd")
         self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
         self.in_file += len(self.buffer)
-        self.buffer = []
+        self.buffer, self.buffered_bytes = [], 0
         if self.in_file >= self.rows_per_file:
             self._close_file()
 

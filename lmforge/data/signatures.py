@@ -18,8 +18,10 @@ from datatrove.pipeline.writers import ParquetWriter
 
 from lmforge.data.curate_config import DedupConfig
 
-# Rows per row group of the sorted per-shard files: what the merge holds per open file.
-KEPT_ROW_GROUP, SIGNATURE_ROW_GROUP = 64, 512
+# Rows per row group of the sorted per-shard files: what the merge holds per open file. Kept
+# files' row groups also end before their texts pass KEPT_GROUP_BYTES, so the merge's memory
+# does not grow with document length (one longer document is a row group of its own).
+KEPT_ROW_GROUP, SIGNATURE_ROW_GROUP, KEPT_GROUP_BYTES = 64, 512, 256 * 1024
 
 
 def signature_schema():
@@ -54,7 +56,26 @@ class SignatureWriter(ParquetWriter):
                 "minhash": None if sk.minhash is None else sk.minhash.tobytes()}
 
 
-def sort_rows_file(path: Path, row_group: int) -> None:
+def _groups(t, row_group: int, max_bytes: int | None) -> list[tuple[int, int]]:
+    """(offset, length) of row groups of at most ``row_group`` rows and, past their first row,
+    ``max_bytes`` of text."""
+    import pyarrow.compute as pc
+
+    if max_bytes is None or "text" not in t.column_names:
+        return [(i, min(row_group, t.num_rows - i)) for i in range(0, t.num_rows, row_group)]
+    sizes = pc.fill_null(pc.binary_length(t["text"]), 0).to_pylist()
+    out, start, used = [], 0, 0
+    for i, n in enumerate(sizes):
+        if i > start and (i - start >= row_group or used + n > max_bytes):
+            out.append((start, i - start))
+            start, used = i, 0
+        used += n
+    if start < len(sizes):
+        out.append((start, len(sizes) - start))
+    return out
+
+
+def sort_rows_file(path: Path, row_group: int, max_bytes: int | None = None) -> None:
     """Sort one Parquet file by ``(url or "", id)`` (stable) in place, with small row groups."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -66,14 +87,16 @@ def sort_rows_file(path: Path, row_group: int) -> None:
     key = pa.table({"u": pc.fill_null(t["url"], ""), "i": t["id"]})
     t = t.take(pc.sort_indices(key, sort_keys=[("u", "ascending"), ("i", "ascending")]))
     tmp = path.with_name(path.name + ".sorting")
-    pq.write_table(t, tmp, compression="zstd", row_group_size=row_group)
+    with pq.ParquetWriter(tmp, t.schema, compression="zstd") as w:
+        for start, n in _groups(t, row_group, max_bytes) or [(0, 0)]:
+            w.write_table(t.slice(start, n), row_group_size=max(n, 1))
     tmp.replace(path)
 
 
 def sort_task_outputs(source_work: Path, rank: int) -> None:
     """Sort one task's kept documents and signatures (row-aligned before and after)."""
     name = f"{rank:05d}.parquet"
-    sort_rows_file(source_work / "kept" / name, KEPT_ROW_GROUP)
+    sort_rows_file(source_work / "kept" / name, KEPT_ROW_GROUP, KEPT_GROUP_BYTES)
     sort_rows_file(source_work / "signatures" / name, SIGNATURE_ROW_GROUP)
 
 
