@@ -188,7 +188,7 @@ def own_step_counters(optimizer) -> int:
     puts one and the same ``step`` tensor into every sub-group's state. ZeRO-3 steps the
     sub-groups one after another and torch's AdamW increments ``step`` in place, so with two
     parameter groups the shared counter advances twice per step and every bias correction
-    after the load is wrong (docs/log/dist.md has the reproduction).
+    after the load is wrong (docs/LOG.md, "dist", has the reproduction).
     """
     import torch
 
