@@ -38,13 +38,25 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 
+#
+# torch goes in on its own, by its pinned version and with its own dependencies: under
+# --require-hashes pip ranks a candidate whose link carries an allowed hash first, so it would
+# take PyPI's CUDA build (and, --no-deps, none of the nvidia-* libraries it needs) over the CPU
+# wheel in pip's find-links. By version alone it takes 2.13.0+cpu where that wheel lies, else
+# PyPI's build with its CUDA libraries (README, "Torch on a GPU node").
+define install_locked
+	awk '/^torch==/{skip=1; next} skip && /^    --hash/{next} {skip=0; print}' $(1) > $(VENV)/no-torch.lock
+	$(PIP_LOCKED) -r $(VENV)/no-torch.lock
+	$(VENV)/bin/pip install -q "$$(grep -o '^torch==[^ ]*' $(1))"
+endef
+
 $(VENV)/.installed: pyproject.toml requirements.lock | $(VENV)/bin/python
-	$(PIP_LOCKED) -r requirements.lock
+	$(call install_locked,requirements.lock)
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml requirements-dev.lock $(VENV)/.installed
-	$(PIP_LOCKED) -r requirements-dev.lock
+	$(call install_locked,requirements-dev.lock)
 	touch $@
 
 # Re-resolve pyproject.toml's ranges (keeping the locked versions unless UPGRADE=1) and
