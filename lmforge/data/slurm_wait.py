@@ -42,7 +42,9 @@ def in_queue(job_ids: list[str]) -> set[str]:
     if not job_ids:
         return set()
     try:
-        p = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%A|%T"], capture_output=True,
+        # %F: the array's base job id, the one datatrove holds; %A would name each running array
+        # task by an id of its own, and the base id would vanish when its own task ended first
+        p = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%F|%T"], capture_output=True,
                            text=True, timeout=SQUEUE_TIMEOUT_S)
     except subprocess.TimeoutExpired as e:
         raise QueueUnavailable(f"squeue did not answer in {SQUEUE_TIMEOUT_S} s") from e

@@ -19,7 +19,10 @@ from support.slurm import executor
 
 def test_a_failed_job_fails_the_wait_naming_job_step_and_log_and_cancels_what_waits(slurm, tmp_path):
     first = executor("first", tmp_path, tasks=1)
-    broken = executor("broken", tmp_path, tasks=2, fail_rank=1, depends=first)
+    # rank 1 fails at once while rank 0 still runs: the array's base job id then belongs to the
+    # ended task, and the running one has an id of its own (squeue's %A), so a wait that read
+    # %A took the array for gone and cancelled rank 0 (seen on the real scheduler in CI)
+    broken = executor("broken", tmp_path, tasks=2, fail_rank=1, depends=first, seconds=8)
     last = executor("last", tmp_path, tasks=1, seconds=1, depends=broken)
     last.run()   # submits first, broken (each with datatrove's stats-merge job), then last
     with pytest.raises(StageFailure) as e:

@@ -137,9 +137,10 @@ def cluster() -> Cluster:
 
 # Pipeline steps for datatrove executors in the tests (importable: the jobs unpickle them)
 def sleep_step(data, rank: int = 0, world_size: int = 1, seconds: float = 0.0, fail_rank: int | None = None):
-    time.sleep(seconds)
+    """``fail_rank`` fails at once; every other rank sleeps ``seconds`` first, so it outlives it."""
     if rank == fail_rank:
         raise RuntimeError(f"rank {rank} fails on purpose")
+    time.sleep(seconds)
     yield from data or ()
 
 
