@@ -8,12 +8,7 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import ValidationError
 
 from lmforge.feedback.store import FEEDBACK, REQUESTS, read_jsonl
-from support.gateway import error_of
-
-
-def logged(gw, rid: str) -> dict:
-    (rec,) = [r for r in read_jsonl(gw.store / REQUESTS) if r["id"] == rid]
-    return rec
+from support.gateway import error_of, logged
 
 
 @pytest.mark.parametrize("path, body", [

@@ -12,30 +12,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.gateway import free_port, start, start_gateway, stop, wait_http
+from support.gateway import gateway_before, logged
 
-from lmforge.feedback.store import REQUESTS, read_jsonl
 
 STANDIN = Path(__file__).parents[1] / "support" / "openai_standin.py"
 
 
 @pytest.fixture(scope="module")
 def oai_gateway(review_data, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("oai")
-    port = free_port()
-    upstream = start([str(STANDIN), str(port)], logs / "standin.log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", upstream)
-        gw = start_gateway(f"http://127.0.0.1:{port}", logs / "store", review_data, logs / "gateway.log")
+    with gateway_before(STANDIN, tmp_path_factory.mktemp("oai"), review_data) as gw:
         yield gw
-        stop(gw.proc)
-    finally:
-        stop(upstream)
-
-
-def logged(gw, rid: str) -> dict:
-    (rec,) = [r for r in read_jsonl(gw.store / REQUESTS) if r["id"] == rid]
-    return rec
 
 
 def test_model_version_comes_from_v1_models(oai_gateway):

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.gateway import error_of, free_port, start, start_gateway, stop, wait_http
+from support.gateway import error_of, gateway_before, logged
 
-from lmforge.feedback.store import REQUESTS, read_jsonl
 
 STANDIN = Path(__file__).parents[1] / "support" / "hostile_upstream.py"
 
@@ -18,24 +17,10 @@ STANDIN = Path(__file__).parents[1] / "support" / "hostile_upstream.py"
 @pytest.fixture(scope="module")
 def hgw(review_data, tmp_path_factory):
     logs = tmp_path_factory.mktemp("hostile")
-    port = free_port()
-    upstream = start([str(STANDIN), str(port)], logs / "upstream.log")
     params = logs / "params.yaml"
     params.write_text("gateway:\n  upstream_timeout_s: 3\n  info_refresh_s: 3600\n  max_log_chars: 1000\n")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", upstream)
-        gw = start_gateway(f"http://127.0.0.1:{port}", logs / "store", review_data, logs / "gateway.log",
-                           extra_env={"LMFORGE_PARAMS": str(params)})
-        gw.upstream = f"http://127.0.0.1:{port}"
+    with gateway_before(STANDIN, logs, review_data, extra_env={"LMFORGE_PARAMS": str(params)}) as gw:
         yield gw
-        stop(gw.proc)
-    finally:
-        stop(upstream)
-
-
-def logged(gw, rid: str) -> dict:
-    (rec,) = [r for r in read_jsonl(gw.store / REQUESTS) if r["id"] == rid]
-    return rec
 
 
 def body_for(path: str, text: str, **extra) -> dict:

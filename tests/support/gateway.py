@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -77,6 +78,33 @@ def start_gateway(upstream: str, store: Path, data_dir: Path, log_path: Path,
     if wait:
         wait_http(f"{url}/health", proc)
     return Gateway(url, store, proc)
+
+
+@contextmanager
+def gateway_before(standin: Path, logs: Path, data_dir: Path, extra_env: dict | None = None):
+    """A stand-in upstream script (``standin PORT``) and a gateway in front of it, both stopped
+    on exit; the gateway's ``upstream`` is the stand-in's URL."""
+    port = free_port()
+    upstream = start([str(standin), str(port)], logs / "upstream.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", upstream)
+        gw = start_gateway(f"http://127.0.0.1:{port}", logs / "store", data_dir, logs / "gateway.log",
+                           extra_env=extra_env)
+        gw.upstream = f"http://127.0.0.1:{port}"
+        try:
+            yield gw
+        finally:
+            stop(gw.proc)
+    finally:
+        stop(upstream)
+
+
+def logged(gw: Gateway, rid: str) -> dict:
+    """The gateway's request-log line for request ``rid``."""
+    from lmforge.feedback.store import REQUESTS, read_jsonl
+
+    (rec,) = [r for r in read_jsonl(gw.store / REQUESTS) if r["id"] == rid]
+    return rec
 
 
 def error_of(path: str, r: httpx.Response) -> tuple[str, str]:
