@@ -3,17 +3,12 @@ through schemathesis, OpenAI's and TGI's request shapes through hypothesis; no 5
 strict JSON, and the gateway's memory within 100 MB of where it started."""
 from __future__ import annotations
 
-import os
-
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from support.properties import CONTRACT, OPENAI_REQUESTS, check_reply, contract_strategies, rss
+from support.properties import CONTRACT, OPENAI_REQUESTS, SETTINGS, check_reply, contract_strategies, rss
 
-EXAMPLES = int(os.environ.get("LMFORGE_PROPERTY_EXAMPLES", "60"))  # CI; the log records larger runs
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                    suppress_health_check=list(HealthCheck))
 pytestmark = pytest.mark.slow
 
 

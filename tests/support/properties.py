@@ -17,13 +17,18 @@ no NaN or Infinity.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO.parent / "shared" / "contracts" / "tgi-openapi.json"
+EXAMPLES = int(os.environ.get("LMFORGE_PROPERTY_EXAMPLES", "60"))  # CI; the log records larger runs
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                    suppress_health_check=list(HealthCheck))   # every property run, serve's and the gateway's
 
 
 def contract_strategies() -> list:
