@@ -66,7 +66,11 @@ class _Row:
 
 
 class Engine:
-    """Owns the model; `submit` requests from any thread, `start`/`stop` the loop."""
+    """Owns the model; `submit` requests from any thread, `start`/`stop` the loop.
+
+    The model's linear weights are re-laid out in place for decoding (weights.py): the same
+    values, so a caller that keeps using the model gets the same results.
+    """
 
     def __init__(self, model, tokenizer, *, max_batch_size: int = 8, batch_wait_ms: float = 5.0,
                  eos_ids: set[int] | None = None, metrics: ServerMetrics | None = None):
