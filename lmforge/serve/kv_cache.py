@@ -149,7 +149,12 @@ class BatchCache:
         first = int(mask.any(0).nonzero()[0])
         if idx is None and first == 0:
             return
-        self._set(self._rebuild(lambda t: (t if idx is None else t[idx])[:, :, first:], self.cache), mask[:, first:])
+
+        def kept(t: torch.Tensor) -> torch.Tensor:
+            rows = t if idx is None else t[idx]
+            return rows[:, :, first:]
+
+        self._set(self._rebuild(kept, self.cache), mask[:, first:])
 
     def extend(self, other: "BatchCache") -> None:
         """Append `other`'s rows; the narrower batch is left-padded to the wider one's width."""
@@ -158,8 +163,11 @@ class BatchCache:
         if self.rows == 0:
             return self._set(other.cache, other.mask)
         width = max(self.mask.shape[1], other.mask.shape[1])
-        cache = self._rebuild(lambda a, b: torch.cat([_left_pad(a, width, 2), _left_pad(b, width, 2)]),
-                              self.cache, other.cache)
+
+        def stacked(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.cat([_left_pad(a, width, 2), _left_pad(b, width, 2)])
+
+        cache = self._rebuild(stacked, self.cache, other.cache)
         self._set(cache, torch.cat([_left_pad(self.mask, width, 1), _left_pad(other.mask, width, 1)]))
 
     def split(self) -> list["BatchCache"]:
