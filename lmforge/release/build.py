@@ -47,9 +47,14 @@ class ReleaseConfig:
     card_params: list[str] = dataclasses.field(default_factory=lambda: [
         "seed", "data", "tokenizer", "tokenize", "pretrain", "sft", "reward", "dpo", "release"])
     check: ReplyCheck = dataclasses.field(default_factory=ReplyCheck)   # the release gate (stages/release.py)
+    # the served default, written to generation_config.json: vLLM (`--generation-config auto`, its
+    # default), transformers' generate and `lmforge serve` apply it to requests that set none; null = none
+    repetition_penalty: float | None = None
 
     def __post_init__(self):
         require(bool(self.source) and bool(self.out_dir), "release.source and release.out_dir must be set")
+        require(self.repetition_penalty is None or self.repetition_penalty > 0,
+                f"release.repetition_penalty must be > 0 or null, got {self.repetition_penalty}")
         require(self.source != self.out_dir, "release.out_dir must differ from release.source")
 
 
@@ -78,8 +83,9 @@ def load_merged(source: Path, dtype: str):
     return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype).eval(), False
 
 
-def generation_config(model, tokenizer, source: Path):
-    """Source generation config (or the model's), stopping at EOS and the chat end marker."""
+def generation_config(model, tokenizer, source: Path, repetition_penalty: float | None = None):
+    """Source generation config (or the model's), stopping at EOS and the chat end marker, with
+    the served default ``repetition_penalty`` when one is set."""
     from transformers import GenerationConfig
 
     try:
@@ -93,6 +99,8 @@ def generation_config(model, tokenizer, source: Path):
     gen.pad_token_id = tokenizer.pad_token_id
     if tokenizer.bos_token_id is not None:
         gen.bos_token_id = tokenizer.bos_token_id
+    if repetition_penalty is not None:
+        gen.repetition_penalty = repetition_penalty
     return gen
 
 
@@ -235,6 +243,9 @@ def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: st
 Chat format (the tokenizer's `chat_template`): each message is `<|role|>\\n{{content}}<|end|>\\n`;
 generation starts after `<|assistant|>\\n` and stops at `<|end|>` or `<|eos|>`
 (generation_config.json `eos_token_id`: {json.dumps(getattr(model.generation_config, "eos_token_id", None))}).
+Default repetition penalty (generation_config.json `repetition_penalty`; vLLM, transformers and
+`lmforge serve` apply it when a request sets none, TGI does not: send it per request there):
+{getattr(model.generation_config, "repetition_penalty", 1.0)}.
 
 ## Evaluation
 
@@ -266,7 +277,7 @@ def release(cfg: ReleaseConfig, params: dict) -> dict:
         raise ReleaseError(f"{source}: no tokenizer files ({e})") from None
     if not getattr(tokenizer, "chat_template", None):
         raise ReleaseError(f"{source}: tokenizer has no chat_template (docs/CONTRACTS.md models/tokenizer)")
-    model.generation_config = generation_config(model, tokenizer, source)
+    model.generation_config = generation_config(model, tokenizer, source, cfg.repetition_penalty)
     artifacts, stages = upstream(load_lock(cfg.lock_file), cfg.source)
     commit, dirty = git_commit()
     with atomic_dir(cfg.out_dir) as tmp:
