@@ -34,6 +34,7 @@ from lmforge.align.evaluate import (GateEvalConfig, completion_logprobs, generat
                                    token_kl)
 from lmforge.align.preferences import ENDINGS, PreferenceConfig, check_pairs, rejection_pairs, to_dataset
 from lmforge.align.reward import load_reward_model, read_pairs
+from lmforge.chat import stop_token_ids
 from lmforge.config import require
 from lmforge.io import atomic_path
 
@@ -150,11 +151,30 @@ def dpo_trainer(p: DPOStageConfig, policy, ref, tok, pairs: pd.DataFrame, seed: 
     if not peft:
         ref.requires_grad_(False).eval()
     kl = kl_callback(tok, probe if probe is not None else pd.DataFrame(), p.train.max_length)
+    ended = pairs["chosen_ended"].fillna(True) if "chosen_ended" in pairs else [True] * len(pairs)
+    cut = [not bool(e) for e in ended]
     trainer = DPOTrainer(model=policy, ref_model=None if peft else ref, args=args,
-                         train_dataset=to_dataset(pairs), processing_class=tok, peft_config=peft,
-                         callbacks=[kl, *live_callbacks(live)])
+                         train_dataset=to_dataset(pairs).add_column("cut", cut), processing_class=tok,
+                         peft_config=peft, callbacks=[kl, *live_callbacks(live)])
+    trainer.train_dataset = open_cut_turns(trainer.train_dataset, stop_token_ids(tok))
     kl.ref = _AdapterOff(trainer.model) if peft else trainer.ref_model
     return trainer
+
+
+def open_cut_turns(ds, stops: list[int]):
+    """TRL renders every reply as a closed turn (the chat template's end token after it). A pair
+    cut by the token budget on both sides (preferences.py) never ended: its replies lose that
+    closing, so DPO is not taught an end the model did not produce."""
+    stops = set(stops)
+
+    def _open(ex):
+        if ex["cut"]:
+            for key in ("chosen_ids", "rejected_ids"):
+                ends = [i for i, t in enumerate(ex[key]) if t in stops]
+                ex[key] = ex[key][:ends[-1]] if ends else ex[key]
+        return ex
+
+    return ds.map(_open).remove_columns("cut")
 
 
 def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: str | None = None,

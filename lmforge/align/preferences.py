@@ -15,10 +15,10 @@ Generated pairs are symmetric in length and ending. A sample is cut at
 ``max_new_tokens``; the reference it is paired with is held to the same budget (its
 first ``max_new_tokens`` tokens when longer). Each side records whether it ended
 within the budget (``chosen_ended``, ``rejected_ended``), and a pair whose sides
-differ is dropped and counted: TRL's chat template closes both turns with the end
-token, so a long reference against a cut sample taught "a full answer ends, a cut one
-ends at 32 tokens": DPO then found "end now" or a length difference rather than the
-content (docs/log/gates.md measured it).
+differ is dropped and counted. Before, a whole reference (83 tokens on average) stood
+against a sample cut at 32: the pairs differed in length and in where the turn ended,
+cues a preference learner can take instead of the content. The dpo stage trains pairs
+cut on both sides as open turns (dpo.open_cut_turns).
 
 Every set is checked before use: nothing empty, chosen never equal to rejected.
 Generated pairs that come out identical (a sample reproducing the reference) are

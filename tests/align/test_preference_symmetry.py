@@ -48,3 +48,18 @@ def test_asymmetric_pairs_are_refused(tok):
         check_pairs(df, "pairs.parquet")
     ok = df.assign(rejected_ended=[True, False], chosen_ended=[True, False])
     assert len(check_pairs(ok, "pairs.parquet")) == 2
+
+
+def test_dpo_leaves_cut_turns_open():
+    """TRL closes every reply with the template's end token; a pair cut on both sides loses it."""
+    from datasets import Dataset
+
+    from lmforge.align.dpo import open_cut_turns
+
+    END, NL = 6, 205
+    ds = Dataset.from_dict({"prompt_ids": [[1, 2], [1, 2]], "chosen_ids": [[5, 9, END, NL], [5, END, NL]],
+                            "rejected_ids": [[7, END, NL], [8, 8, END, NL]], "cut": [True, False]})
+    out = open_cut_turns(ds, [2, END])
+    assert "cut" not in out.column_names
+    assert out[0]["chosen_ids"] == [5, 9] and out[0]["rejected_ids"] == [7]
+    assert out[1]["chosen_ids"] == [5, END, NL] and out[1]["rejected_ids"] == [8, 8, END, NL]
