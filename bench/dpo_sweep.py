@@ -9,11 +9,13 @@ W/T/L against SFT under the reward model and the token KL. Row 0 is the baseline
 are read against. Nothing under models/ or metrics/ is written.
 
     python bench/dpo_sweep.py 1e-5,0.1,20 5e-5,0.1,20,1.0 ...   # lr,beta,steps[,sft_weight] per row
+    SWEEP_SEED=1 python bench/dpo_sweep.py 2e-5,0.1,20             # the same row under another seed
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
@@ -38,7 +40,7 @@ def run(lr: float, beta: float, steps: int, sft_weight: float, seed: int) -> dic
 
 
 def main(rows: list[str]) -> None:
-    seed = load_params()["seed"]
+    seed = int(os.environ.get("SWEEP_SEED", load_params()["seed"]))   # another seed: the spread of a row
     print("| lr | beta | steps | sft_weight | empty | < 5 words | repetition | mean words | W / T / L | KL (token) "
           "| gate |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
