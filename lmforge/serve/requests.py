@@ -37,6 +37,8 @@ class ServerState:
     metrics: ServerMetrics
     model_dtype: str = "float32"
     model_sha: str | None = None  # the model folder's content hash (server.model_sha)
+    # the model's generation_config.json repetition_penalty, for requests that set none (as vLLM does)
+    default_repetition_penalty: float | None = None
     inflight: int = 0
     bridge: "LoopBridge | None" = None
     started: float = dataclasses.field(default_factory=time.time)
@@ -109,6 +111,8 @@ class Pending:
         self.closed = True
         if state.inflight >= state.limits.max_concurrent_requests:
             raise ApiError(429, "Model is overloaded", "overloaded")
+        if params.repetition_penalty is None and state.default_repetition_penalty is not None:
+            params = dataclasses.replace(params, repetition_penalty=state.default_repetition_penalty)
         self.state, self.params, self.closed = state, params, False
         state.inflight += 1
         state.metrics.inflight.set(state.inflight)
