@@ -64,6 +64,13 @@ class DPOStageConfig:
     checkpoints: ckpt.CheckpointConfig = dataclasses.field(default_factory=ckpt.CheckpointConfig)
     trl_args: dict[str, Any] = dataclasses.field(default_factory=dict)   # any other DPOConfig field
 
+    def check_installed(self) -> None:
+        """``trl_args`` against the installed TRL's DPOConfig (``lmforge check``; imports TRL only if set)."""
+        if self.trl_args:
+            from trl import DPOConfig
+
+            trl_args.check(DPOConfig, self.trl_args, "dpo.trl_args")
+
     def __post_init__(self):
         require(self.beta > 0, f"dpo.beta must be > 0, got {self.beta}")
         require(self.rejection_samples >= 2, f"dpo.rejection_samples must be >= 2, got {self.rejection_samples}")
@@ -166,10 +173,8 @@ def dpo_trainer(p: DPOStageConfig, policy, ref, tok, pairs: pd.DataFrame, seed: 
 def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: str | None = None,
               live: str | None = None):
     """Returns (model, tokenizer, metrics, curve, samples); the caller gates, reports and saves."""
-    from trl import DPOConfig
-
     p = with_context(p, p.sft_model)
-    trl_args.check(DPOConfig, p.trl_args, "dpo.trl_args")   # before the sampling, not after it
+    p.check_installed()   # the TRL passthrough before the sampling, not after it
     tok = load_tokenizer(p.sft_model)
     policy = load_causal_lm(p.sft_model, "dpo.sft_model")
     ref = load_causal_lm(p.sft_model, "dpo.sft_model")

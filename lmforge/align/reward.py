@@ -36,6 +36,13 @@ class RewardStageConfig:
     lora: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
     trl_args: dict[str, Any] = dataclasses.field(default_factory=dict)   # any other RewardConfig field
 
+    def check_installed(self) -> None:
+        """``trl_args`` against the installed TRL's RewardConfig (``lmforge check``; imports TRL only if set)."""
+        if self.trl_args:
+            from trl import RewardConfig
+
+            trl_args.check(RewardConfig, self.trl_args, "reward.trl_args")
+
     def __post_init__(self):
         require(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "reward.min_accuracy must be in [0, 1]")
 
@@ -83,7 +90,7 @@ def train_reward(p: RewardStageConfig, seed: int, work_dir: str | None = None,
     from transformers import set_seed
 
     p = with_context(p, p.sft_model)
-    trl_args.check(RewardConfig, p.trl_args, "reward.trl_args")   # before any model loads
+    p.check_installed()   # the TRL passthrough before any model loads
     train, val = read_pairs(p.pairs_dir, "train"), read_pairs(p.pairs_dir, "val")
     set_seed(seed)  # the new score head is randomly initialised: same seed, same reward model
     model, tok = load_reward_backbone(p.sft_model)

@@ -50,3 +50,18 @@ def test_a_value_trl_refuses_is_one_line_naming_the_key(work, base_dir, instr_di
     assert "\n" not in str(e.value)
     with pytest.raises(ParamsError, match=r"sft\.trl_args: expected a mapping"):
         sft_params(base_dir, instr_dir, work / "x", trl_args=["max_grad_norm"])
+
+
+def test_lmforge_check_finds_a_passthrough_typo_before_any_stage_runs():
+    from support.align import REPO
+
+    from lmforge.check import check
+    from lmforge.config import load_params
+
+    params = load_params(REPO / "params.yaml")
+    assert check(params, "params.yaml") == []
+    params["dpo"]["trl_args"] = {"los_type": ["ipo"]}
+    params["reward"]["trl_args"] = {"learning_rate": 0.1}
+    assert check(params, "params.yaml") == [
+        "params.yaml: reward.trl_args.learning_rate: set by lmforge from train.lr; set it there, not in reward.trl_args",
+        "params.yaml: dpo.trl_args.los_type: not a field of TRL's DPOConfig (did you mean 'loss_type'?)"]
