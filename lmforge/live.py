@@ -72,6 +72,15 @@ def replay(log: LiveLog, rows: list[dict], keys: tuple[str, ...], prefix: str) -
         log.log(row["step"], {k: row[k] for k in keys}, prefix)
 
 
+def whole_run_loss(log_history: list[dict]) -> float | None:
+    """Mean of a Trainer's logged losses over the whole run, checkpointed steps included.
+
+    The Trainer's own ``train_loss`` covers only the steps of the last ``train()`` call, so
+    after a resume it would describe the resumed part alone (None: nothing logged)."""
+    losses = [h["loss"] for h in log_history if "loss" in h]
+    return sum(losses) / len(losses) if losses else None
+
+
 def trainer_callback(stage: str):
     """A DVCLive callback for TRL/HF trainers: numerics to ``metrics/live/<stage>``, timing apart.
 
@@ -90,6 +99,7 @@ def trainer_callback(stage: str):
                 self.log = LiveLog(live_dir(stage))
                 self.live = self.log.live
                 self.timing = LiveLog(timing_live_dir(stage))
+                self.resumed = state.global_step > 0
                 for row in state.log_history:   # a resumed run: the checkpoint's rows first
                     if row.get("step", 0) <= state.global_step:
                         self._write(row["step"], row)
@@ -98,6 +108,8 @@ def trainer_callback(stage: str):
             if not self._initialized:
                 self.setup(args, state, model)
             if state.is_world_process_zero:
+                if self.resumed and logs and "train_loss" in logs:   # the whole run's, as an uninterrupted run logs
+                    logs = {**logs, "train_loss": whole_run_loss(state.log_history) or logs["train_loss"]}
                 self._write(state.global_step, logs)
 
         def _write(self, step, logs):

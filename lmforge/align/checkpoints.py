@@ -157,9 +157,24 @@ def train(trainer, ck: CheckpointConfig, fp: str, stage: str) -> tuple[float, in
     Returns (mean training loss, global step). The Trainer's own ``training_loss`` covers
     only the steps of this call; after a resume the mean comes from the checkpointed and
     new logged losses (``log_history``), so it is over the whole run either way."""
+    from lmforge.live import whole_run_loss
+
     start = prepare(ck, fp, stage, trainer.args.process_index)
+    if start is not None:
+        _restore_token_count(trainer, Path(start))
     result = trainer.train(resume_from_checkpoint=start)
     if start is None:
         return float(result.training_loss), int(result.global_step)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return (sum(losses) / len(losses) if losses else float(result.training_loss)), int(result.global_step)
+    return whole_run_loss(trainer.state.log_history) or float(result.training_loss), int(result.global_step)
+
+
+def _restore_token_count(trainer, checkpoint: Path) -> None:
+    """TRL 1.16's trainers count ``num_tokens`` in memory (``_total_train_tokens``), which no
+    checkpoint holds: a resumed run would log the tokens since the resume only. The count at the
+    checkpoint is its last logged ``num_tokens``; start from it."""
+    if not hasattr(trainer, "_total_train_tokens"):
+        return
+    history = json.loads((checkpoint / STATE_FILE).read_text()).get("log_history", [])
+    counts = [h["num_tokens"] for h in history if "num_tokens" in h]
+    if counts:
+        trainer._total_train_tokens = int(counts[-1])

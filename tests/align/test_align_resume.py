@@ -6,8 +6,8 @@ folder. The first is killed while the Trainer saves checkpoint-4 (weights and op
 written, ``trainer_state.json`` not), the second resumes from checkpoint-2 and is killed
 right after step 5 (its DVCLive rows ran past the last checkpoint), the third resumes from
 checkpoint-4 and finishes. Compared with an uninterrupted run in its own process: the final
-weights bit for bit, the logged loss curve, and the DVCLive loss file byte for byte (each
-step exactly once).
+weights bit for bit, the logged loss curve, and every DVCLive file byte for byte (each step
+exactly once; the Trainer's final ``train_loss`` is the whole run's, not the resumed part's).
 """
 import json
 import os
@@ -68,8 +68,14 @@ def test_sigkill_mid_training_then_resume_ends_as_an_uninterrupted_run(stage, ba
     assert a.keys() == b.keys()
     for k in b:
         assert (a[k] == b[k]).all(), f"{k} differs after resume"
-    live = f"metrics/live/{stage}/plots/metrics/loss.tsv"
-    assert (work / live).read_text() == (tmp_path / "ref" / live).read_text()
+    # DVCLive: every file byte for byte, the Trainer's final train_loss (whole run) and the summary included
+    live = work / f"metrics/live/{stage}"
+    files = sorted(p.relative_to(live) for p in live.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "ref" / live.relative_to(work))
+                           for p in (tmp_path / "ref" / live.relative_to(work)).rglob("*") if p.is_file())
+    assert "metrics.json" in map(str, files) and "plots/metrics/train/loss.tsv" in map(str, files)
+    for f in files:
+        assert (live / f).read_text() == (tmp_path / "ref" / live.relative_to(work) / f).read_text(), f
     assert steps_logged(work, stage) == list(range(1, 7))
     assert sorted(c.name for c in ckroot.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]   # keep_last 2
     assert not (work / stage / "checkpoint-6").exists()   # the exported model folder holds no checkpoint
