@@ -159,6 +159,10 @@ def train(trainer, ck: CheckpointConfig, fp: str, stage: str) -> tuple[float, in
     new logged losses (``log_history``), so it is over the whole run either way."""
     from lmforge.live import whole_run_loss
 
+    # TRL's checkpoint save also drafts a Hub model card (README.md) in the folder, its tags in a
+    # Python set's order, which differs process to process: the persisted folder (a DVC out) would
+    # hash differently on every run of one commit. The release writes lmforge's own card.
+    trainer.create_model_card = lambda *args, **kwargs: None
     start = prepare(ck, fp, stage, trainer.args.process_index)
     if start is not None:
         _restore_token_count(trainer, Path(start))

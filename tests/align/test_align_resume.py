@@ -79,3 +79,10 @@ def test_sigkill_mid_training_then_resume_ends_as_an_uninterrupted_run(stage, ba
     assert steps_logged(work, stage) == list(range(1, 7))
     assert sorted(c.name for c in ckroot.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]   # keep_last 2
     assert not (work / stage / "checkpoint-6").exists()   # the exported model folder holds no checkpoint
+    # nothing in the persisted folder differs between runs of one commit (TRL's draft card, with tags in
+    # set order, is not written); training_args.bin holds output_dir, the one path-dependent file
+    assert sorted(p.name for p in ckroot.iterdir()) == ["RUN.json", "checkpoint-4", "checkpoint-6"]
+    ref_ck = tmp_path / "ref" / f"{stage}_checkpoints" / "checkpoint-6"
+    for f in (ckroot / "checkpoint-6").iterdir():
+        if f.name != "training_args.bin":
+            assert f.read_bytes() == (ref_ck / f.name).read_bytes(), f.name
