@@ -14,7 +14,8 @@ time in ``metrics/timing/stages/<stage>.json``: DVC itself records no durations,
 report card lists them. Like all of ``metrics/timing/``, it is no stage's output and is
 never hashed, so it does not change dvc.lock.
 
-Every ``stages/*.py`` ends with ``if __name__ == "__main__": run_stage(main)``.
+Every ``stages/*.py`` ends with ``if __name__ == "__main__": run_stage(main)``, which also
+configures logging for the stage (``lmforge.logconfig``: its progress lines on stdout).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, NoReturn
+
+from lmforge.logconfig import configure
 
 BAD_INPUT, FAILED = 2, 1
 STAGE_TIMING_DIR = "metrics/timing/stages"   # <stage>.json: {"seconds": wall time of its last run}
@@ -83,6 +86,7 @@ def record_wall_time(seconds: float) -> Path | None:
 
 def run_stage(main: Callable[[], int | None]) -> NoReturn:
     """Run a stage's ``main`` and exit: its return code, or an expected error as one line."""
+    configure()
     start = time.monotonic()
     try:
         code = main()

@@ -38,7 +38,7 @@ from transformers import DynamicCache
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.sampling import IncrementalDecoder, SamplingParams, TokenChooser
 
-log = logging.getLogger("lmforge.serve")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
