@@ -45,8 +45,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    """A tiny random Llama + tokenizer folder with the release's shape (support.tiny_model)."""
-    from support.tiny_model import build_tiny_model
+    """A tiny random Llama + tokenizer folder with the release's shape (lmforge.testing.tiny_model)."""
+    from lmforge.testing.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
