@@ -8,8 +8,9 @@ the same way. Library modules never ``print`` and never name their logger by han
 
 Each process entry configures the root once:
 
-- ``run_stage`` (every ``stages/*.py``): ``configure()``. Records of ``lmforge.*`` and
-  ``stages.*`` at INFO and up go to stdout, as bare lines (a warning as ``WARNING: …``),
+- ``run_stage`` (every ``stages/*.py``): ``configure()``. Records of ``lmforge.*``,
+  ``stages.*`` and ``__main__`` (the stage module itself, run with ``python -m``) at INFO
+  and up go to stdout, as bare lines (a warning as ``WARNING: …``),
   so a stage's output reads as before; other libraries stay at WARNING.
 - ``lmforge serve`` and ``lmforge gateway``: ``configure(level, server=True)``: every
   logger at ``--log-level``, to stderr, with time, logger name and level.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import sys
 
-OURS = ("lmforge", "stages")   # the packages whose INFO records a stage shows
+OURS = ("lmforge", "stages", "__main__")   # whose INFO records a stage shows (a stage runs as __main__)
 SERVER_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 

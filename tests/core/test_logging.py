@@ -73,5 +73,6 @@ def test_a_stage_shows_info_lines_bare_and_warnings_marked_on_stdout(capsys):
     configure()
     logging.getLogger("lmforge.train.trainer").info("step 3: val_loss 1.0")
     logging.getLogger("stages.pretrain").warning("skipped")
+    logging.getLogger("__main__").info("pretrain: 8 steps")   # a stage run as python -m stages.pretrain
     logging.getLogger("httpx").info("HTTP Request: GET /")   # another library: WARNING and up only
-    assert capsys.readouterr().out == "step 3: val_loss 1.0\nWARNING: skipped\n"
+    assert capsys.readouterr().out == "step 3: val_loss 1.0\nWARNING: skipped\npretrain: 8 steps\n"
