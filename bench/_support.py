@@ -11,13 +11,16 @@ which puts the repository root in front of the installed package, once. Fixtures
 benchmarks share with the tests (tiny models, the sample crawl, process starters) come
 from ``lmforge.testing``, never from ``tests/``; sibling bench modules (``gguf_export``,
 ``gpu_check_align``, ``bench_curate_scale``) import by their plain names for the same
-reason this module does.
+reason this module does. Benchmarks run offline, like the pipeline: ``HF_HUB_OFFLINE=1``
+unless the caller set it.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(1, str(REPO))   # after bench/ (sys.path[0]), before the installed packages
+os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -22,7 +22,6 @@ from pathlib import Path
 from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> None:

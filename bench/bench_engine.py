@@ -26,7 +26,6 @@ from pathlib import Path
 import _support  # noqa: F401 - first: this checkout's lmforge on sys.path (bench/_support.py)
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
