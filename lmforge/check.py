@@ -37,9 +37,9 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "reward": ("lmforge.align.reward", "RewardStageConfig"),
     "dpo": ("lmforge.align.dpo", "DPOStageConfig"),
     "evals": ("lmforge.evals.harness", "EvalsConfig"),
-    "release": ("lmforge.release.build", "ReleaseConfig"),
-    "serve": ("lmforge.serve.config", "ServeConfig"),
-    "deploy": ("lmforge.serve.config", "DeployConfig"),
+    "release": ("lmforge.release.config", "ReleaseConfig"),
+    "serve": ("lmforge.release.config", "ServeConfig"),
+    "deploy": ("lmforge.release.config", "DeployConfig"),
     "gateway": ("lmforge.gateway.state", "GatewayConfig"),
     "harvest": ("lmforge.feedback.harvest", "HarvestConfig"),
 }

@@ -1,4 +1,6 @@
-"""Typed params for serving: the `serve` limits and the `deploy` targets.
+"""Typed params of the release room: the `release` folder, the `serve` limits and the `deploy` targets.
+
+`release` says what is released and how its card and gate read (lmforge.release.build).
 
 `serve` holds TGI's launcher limits once, so the local `lmforge serve` run by the
 deploy stage and the TGI and vLLM container, Kubernetes and SLURM files it writes all
@@ -164,3 +166,29 @@ class DeployConfig:
     @property
     def engines(self) -> tuple[str, ...]:
         return ENGINES[self.engine]
+
+
+@dataclasses.dataclass
+class ReleaseConfig:
+    source: str = "models/dpo"
+    out_dir: str = "models/release"
+    name: str = "lmforge-tiny"
+    description: str = "A small Llama-style model pretrained, instruction-tuned and preference-tuned by lmforge."
+    license: str = "apache-2.0"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    lock_file: str = "dvc.lock"
+    eval_metrics: str | None = "metrics/eval_dpo.json"   # lm-eval scores for the card; missing = none
+    language: list[str] = dataclasses.field(default_factory=lambda: ["en"])   # the card's `language`
+    # the card's `datasets`: Hub ids, if the data is published; empty = the source inputs of the
+    # lineage (the crawl folders and committed data, with their DVC hashes in the card's body)
+    datasets: list[str] = dataclasses.field(default_factory=list)
+    # the card's `base_model`: the Hub id this model was fine-tuned from; null for lmforge's own
+    # from-scratch pretraining (the lineage then names the pretrained checkpoint and its hash)
+    base_model: str | None = None
+    card_params: list[str] = dataclasses.field(default_factory=lambda: [
+        "seed", "data", "tokenizer", "tokenize", "pretrain", "sft", "reward", "dpo", "release"])
+    check: ReplyCheck = dataclasses.field(default_factory=ReplyCheck)   # the release gate (stages/release.py)
+
+    def __post_init__(self):
+        require(bool(self.source) and bool(self.out_dir), "release.source and release.out_dir must be set")
+        require(self.source != self.out_dir, "release.out_dir must differ from release.source")
