@@ -28,15 +28,17 @@ OURS = ("lmforge", "stages", "__main__")   # whose INFO records a stage shows (a
 SERVER_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
-class _Stdout(logging.StreamHandler):
-    """A handler on whatever ``sys.stdout`` is when a record is emitted (pytest swaps it per test)."""
+class _Current(logging.StreamHandler):
+    """A handler on whatever ``sys.stdout`` (or ``sys.stderr``) is when a record is emitted: pytest
+    swaps them per test, and a handler holding one test's stream would write to a closed file."""
 
-    def __init__(self):
-        super().__init__(sys.stdout)
+    def __init__(self, name: str):
+        self._which = name
+        super().__init__(getattr(sys, name))
 
     @property
     def stream(self):
-        return sys.stdout
+        return getattr(sys, self._which)
 
     @stream.setter
     def stream(self, _value) -> None:
@@ -58,13 +60,13 @@ def configure(level: str | int = "INFO", *, server: bool = False) -> None:
         root.removeHandler(h)
     level = level.upper() if isinstance(level, str) else level
     if server:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler: logging.Handler = _Current("stderr")
         handler.setFormatter(logging.Formatter(SERVER_FORMAT))
         root.setLevel(level)
         for name in OURS:
             logging.getLogger(name).setLevel(logging.NOTSET)
     else:
-        handler = _Stdout()
+        handler = _Current("stdout")
         handler.setFormatter(_StageFormatter("%(message)s"))
         root.setLevel(logging.WARNING)
         for name in OURS:

@@ -76,3 +76,19 @@ def test_a_stage_shows_info_lines_bare_and_warnings_marked_on_stdout(capsys):
     logging.getLogger("__main__").info("pretrain: 8 steps")   # a stage run as python -m stages.pretrain
     logging.getLogger("httpx").info("HTTP Request: GET /")   # another library: WARNING and up only
     assert capsys.readouterr().out == "step 3: val_loss 1.0\nWARNING: skipped\npretrain: 8 steps\n"
+
+
+def test_a_refused_server_start_leaves_the_processs_logging_alone(tmp_path, monkeypatch, capsys):
+    """``lmforge gateway`` configures server logging only once it will serve: an in-process call
+    that is refused (a test, a script) must not switch the stage's lines to stderr."""
+    import pytest
+
+    from lmforge.cli import main
+    from lmforge.logconfig import configure
+
+    configure()
+    monkeypatch.delenv("LMFORGE_API_KEY", raising=False)
+    with pytest.raises(SystemExit, match="no API key"):
+        main(["gateway", "--upstream", "http://x", "--store", str(tmp_path / "s")])
+    logging.getLogger("lmforge.gates").warning("still here")
+    assert capsys.readouterr().out == "WARNING: still here\n"
