@@ -45,8 +45,8 @@ def check(params: dict, where: str) -> None:
     from lmforge.align.reward import RewardStageConfig
     from lmforge.align.sft import SFTStageConfig
     from lmforge.evals.harness import EvalsConfig
-    from lmforge.release.build import ReleaseConfig
-    from lmforge.serve.config import DeployConfig
+    from lmforge.release.config import ReleaseConfig
+    from lmforge.release.config import DeployConfig
 
     for cls, name in ((SFTStageConfig, "sft"), (PreferenceConfig, "preferences"), (RewardStageConfig, "reward"),
                       (DPOStageConfig, "dpo"), (EvalsConfig, "evals"), (ReleaseConfig, "release"),

@@ -71,14 +71,18 @@ def plan(cfg: DataConfig) -> list[SourcePlan]:
 
 
 def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
-    from lmforge.curation import blocks as b
+    from lmforge.curation.filters.language import LanguageIDFilter
+    from lmforge.curation.filters.quality import (LangC4Quality, LangFineWebQuality, LangGopherQuality,
+                                                  LangGopherRepetition)
     from lmforge.curation.readers import SafeReader
+    from lmforge.curation.redact import CountingPII
+    from lmforge.curation.work import WorkWriter
 
     st, src = sp.settings, sp.settings.source
     base = work / src.name
 
     def rejects(step: str):
-        return b.WorkWriter(str(base / "rejected" / step), step=step)
+        return WorkWriter(str(base / "rejected" / step), step=step)
 
     steps = [SafeReader(src.format, sp.root, sp.files, src.name, problems_folder=str(base / "problems"),
                         max_doc_bytes=cfg.max_doc_bytes, exclusion_writer=rejects("read"))]
@@ -88,23 +92,25 @@ def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
         steps.append(make_extractor(st.extract, rejects("extract")))
     if st.url_filter.enabled:
         u = st.url_filter
-        steps.append(b.OfflineURLFilter(
+        from lmforge.curation.filters.url import OfflineURLFilter
+
+        steps.append(OfflineURLFilter(
             soft_word_threshold=u.soft_word_threshold, extra_domains=u.extra_domains or None,
             extra_urls=u.extra_urls or None, banned_words=u.banned_words or None,
             use_integrated_lists=u.use_integrated_lists, exclusion_writer=rejects("url_filter")))
     lang = st.language  # always labels the language; only filters when enabled
-    steps.append(b.LanguageIDFilter(allowed=lang.allowed if lang.enabled else None, min_score=lang.min_score,
-                                    exclusion_writer=rejects("language")))
-    for key, cls in (("gopher_repetition", b.LangGopherRepetition), ("gopher_quality", b.LangGopherQuality),
-                     ("c4_quality", b.LangC4Quality), ("fineweb_quality", b.LangFineWebQuality)):
+    steps.append(LanguageIDFilter(allowed=lang.allowed if lang.enabled else None, min_score=lang.min_score,
+                                  exclusion_writer=rejects("language")))
+    for key, cls in (("gopher_repetition", LangGopherRepetition), ("gopher_quality", LangGopherQuality),
+                     ("c4_quality", LangC4Quality), ("fineweb_quality", LangFineWebQuality)):
         p = getattr(st, key)
         if p.enabled:
             kwargs = p.kwargs() if hasattr(p, "kwargs") else _fields(p)
             steps.append(cls(exclusion_writer=rejects(key), **kwargs))
-    steps.append(b.CountingPII(remove_emails=cfg.pii.emails, remove_ips=cfg.pii.ips,
-                               only_remove_public_ips=cfg.pii.only_public_ips))
+    steps.append(CountingPII(remove_emails=cfg.pii.emails, remove_ips=cfg.pii.ips,
+                             only_remove_public_ips=cfg.pii.only_public_ips))
     steps.append(SignatureWriter(str(base / "signatures"), cfg.dedup))
-    steps.append(b.WorkWriter(str(base / "kept")))
+    steps.append(WorkWriter(str(base / "kept")))
     return steps
 
 

@@ -7,23 +7,55 @@ of ``curate_config.BOILERPLATE_SELECTORS`` skipped it keeps more real text than 
 (headings, code signatures, intros) and no navigation; Trafilatura keeps some tables that
 Resiliparse's main-content heuristic drops. docs/LOG.md has both comparisons. Both steps have
 the same contract: every document whose extraction is empty or fails goes to the exclusion
-writer with reason ``extract:<why>``, kept texts pass through ``blocks.tidy``. Resiliparse
+writer with reason ``extract:<why>``, kept texts pass through ``tidy`` (``ExtractStep.forward``). Resiliparse
 needs no sandbox: it does not hang on pathological pages (its parser is linear) and raises
 instead of crashing, so its output does not depend on the machine's load either.
 """
 from __future__ import annotations
 
 import contextlib
+import re
 
 from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.extractors.base import BaseExtractor
+from datatrove.pipeline.extractors import Trafilatura
+from datatrove.pipeline.extractors.base import BaseExtractor, ExtractorSandbox
 from datatrove.utils.logging import logger
 
-from lmforge.curation.blocks import RecordingTrafilatura, WorkWriter, tidy
 from lmforge.curation.curate_config import ExtractConfig
+from lmforge.curation.work import WorkWriter
+
+_BLANKS = re.compile(r"\n{3,}")
 
 
-class ResiliparseExtractor(BaseExtractor):
+def tidy(text: str) -> str:
+    """Strip every line and collapse runs of blank lines.
+
+    Trafilatura keeps the source's indentation, so DocBook pages come out with whitespace-only
+    lines like "\\t\\t" between paragraphs; Gopher's duplicate-line rule counts those as
+    duplicates and dropped a third of the handbook before this.
+    """
+    return _BLANKS.sub("\n\n", "\n".join(line.strip() for line in text.splitlines())).strip()
+
+
+class ExtractStep:
+    """Mixin: the contract both extractors share: a kept text is tidied and forwarded, an
+    empty or failed extraction goes to the exclusion writer with its reason."""
+
+    def forward(self, doc, text: str | None, why: str, writer, rank: int):
+        """``doc`` with ``text`` (tidied) if any is left, else None after recording the drop."""
+        text = tidy(text) if text else text
+        if text:
+            doc.text = text
+            self.stat_update("forwarded")
+            return doc
+        self.stat_update("dropped", f"dropped_{why}")
+        if writer is not None:
+            doc.metadata["filter_reason"] = why
+            writer.write(doc, rank)
+        return None
+
+
+class ResiliparseExtractor(ExtractStep, BaseExtractor):
     """Resiliparse main-content extraction as a datatrove step, with an exclusion writer."""
 
     name = "extract"
@@ -49,19 +81,41 @@ class ResiliparseExtractor(BaseExtractor):
                 self.stat_update("total")
                 with self.track_time():
                     try:
-                        text, why = tidy(self.extract(doc.text)), "empty"
+                        text, why = self.extract(doc.text), "empty"
                     except Exception as e:  # noqa: BLE001 - a bad page must not stop the shard
                         logger.warning(f"extract: {doc.metadata.get('url')}: {type(e).__name__}: {e}")
                         text, why = None, "error"
-                if text:
-                    doc.text = text
-                    self.stat_update("forwarded")
+                if self.forward(doc, text, why, writer, rank) is not None:
                     yield doc
-                else:
-                    self.stat_update("dropped", f"dropped_{why}")
-                    if writer is not None:
-                        doc.metadata["filter_reason"] = why
-                        writer.write(doc, rank)
+
+
+class RecordingTrafilatura(ExtractStep, Trafilatura):
+    """Trafilatura extraction (datatrove's, in its sandbox process with a timeout) that hands
+    every dropped document to ``exclusion_writer``; datatrove's own drops them unrecorded."""
+
+    name = "extract"
+
+    def __init__(self, exclusion_writer: WorkWriter | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.exclusion_writer = exclusion_writer
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        writer_cm = self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext()
+        with ExtractorSandbox(timeout=self.timeout, warmup_text="") as extractor, writer_cm as writer:
+            for doc in data:
+                self.stat_update("total")
+                with self.track_time():
+                    try:
+                        text, why = extractor.process_document(doc.text, self.extract), "empty"
+                    except TimeoutError:
+                        text, why = None, "timeout"
+                    except EOFError:
+                        text, why = None, "broken_process"
+                    except Exception as e:  # noqa: BLE001 - a bad page must not stop the shard
+                        logger.warning(f"extract: {doc.metadata.get('url')}: {type(e).__name__}: {e}")
+                        text, why = None, "error"
+                if self.forward(doc, text, why, writer, rank) is not None:
+                    yield doc
 
 
 def make_extractor(p: ExtractConfig, exclusion_writer: WorkWriter | None):

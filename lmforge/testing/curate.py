@@ -61,7 +61,7 @@ def _extractor():
 
 def extract(html: bytes) -> str:
     """The text the pipeline's extraction step (params.yaml's ``data.extract``) produces for one page."""
-    from lmforge.curation.blocks import tidy
+    from lmforge.curation.extract import tidy
 
     return tidy(_extractor().extract(html.decode("utf-8")) or "")
 

@@ -169,7 +169,7 @@ def test_a_missing_text_column_or_key_is_reported_per_file(tmp_path):
 def test_too_large_documents_are_rejected_before_their_payload_is_read(tmp_path, pages, monkeypatch):
     import pyarrow.parquet as pq
     from lmforge.curation import warc_fast
-    from lmforge.curation.blocks import WorkWriter
+    from lmforge.curation.work import WorkWriter
     from lmforge.curation.readers import SafeReader
 
     urls = sorted(pages, key=lambda u: len(pages[u]))

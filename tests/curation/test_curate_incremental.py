@@ -102,7 +102,7 @@ def test_the_cache_key_follows_content_and_settings_not_the_source_path(cfg, tmp
 def test_a_shard_with_an_extraction_timeout_is_not_cached(tmp_path, why, transient):
     from datatrove.data import Document
 
-    from lmforge.curation.blocks import WorkWriter
+    from lmforge.curation.work import WorkWriter
     from lmforge.curation.shard_cache import transient_drops
 
     with WorkWriter(str(tmp_path / "rejected" / "extract"), step="extract") as w:

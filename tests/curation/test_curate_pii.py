@@ -5,7 +5,7 @@ from lmforge.testing.curate import jsonl_docs
 
 
 def test_emails_and_public_ips_redacted():
-    from lmforge.curation.blocks import CountingPII
+    from lmforge.curation.redact import CountingPII
 
     base = next(d["text"][:2000] for d in jsonl_docs() if "@" not in d["text"][:2000])
     text = (base + "\nReport bugs to Jane Doe <jane.doe@lists.debian.org> or admin@python.org.\n"
@@ -21,7 +21,7 @@ def test_emails_and_public_ips_redacted():
 
 
 def test_all_ips_when_configured():
-    from lmforge.curation.blocks import CountingPII
+    from lmforge.curation.redact import CountingPII
 
     out = CountingPII(only_remove_public_ips=False).format("gateway 192.168.1.1, dns 8.8.8.8")
     assert "192.168.1.1" not in out and "8.8.8.8" not in out

@@ -29,7 +29,7 @@ def write_kept(work, files) -> list[tuple[str, int, int]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lmforge.curation.blocks import work_schema
+    from lmforge.curation.work import work_schema
     from lmforge.curation.dedup_datatrove import kept_file
 
     tasks = []

@@ -14,7 +14,7 @@ def test_resiliparse_extracts_the_page_text_and_rejects_empty_pages(pages, tmp_p
     import pyarrow.parquet as pq
     from datatrove.data import Document
 
-    from lmforge.curation.blocks import WorkWriter
+    from lmforge.curation.work import WorkWriter
     from lmforge.curation.curate_config import ExtractConfig
     from lmforge.curation.extract import ResiliparseExtractor, make_extractor
 
