@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from lmforge.logconfig import configure
-
 BAD_INPUT, FAILED = 2, 1
 STAGE_TIMING_DIR = "metrics/timing/stages"   # <stage>.json: {"seconds": wall time of its last run}
 
@@ -86,6 +84,8 @@ def record_wall_time(seconds: float) -> Path | None:
 
 def run_stage(main: Callable[[], int | None]) -> NoReturn:
     """Run a stage's ``main`` and exit: its return code, or an expected error as one line."""
+    from lmforge.logconfig import configure   # here: the Snakefile loads config.py, and so this module, alone
+
     configure()
     start = time.monotonic()
     try:
