@@ -29,7 +29,7 @@ from lmforge.chat import CHAT_TEMPLATE, stop_token_ids
 from lmforge.io import atomic_dir
 from lmforge.model import context_length
 
-log = logging.getLogger("lmforge.align")
+log = logging.getLogger(__name__)
 
 # docs/CONTRACTS.md: each message renders as <|role|>\n{content}<|end|>\n.
 CONTRACT_TEMPLATE = CHAT_TEMPLATE  # the one template, defined with the tokenizer
