@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,8 @@ from pathlib import Path
 
 from lmforge.config import require
 from lmforge.io import file_sha256, write_json
+
+log = logging.getLogger(__name__)
 
 RUN_FILE = "RUN.json"
 STATE_FILE = "trainer_state.json"   # transformers' TRAINER_STATE_NAME, the last file of a checkpoint
@@ -117,7 +120,7 @@ def prepare(ck: CheckpointConfig, fp: str, stage: str, rank: int = 0) -> str | N
     if not done:
         return None
     if rank == 0:
-        print(f"[{stage}] resuming from {done[-1][1]} (step {done[-1][0]})", flush=True)
+        log.info(f"[{stage}] resuming from {done[-1][1]} (step {done[-1][0]})")
     return str(done[-1][1])
 
 
@@ -128,20 +131,19 @@ def _make_own(root: Path, fp: str, stage: str) -> None:
         if stale.exists():
             shutil.rmtree(stale)
         os.replace(root, stale)
-        print(f"[{stage}] WARNING: {root} held checkpoints of a run with other params or data "
-              f"(fingerprint {(saved or 'unknown')[:12]}, this run {fp[:12]}); not resumed, moved to {stale}",
-              flush=True)
+        log.warning(f"[{stage}] {root} held checkpoints of a run with other params or data "
+                    f"(fingerprint {(saved or 'unknown')[:12]}, this run {fp[:12]}); not resumed, moved to {stale}")
     mine = root.with_name(f"{root.name}-stale-{fp[:12]}")
     if not root.exists() and _saved_fingerprint(mine) == fp:
         os.replace(mine, root)
-        print(f"[{stage}] brought back this run's checkpoints from {mine}", flush=True)
+        log.info(f"[{stage}] brought back this run's checkpoints from {mine}")
     root.mkdir(parents=True, exist_ok=True)
     steps = {s for s, _ in complete(root)}
     for p in root.iterdir():   # torn saves (killed mid-save): never resumed, removed
         m = _CHECKPOINT.match(p.name)
         if m and int(m.group(1)) not in steps:
             shutil.rmtree(p)
-            print(f"[{stage}] removed the incomplete checkpoint {p}", flush=True)
+            log.info(f"[{stage}] removed the incomplete checkpoint {p}")
     if saved != fp:
         write_json(root / RUN_FILE, {"fingerprint": fp})
 

@@ -14,10 +14,12 @@ they cost nothing. ``data.progress_s`` sets the interval; 0 turns it off.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import threading
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def _size(path: str) -> int:
@@ -46,11 +48,11 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """``with Progress(work, todo, every_s):`` prints a line to stderr every ``every_s`` seconds
-    while shard tasks run, and a last one when the block ends."""
+    """``with Progress(work, todo, every_s):`` logs a line every ``every_s`` seconds while shard
+    tasks run, and a last one when the block ends."""
 
-    def __init__(self, work: Path, todo: list, every_s: float, out=None):
-        self.work, self.every_s, self.out = Path(work), every_s, out or sys.stderr
+    def __init__(self, work: Path, todo: list, every_s: float):
+        self.work, self.every_s = Path(work), every_s
         self.shards = [(sh.source, sh.rank, _size(sh.file)) for sh in todo] if every_s > 0 else []
         self.total_bytes = sum(b for _, _, b in self.shards)
         self._stop = threading.Event()
@@ -75,12 +77,11 @@ class Progress:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
-            print(self.line(), file=self.out, flush=True)
+            log.info(self.line())
 
     def __enter__(self) -> "Progress":
         if self.shards:
-            print(f"[curate] {len(self.shards)} shard(s) to run, {self.total_bytes / 1e6:,.1f} MB of input",
-                  file=self.out, flush=True)
+            log.info(f"[curate] {len(self.shards)} shard(s) to run, {self.total_bytes / 1e6:,.1f} MB of input")
             self._thread = threading.Thread(target=self._loop, name="curate-progress", daemon=True)
             self._thread.start()
         return self
@@ -89,4 +90,4 @@ class Progress:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-            print(self.line(), file=self.out, flush=True)
+            log.info(self.line())

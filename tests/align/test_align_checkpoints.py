@@ -2,6 +2,7 @@
 seed, input bytes); another run's folder is set aside, never continued, and comes back with its
 settings. (The SIGKILL-and-resume run itself: test_align_resume.py.)"""
 import json
+import logging
 
 import pytest
 
@@ -18,7 +19,15 @@ def checkpoint(root, step, complete=True):
     return d
 
 
-def test_only_this_runs_complete_checkpoints_are_resumed(tmp_path, capsys):
+def said(caplog) -> str:
+    """The log lines since the last call."""
+    text = caplog.text
+    caplog.clear()
+    return text
+
+
+def test_only_this_runs_complete_checkpoints_are_resumed(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="lmforge.align.checkpoints")
     root = tmp_path / "sft_checkpoints"
     ck = ckpt.CheckpointConfig(dir=str(root), every=2)
     assert ckpt.prepare(ck, "a" * 64, "sft") is None                      # nothing yet: afresh
@@ -29,16 +38,16 @@ def test_only_this_runs_complete_checkpoints_are_resumed(tmp_path, capsys):
     (root / "checkpoint-6" / "trainer_state.json").write_text("{torn")    # killed mid-write
     assert ckpt.prepare(ck, "a" * 64, "sft") == str(root / "checkpoint-2")
     assert sorted(p.name for p in root.iterdir()) == ["RUN.json", "checkpoint-2"]
-    assert "removed the incomplete checkpoint" in capsys.readouterr().out
+    assert "removed the incomplete checkpoint" in said(caplog)
 
     assert ckpt.prepare(ck, "b" * 64, "sft") is None                      # other params or data: set aside
     stale = tmp_path / f"sft_checkpoints-stale-{'a' * 12}"
-    assert (stale / "checkpoint-2/trainer_state.json").exists() and "not resumed" in capsys.readouterr().out
+    assert (stale / "checkpoint-2/trainer_state.json").exists() and "not resumed" in said(caplog)
     checkpoint(root, 2)
     assert ckpt.prepare(ck, "a" * 64, "sft") == str(root / "checkpoint-2")   # back: its own folder returns
     assert json.loads((root / "RUN.json").read_text())["fingerprint"] == "a" * 64
     assert (tmp_path / f"sft_checkpoints-stale-{'b' * 12}" / "checkpoint-2").is_dir()
-    assert "brought back" in capsys.readouterr().out
+    assert "brought back" in said(caplog)
 
 
 def test_no_checkpoints_when_every_is_zero_or_there_is_no_folder(tmp_path):

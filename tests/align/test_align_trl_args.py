@@ -3,7 +3,7 @@ reaches TRL; an unknown field, a field lmforge sets from its own params, or a va
 fails at start in one line naming the key."""
 import pytest
 
-from support.align import SEED, sft_params
+from lmforge.testing.align import SEED, sft_params
 from lmforge.align import trl_args
 from lmforge.align.sft import build_trainer
 from lmforge.config import ParamsError
@@ -53,7 +53,7 @@ def test_a_value_trl_refuses_is_one_line_naming_the_key(work, base_dir, instr_di
 
 
 def test_lmforge_check_finds_a_passthrough_typo_before_any_stage_runs():
-    from support.align import REPO
+    from lmforge.testing.align import REPO
 
     from lmforge.check import check
     from lmforge.config import load_params

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
+import logging
 import re
 from types import SimpleNamespace
 
-from support.curate import SAMPLE
+from lmforge.testing.curate import SAMPLE
 
 
 def test_the_line_counts_finished_shards_and_estimates_the_rest_by_input_bytes(tmp_path):
@@ -19,7 +19,7 @@ def test_the_line_counts_finished_shards_and_estimates_the_rest_by_input_bytes(t
         files[-1].write_bytes(b"x" * size)
     todo = [SimpleNamespace(source="web", rank=i, file=str(f)) for i, f in enumerate(files)]
     work = tmp_path / "work"
-    p = Progress(work, todo, every_s=60, out=io.StringIO())
+    p = Progress(work, todo, every_s=60)
     assert p.line().startswith("[curate] 0/2 shards (0% of 0.0 MB), 0 documents read") and "ETA unknown" in p.line()
     stats = work / "web/logs/stats/00000.json"
     stats.parent.mkdir(parents=True)
@@ -33,7 +33,8 @@ def test_the_line_counts_finished_shards_and_estimates_the_rest_by_input_bytes(t
     assert secs[0] <= secs[1] / 3 + 1
 
 
-def test_a_curate_run_prints_progress_lines_to_stderr(cfg, tmp_path, capfd):
+def test_a_curate_run_logs_progress_lines(cfg, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="lmforge.curation.progress")
     from lmforge.curation.curate import CurateOutputs, run_curate
     from lmforge.curation.curate_config import SourceConfig
 
@@ -46,8 +47,8 @@ def test_a_curate_run_prints_progress_lines_to_stderr(cfg, tmp_path, capfd):
     c = dataclasses.replace(cfg, sources=[src], workers=1, cache_dir=None, review_labels=None, progress_s=0.2)
     out = CurateOutputs(*(tmp_path / "out" / n for n in ("curated.parquet", "rejected.parquet", "m.json", "f.csv")))
     run_curate(c, out)
-    err = capfd.readouterr().err
+    err = caplog.text
     assert re.search(r"\[curate\] 2 shard\(s\) to run, [\d.]+ MB of input", err), err[-2000:]
-    last = [line for line in err.splitlines() if line.startswith("[curate] 2/2 shards")]
+    last = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[curate] 2/2 shards")]
     assert last and last[-1].endswith("done") and "8 documents read" in last[-1], err[-2000:]
     assert "MB/s" in last[-1]

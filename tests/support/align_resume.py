@@ -54,7 +54,7 @@ def arm(fault: str | None) -> None:
 
 
 def run_sft(work: Path, base: str, instr: str) -> tuple[list[float], int]:
-    from support.align import SEED, sft_params
+    from lmforge.testing.align import SEED, sft_params
 
     from lmforge.align.common import save_model
     from lmforge.align.sft import train_sft
@@ -67,7 +67,7 @@ def run_sft(work: Path, base: str, instr: str) -> tuple[list[float], int]:
 
 
 def run_dpo(work: Path, base: str, instr: str) -> tuple[list[float], int]:
-    from support.align import SEED
+    from lmforge.testing.align import SEED
     from support.align_dist import pairs
 
     from lmforge.align import checkpoints as ckpt
