@@ -30,6 +30,7 @@ from datatrove.pipeline.formatters import PIIFormatter
 from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.logging import logger
 
+from lmforge.data import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
 from lmforge.data.words import english_words
 
 WORK_COLUMNS = (("id", "string"), ("url", "string"), ("source", "string"), ("language", "string"),

@@ -17,6 +17,7 @@ from typing import Iterator
 
 from datatrove.pipeline.writers import ParquetWriter
 
+from lmforge.data import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
 from lmforge.data.curate_config import DedupConfig
 
 # Rows per row group of the sorted per-shard files: what the merge holds per open file. Kept
