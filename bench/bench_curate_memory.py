@@ -6,12 +6,18 @@ handbook and Python docs) repeated ``copies`` times, each copy with its own long
 gzip WARC shards. Then ``run_curate`` (local executor, ``data.workers`` workers, params.yaml's
 filters, no shard cache) curates it in a fresh process, and that process reports:
 
-- the main process's peak RSS (``VmHWM``) before the global step and at the end;
+- the main process's peak RSS (``VmHWM``) before the global step, after each of its phases
+  (dedup decisions, decontamination index, kept documents, the tasks' rejected files) and at
+  the end, and the peak of Arrow's memory pool;
 - the global step's (``finalize``) peak traced memory (tracemalloc, main process only), and
   its top holders by file and line at that peak (``--top N``), read from a snapshot the trace
   takes when a new peak is passed by ``--snap-mb``.
 
-    python bench/bench_curate_memory.py --copies 1 4 8 [--words 400 1600] [--top 8]
+    python bench/bench_curate_memory.py --copies 1 4 8 [--words 400 1600] [--top 8] [--cache]
+
+``--cache`` keeps the shard tasks' results in ``<crawl>/shard-cache`` (keyed by content, settings
+and code, lmforge/data/shard_cache.py), so a rerun on unchanged code measures the global step
+alone. ``--top`` traces with tracemalloc, which slows the step many times over.
 
 Each row says how much the step's peak and the main process's peak grow per extra input
 document against the first row: a step that holds no per-document text grows by its dedup
@@ -95,6 +101,7 @@ def run_one(crawl: Path, workers: int, top: int, snap_mb: float, cache: bool) ->
     import tempfile
     import tracemalloc
 
+    import pyarrow as pa
     from datatrove.utils.logging import logger
 
     from lmforge.config import section
@@ -154,7 +161,7 @@ def run_one(crawl: Path, workers: int, top: int, snap_mb: float, cache: bool) ->
             "main_peak_mb": hwm_mb(), "finalize_traced_peak_mb": seen["traced_peak_mb"],
             "finalize_s": seen["finalize_s"], "holders": holders,
             "curated_chars": m["curated"]["characters"], "phases_mb": phases,
-            "arrow_peak_mb": __import__("pyarrow").default_memory_pool().max_memory() / 2**20}
+            "arrow_peak_mb": pa.default_memory_pool().max_memory() / 2**20}
 
 
 def main() -> int:
