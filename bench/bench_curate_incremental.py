@@ -57,8 +57,8 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def curate(cfg, tmp: Path, name: str, paths: str, cache: str) -> dict:
-    from lmforge.data import finalize as fz
-    from lmforge.data.curate import CurateOutputs, run_curate
+    from lmforge.curation import finalize as fz
+    from lmforge.curation.curate import CurateOutputs, run_curate
 
     spent = []
     real = fz.finalize
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lmforge.config import load_params, section
-    from lmforge.data.curate_config import DataConfig
+    from lmforge.curation.curate_config import DataConfig
 
     cfg = section(DataConfig, "data", load_params(REPO / "params.yaml"))
     cfg = dataclasses.replace(cfg, extract=dataclasses.replace(cfg.extract, timeout=args.extract_timeout))

@@ -16,7 +16,7 @@ filters, no shard cache) curates it in a fresh process, and that process reports
     python bench/bench_curate_memory.py --copies 1 4 8 [--words 400 1600] [--top 8] [--cache]
 
 ``--cache`` keeps the shard tasks' results in ``<crawl>/shard-cache`` (keyed by content, settings
-and code, lmforge/data/shard_cache.py), so a rerun on unchanged code measures the global step
+and code, lmforge/curation/shard_cache.py), so a rerun on unchanged code measures the global step
 alone. ``--top`` traces with tracemalloc, which slows the step many times over.
 
 Each row says how much the step's peak and the main process's peak grow per extra input
@@ -105,8 +105,8 @@ def run_one(crawl: Path, workers: int, top: int, snap_mb: float, cache: bool) ->
     from datatrove.utils.logging import logger
 
     from lmforge.config import section
-    from lmforge.data import finalize as fin
-    from lmforge.data.curate_config import DataConfig, SourceConfig
+    from lmforge.curation import finalize as fin
+    from lmforge.curation.curate_config import DataConfig, SourceConfig
 
     logger.remove()
     cfg = section(DataConfig, "data", path=str(REPO / "params.yaml"))
@@ -146,7 +146,7 @@ def run_one(crawl: Path, workers: int, top: int, snap_mb: float, cache: bool) ->
             return r
         setattr(fin, name, phase)
     with tempfile.TemporaryDirectory() as tmp:
-        from lmforge.data.curate import CurateOutputs, run_curate
+        from lmforge.curation.curate import CurateOutputs, run_curate
 
         out = CurateOutputs(Path(tmp) / "curated", Path(tmp) / "rejected", Path(tmp) / "m.json", Path(tmp) / "f.csv")
         m = run_curate(c, out)

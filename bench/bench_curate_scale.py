@@ -134,8 +134,8 @@ def run_one(n: int, crawl: Path, extract: str, engine: str, workers: int) -> dic
     from datatrove.utils.logging import logger
 
     from lmforge.config import section
-    from lmforge.data.curate import CurateOutputs, run_curate
-    from lmforge.data.curate_config import DataConfig, SourceConfig
+    from lmforge.curation.curate import CurateOutputs, run_curate
+    from lmforge.curation.curate_config import DataConfig, SourceConfig
 
     logger.remove()
     cfg = section(DataConfig, "data", path=str(REPO / "params.yaml"))

@@ -5,7 +5,7 @@ measured in one run on this machine. Documents are real: the plain text of the s
 English handbook and Python doc pages (tags stripped with lxml, to keep the bench fast), the
 JSONL reStructuredText sources and the fortunes Parquet shard. Natural near-duplicates among
 them are removed first so that the base set is clean; then near-duplicates are planted by
-small edits (``lmforge.data.dedup.plant_near_duplicates``).
+small edits (``lmforge.curation.dedup.plant_near_duplicates``).
 
 For both methods a planted pair counts as found when exactly one of its two documents is
 removed; any other removed document is a false positive. datatrove runs its stages as its
@@ -61,7 +61,7 @@ def score(removed: set[str], pairs: list[tuple[str, str]]) -> tuple[float, int]:
 
 
 def run_datasketch(docs, params) -> tuple[float, set[str]]:
-    from lmforge.data.dedup import dedup
+    from lmforge.curation.dedup import dedup
 
     t = time.perf_counter()
     removed = {d.id for d in dedup(docs, params) if d.reason}
@@ -113,7 +113,7 @@ def jaccard(a: set, b: set) -> float:
 
 def copy_at(ws: list[str], target: float, rng, k: int) -> tuple[str, float]:
     """``ws`` with words replaced at random places so that its shingle Jaccard is near ``target``."""
-    from lmforge.data.dedup import shingles
+    from lmforge.curation.dedup import shingles
 
     base, order = shingles(ws, k), rng.sample(range(len(ws)), len(ws))
 
@@ -139,7 +139,7 @@ def plant_curve(base, per_class: int, k: int, seed: int = 0):
     [(copy_id, text, original_id, jaccard, length class)]."""
     import random
 
-    from lmforge.data.dedup import words
+    from lmforge.curation.dedup import words
 
     rng = random.Random(seed)
     pools = {name: [(i, words(t)) for i, t in base if lo <= len(words(t)) < hi] for name, (lo, hi) in LENGTHS.items()}
@@ -154,9 +154,9 @@ def plant_curve(base, per_class: int, k: int, seed: int = 0):
 def curve(base, params, per_class: int) -> None:
     import dataclasses
 
-    from lmforge.data.dedup import dedup
+    from lmforge.curation.dedup import dedup
 
-    from lmforge.data.dedup import shingles, words
+    from lmforge.curation.dedup import shingles, words
 
     planted = plant_curve(base, per_class, params.shingle_size)
     docs = base + [(i, t) for i, t, *_ in planted]
@@ -201,8 +201,8 @@ def main() -> int:
     from datatrove.utils.logging import logger
 
     from lmforge.config import section
-    from lmforge.data.curate_config import DataConfig
-    from lmforge.data.dedup import dedup, plant_near_duplicates
+    from lmforge.curation.curate_config import DataConfig
+    from lmforge.curation.dedup import dedup, plant_near_duplicates
 
     logger.remove()  # datatrove's per-task tables would drown the result
     params = section(DataConfig, "data", path=str(REPO / "params.yaml")).dedup

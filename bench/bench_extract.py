@@ -1,6 +1,6 @@
 """Extraction engines side by side: Trafilatura vs Resiliparse on the same pages, in one run.
 
-For each engine, the curate pipeline's own extraction step (``lmforge.data.extract``) runs over
+For each engine, the curate pipeline's own extraction step (``lmforge.curation.extract``) runs over
 the same HTML pages and prints docs/s (wall) and CPU-ms per page (this process and its
 children: Trafilatura runs in datatrove's sandbox process). Then each extracted text goes
 through the source's filter chain (URL, language, Gopher, C4, FineWeb, as params.yaml sets
@@ -65,8 +65,8 @@ def cpu() -> float:
 def extract_all(engine: str, pages) -> tuple[dict[str, str], float, float]:
     from datatrove.data import Document
 
-    from lmforge.data.curate_config import ExtractConfig
-    from lmforge.data.extract import make_extractor
+    from lmforge.curation.curate_config import ExtractConfig
+    from lmforge.curation.extract import make_extractor
 
     step = make_extractor(ExtractConfig(engine=engine), None)
     docs = [Document(text=html, id=url, metadata={"url": url}) for url, html in pages]
@@ -78,7 +78,7 @@ def extract_all(engine: str, pages) -> tuple[dict[str, str], float, float]:
 def filter_chains(cfg, tmp: Path) -> dict:
     from datatrove.pipeline.filters.base_filter import BaseFilter
 
-    from lmforge.data.curate import SourcePlan, build_pipeline
+    from lmforge.curation.curate import SourcePlan, build_pipeline
 
     chains = {}
     for name in ("handbook", "pydoc"):
@@ -129,7 +129,7 @@ def main() -> int:
     from datatrove.utils.logging import logger
 
     from lmforge.config import section
-    from lmforge.data.curate_config import DataConfig
+    from lmforge.curation.curate_config import DataConfig
 
     logger.remove()
     cfg = section(DataConfig, "data", path=str(REPO / "params.yaml"))

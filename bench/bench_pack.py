@@ -65,10 +65,10 @@ def main() -> None:
     import pandas as pd
     from tokenizers import Tokenizer
 
-    from lmforge.data.corpus import curated_files, iter_texts
+    from lmforge.tokens.corpus import curated_files, iter_texts
     from lmforge.io import file_sha256
-    from lmforge.data.pack import TokenizeConfig, pack
-    from lmforge.data.tokenizer import TokenizerConfig, build
+    from lmforge.tokens.pack import TokenizeConfig, pack
+    from lmforge.tokens.tokenizer import TokenizerConfig, build
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

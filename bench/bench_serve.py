@@ -1,6 +1,6 @@
 """Benchmark: local server throughput at concurrency 8 against sequential requests.
 
-Starts `lmforge serve` in a subprocess (lmforge.serve.launcher.start_server) on
+Starts `lmforge serve` in a subprocess (lmforge.release.launcher.start_server) on
 models/release, or, when that does not exist yet, on a small random Llama built on the
 spot (--hidden-size/--layers), then sends the same requests twice through the
 `text-generation` client: one at a time, and 8 in flight, first as plain `generate`
@@ -42,7 +42,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lmforge.serve.launcher import free_port, start_process, start_server  # noqa: E402
+from lmforge.release.launcher import free_port, start_process, start_server  # noqa: E402
 from lmforge.release.loadtest import PROMPTS, run_load  # noqa: E402
 
 

@@ -46,7 +46,8 @@ def fineweb_recipe(listing: Path, work: Path, workers: int):
     from datatrove.pipeline.writers.jsonl import JsonlWriter
     from datatrove.utils.hashing import HashConfig
 
-    from lmforge.data.blocks import LanguageIDFilter, OfflineURLFilter
+    from lmforge.curation.filters.language import LanguageIDFilter
+    from lmforge.curation.filters.url import OfflineURLFilter
 
     tasks = len(list(listing.glob("*.warc.gz")))
     # 64-bit hashes as the recipe asks; sha1, since this datatrove's xxhash path raises on str input

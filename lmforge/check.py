@@ -24,9 +24,9 @@ from lmforge.config import PARAMS_FILE, ParamsError, _check, build, did_you_mean
 
 # top-level key -> (module, dataclass) its stage reads; "seed" is a plain integer
 SECTIONS: dict[str, tuple[str, str]] = {
-    "data": ("lmforge.data.curate_config", "DataConfig"),
-    "tokenizer": ("lmforge.data.tokenizer", "TokenizerConfig"),
-    "tokenize": ("lmforge.data.pack", "TokenizeConfig"),
+    "data": ("lmforge.curation.curate_config", "DataConfig"),
+    "tokenizer": ("lmforge.tokens.tokenizer", "TokenizerConfig"),
+    "tokenize": ("lmforge.tokens.pack", "TokenizeConfig"),
     "checks": ("lmforge.checks.suites", "ChecksConfig"),
     "resources": ("lmforge.check", "Resources"),
     "model": ("lmforge.model", "ModelConfig"),
@@ -37,9 +37,9 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "reward": ("lmforge.align.reward", "RewardStageConfig"),
     "dpo": ("lmforge.align.dpo", "DPOStageConfig"),
     "evals": ("lmforge.evals.harness", "EvalsConfig"),
-    "release": ("lmforge.release.build", "ReleaseConfig"),
-    "serve": ("lmforge.serve.config", "ServeConfig"),
-    "deploy": ("lmforge.serve.config", "DeployConfig"),
+    "release": ("lmforge.release.config", "ReleaseConfig"),
+    "serve": ("lmforge.release.config", "ServeConfig"),
+    "deploy": ("lmforge.release.config", "DeployConfig"),
     "gateway": ("lmforge.gateway.state", "GatewayConfig"),
     "harvest": ("lmforge.feedback.harvest", "HarvestConfig"),
 }

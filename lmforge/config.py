@@ -29,6 +29,20 @@ class ParamsError(InputError):
     """A parameter is missing, unknown, of the wrong type or out of range."""
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that reads numbers as DVC does (ruamel.yaml, YAML 1.2): ``1e-3``
+    and ``5e-05`` are floats, not strings. DVC writes floats that way itself (``dvc exp run
+    -S lr=0.00005`` leaves ``lr: 5e-05``), so the stages must read what DVC writes."""
+
+
+ParamsLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
 def read_yaml(path: str | os.PathLike, where: str = "", error: type[Exception] = None) -> dict:
     """A YAML file whose top level is a mapping; ``error`` (default ParamsError) otherwise."""
     err = error or ParamsError
@@ -36,7 +50,7 @@ def read_yaml(path: str | os.PathLike, where: str = "", error: type[Exception] =
     if not p.exists():
         raise err(f"{where or p}: file not found: {p}" if where else f"{p}: parameter file not found (run from the repository root)")
     with open(p) as f:
-        data = yaml.safe_load(f) or {}
+        data = yaml.load(f, Loader=ParamsLoader) or {}
     if not isinstance(data, dict):
         raise err(f"{p}: top level must be a mapping")
     return data

@@ -45,8 +45,8 @@ def check(params: dict, where: str) -> None:
     from lmforge.align.reward import RewardStageConfig
     from lmforge.align.sft import SFTStageConfig
     from lmforge.evals.harness import EvalsConfig
-    from lmforge.release.build import ReleaseConfig
-    from lmforge.serve.config import DeployConfig
+    from lmforge.release.config import ReleaseConfig
+    from lmforge.release.config import DeployConfig
 
     for cls, name in ((SFTStageConfig, "sft"), (PreferenceConfig, "preferences"), (RewardStageConfig, "reward"),
                       (DPOStageConfig, "dpo"), (EvalsConfig, "evals"), (ReleaseConfig, "release"),
@@ -57,6 +57,22 @@ def check(params: dict, where: str) -> None:
         check_model_dir(base, f"{where}: sft.base_model")
 
 
+def has_key(params: dict, dotted: str) -> bool:
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def overrides(params: dict, profile: dict) -> list[str]:
+    """DVC's ``-S`` values (Hydra's override grammar): ``key=value`` for a key params.yaml
+    has, ``+key=value`` for one it leaves to its dataclass default, which Hydra refuses to
+    override ("Key ... is not in struct") and must be told to add."""
+    return [f"{'' if has_key(params, k) else '+'}{k}={json.dumps(v)}" for k, v in profile.items()]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profile")
@@ -65,11 +81,12 @@ def main() -> int:
     ap.add_argument("extra", nargs="*", help="more `dvc exp run` arguments, after --")
     args = ap.parse_args()
     profile = read_yaml(args.profile)
-    check(overlay(load_params(), profile, args.profile), args.profile)
+    params = load_params()
+    check(overlay(params, profile, args.profile), args.profile)
     name = args.name or Path(args.profile).stem.removeprefix("params-")
     cmd = ["dvc", "exp", "run", "-n", name, *args.extra]
-    for key, value in profile.items():
-        cmd += ["-S", f"{key}={json.dumps(value)}"]
+    for override in overrides(params, profile):
+        cmd += ["-S", override]
     print(" ".join(cmd))
     return 0 if args.dry_run else subprocess.call(cmd)
 

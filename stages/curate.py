@@ -1,6 +1,6 @@
 """Stage curate: crawl shards (data.sources) -> data/curated/, data/rejected/, funnel metrics.
 
-Reads params `data`; the work is in lmforge.data.curate (datatrove pipelines per source, then
+Reads params `data`; the work is in lmforge.curation.curate (datatrove pipelines per source, then
 a global datasketch dedup step; shards already filtered with the same settings come from
 `data.cache_dir`). Writes metrics/curate.json and metrics/curate_funnel.csv.
 With `data.executor: slurm` it submits the jobs (datatrove's SlurmPipelineExecutor) and waits
@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 from lmforge.config import section
-from lmforge.data.curate import run_curate
-from lmforge.data.curate_config import DataConfig
+from lmforge.curation.curate import run_curate
+from lmforge.curation.curate_config import DataConfig
 from lmforge.stage import run_stage
 
 

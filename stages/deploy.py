@@ -29,9 +29,9 @@ from lmforge.evals.harness import EvalsConfig
 from lmforge.replies import enforce, held_out_prompts
 from lmforge.evals.served import check_served
 from lmforge.io import write_json
-from lmforge.serve.config import DeployConfig, ServeConfig
+from lmforge.release.config import DeployConfig, ServeConfig
 from lmforge.release.deploy import write_deploy_files
-from lmforge.serve.launcher import start_server
+from lmforge.release.launcher import start_server
 from lmforge.release.loadtest import check_replies, run_load, smoke
 from lmforge.stage import run_stage
 

@@ -13,7 +13,8 @@ from lmforge.align.evaluate import reply_check
 from lmforge.config import load_params, section
 from lmforge.replies import enforce
 from lmforge.io import write_json
-from lmforge.release.build import ReleaseConfig, release
+from lmforge.release.build import release
+from lmforge.release.config import ReleaseConfig
 from lmforge.stage import run_stage
 
 METRICS = "metrics/release.json"

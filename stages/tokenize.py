@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 
 from lmforge.config import section
-from lmforge.data.curate_config import DataConfig
-from lmforge.data.pack import TokenizeConfig
+from lmforge.curation.curate_config import DataConfig
+from lmforge.tokens.pack import TokenizeConfig
 from lmforge.io import write_csv, write_json
 from lmforge.stage import run_stage
 
@@ -26,8 +26,8 @@ def main() -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if cfg.workers > 1 else "false"
     from tokenizers import Tokenizer
 
-    from lmforge.data.pack import pack
-    from lmforge.data.corpus import curated_files
+    from lmforge.tokens.pack import pack
+    from lmforge.tokens.corpus import curated_files
     from lmforge.io import file_sha256
 
     if not os.path.isfile(TOKENIZER):

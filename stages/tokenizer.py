@@ -10,7 +10,7 @@ import json
 import os
 
 from lmforge.config import section
-from lmforge.data.tokenizer import TokenizerConfig, build
+from lmforge.tokens.tokenizer import TokenizerConfig, build
 from lmforge.io import write_json
 from lmforge.stage import StageFailure, run_stage
 

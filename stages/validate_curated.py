@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from lmforge.config import section
 from lmforge.checks.runner import check_stage
-from lmforge.data.curate_config import DataConfig
-from lmforge.data.corpus import curated_files
+from lmforge.curation.curate_config import DataConfig
+from lmforge.tokens.corpus import curated_files
 from lmforge.checks.suites import ChecksConfig, curated_expectations, load_curated
 from lmforge.stage import run_stage
 

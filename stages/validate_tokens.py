@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lmforge.config import section
 from lmforge.checks.runner import check_stage
-from lmforge.data.pack import TokenizeConfig
+from lmforge.tokens.pack import TokenizeConfig
 from lmforge.io import file_sha256
 from lmforge.checks.suites import ChecksConfig, shard_frame, token_expectations
 from lmforge.stage import run_stage

@@ -61,7 +61,7 @@ def curated_dir(tmp_path_factory, curated_docs) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory, curated_dir) -> Path:
-    from lmforge.data.tokenizer import TokenizerConfig, build
+    from lmforge.tokens.tokenizer import TokenizerConfig, build
 
     out = tmp_path_factory.mktemp("models") / "tokenizer"
     build(curated_dir, out, TokenizerConfig(vocab_size=1024, min_frequency=2))

@@ -15,7 +15,7 @@ import json
 
 import yaml
 
-from lmforge.serve.config import DeployConfig
+from lmforge.release.config import DeployConfig
 
 GATEWAY_PORT = 8080  # `lmforge gateway --port` default
 

@@ -29,7 +29,7 @@ from lmforge.release import deploy_vllm
 from lmforge.release.dashboards import dashboard_json, prometheus_yml
 from lmforge.release.manifests import (HEADER, adapter_comment, adapter_rule, gpu_container, host_prologue,
                                        pvc_note, slurm_script, workload_docs)
-from lmforge.serve.config import DeployConfig, ServeConfig
+from lmforge.release.config import DeployConfig, ServeConfig
 
 TGI_FILES = {"run": "tgi-run.sh", "kubernetes": "kubernetes.yaml", "slurm": "tgi.sbatch"}
 QUEUE_METRIC = "tgi_queue_size"

@@ -27,7 +27,7 @@ import yaml
 
 from lmforge.release.manifests import (HEADER, adapter_comment, adapter_rule, gpu_container, host_prologue,
                                        pvc_note, slurm_script, workload_docs)
-from lmforge.serve.config import DeployConfig, ServeConfig
+from lmforge.release.config import DeployConfig, ServeConfig
 
 FILES = {"run": "vllm-run.sh", "kubernetes": "vllm-kubernetes.yaml", "slurm": "vllm.sbatch"}
 QUEUE_METRIC = "vllm_num_requests_waiting"  # vllm:num_requests_waiting, renamed by prometheus-adapter

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from lmforge.config import read_yaml
 from lmforge.io import write_text
 from lmforge.report.env import environment
 from lmforge.report.svg import bar_chart, line_chart, num
@@ -117,7 +118,7 @@ def gather(root: Path, lock_path: Path) -> list[dict]:
     sections.append(_serving(timing["serve"], m["serve"]))
     sections.append(_wall_times(root, lock_path))
     params_file = root / "params.yaml"
-    params = (yaml.safe_load(params_file.read_text()) or {}) if params_file.exists() else {}
+    params = read_yaml(params_file) if params_file.exists() else {}
     sections.append({"title": "Environment", "rows": environment(params), "charts": []})
 
     commit, _dirty = git_commit(root)

@@ -12,6 +12,7 @@ import yaml
 
 from lmforge.align.base_models import KNOWN, make_command
 from lmforge.align.common import check_model_dir
+from lmforge.config import read_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,3 +47,23 @@ def test_the_profile_checks_its_base_folder_and_its_keys_before_dvc(tmp_path):
     r = _profile(tmp_path, {"sft.base_model": "models/pretrain/hf"})   # the default base: no folder check
     assert r.returncode == 0 and r.stdout.startswith("dvc exp run -n x ") and "-S sft.lora.enabled=true" in r.stdout
     assert not base.exists()
+
+
+def test_every_profile_override_applies_through_dvcs_own_parser(tmp_path):
+    """What the profile prints is what DVC's Hydra parser accepts: a key params.yaml leaves to
+    its dataclass default (``sft.train.max_length``) must be added (``+key``), not overridden."""
+    from dvc.utils.hydra import apply_overrides
+
+    r = _profile(tmp_path, {"sft.base_model": "models/pretrain/hf"})
+    assert r.returncode == 0, r.stderr
+    args = r.stdout.split()
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "-S"]
+    assert "+sft.train.max_length=256" in sets
+    apply_overrides(tmp_path / "params.yaml", sets)
+    params = read_yaml(tmp_path / "params.yaml")   # as the stages read what DVC wrote (5e-05 a float)
+    profile = yaml.safe_load((REPO / "params-smollm2.yaml").read_text())
+    for dotted, value in {**profile, "sft.base_model": "models/pretrain/hf"}.items():
+        node = params
+        for part in dotted.split("."):
+            node = node[part]
+        assert node == value, dotted

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lmforge.checks.runner import DataCheckError, run_checks
-from lmforge.data.corpus import curated_files
+from lmforge.tokens.corpus import curated_files
 from lmforge.checks.suites import CuratedChecks, curated_expectations, email_regex, load_curated
 
 from support.tokens import write_curated

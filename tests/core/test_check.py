@@ -36,9 +36,16 @@ def test_an_unknown_section_and_a_bad_seed():
     assert any("seed: expected an integer" in e for e in errors) and len(errors) == 2
 
 
-def test_a_yaml_number_without_a_dot_gets_the_hint():
+def test_a_yaml_number_without_a_dot_reads_as_dvc_reads_it_and_a_string_gets_the_hint(tmp_path):
+    """DVC (YAML 1.2) reads and writes ``3e-3`` as a float (``dvc exp run -S`` leaves such
+    floats); the params loader agrees. A loader that reads it as text still gets the hint."""
+    from lmforge.config import read_yaml
+
     text = (REPO / "params.yaml").read_text().replace("  lr: 3.0e-3", "  lr: 3e-3", 1)
-    errors = check.check(yaml.safe_load(text))
+    (tmp_path / "params.yaml").write_text(text)
+    params = read_yaml(tmp_path / "params.yaml")
+    assert params["pretrain"]["lr"] == 0.003 and check.check(params) == []
+    errors = check.check(yaml.safe_load(text))   # YAML 1.1: "3e-3" is a string
     assert errors == [e for e in errors if "pretrain.lr" in e] and len(errors) == 1
     assert "YAML reads 3e-3 as a string" in errors[0] and "0.003" in errors[0]
 

@@ -73,7 +73,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # contracts (params, errors, atomic writes, the chat template, decontamination, PII).
 FLOORS = (
     ("ground",),
-    ("data", "checks", "model"),
+    ("curation", "tokens", "checks", "model"),
     ("train",),
     ("align",),
     ("evals",),
@@ -95,7 +95,7 @@ TOP_MODULES = ("cli", "check")
 
 
 def room(module: str) -> str:
-    """``lmforge.data.curate`` -> ``data``; a top-level module is on the ground floor, but ``TOP_MODULES``."""
+    """``lmforge.curation.curate`` -> ``curation``; a top-level module is on the ground floor, but ``TOP_MODULES``."""
     parts = module.split(".")
     if len(parts) > 2 or (ROOT / "lmforge" / parts[-1]).is_dir():
         return parts[1]
@@ -123,11 +123,11 @@ def test_imports_only_go_down():
 
 def test_the_floor_check_finds_a_planted_upward_import():
     graph = _graph()
-    graph["lmforge.data.curate"] = graph["lmforge.data.curate"] | {"lmforge.serve.engine"}
+    graph["lmforge.curation.curate"] = graph["lmforge.curation.curate"] | {"lmforge.serve.engine"}
     graph["lmforge.align.sft"] = graph["lmforge.align.sft"] | {"lmforge.evals.harness"}
     assert upward(graph) == [
         "lmforge.align.sft (align, floor 3) imports lmforge.evals.harness (evals, floor 4)",
-        "lmforge.data.curate (data, floor 1) imports lmforge.serve.engine (serve, floor 5)",
+        "lmforge.curation.curate (curation, floor 1) imports lmforge.serve.engine (serve, floor 5)",
     ]
 
 

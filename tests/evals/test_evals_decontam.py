@@ -42,8 +42,8 @@ def runs(tmp_path_factory):
     import pyarrow.parquet as pq
 
     from lmforge.config import load_params, section
-    from lmforge.data.curate import CurateOutputs, run_curate
-    from lmforge.data.curate_config import DataConfig
+    from lmforge.curation.curate import CurateOutputs, run_curate
+    from lmforge.curation.curate_config import DataConfig
 
     tmp = tmp_path_factory.mktemp("decont")
     cfg = section(DataConfig, "data", load_params(REPO / "params.yaml"))

@@ -109,7 +109,8 @@ def test_gate_names_every_missed_threshold():
 
 
 def test_release_card_reports_the_scores_as_model_index(tiny_model, tmp_path):
-    from lmforge.release.build import ReleaseConfig, release
+    from lmforge.release.build import release
+    from lmforge.release.config import ReleaseConfig
 
     scores = {"model": "models/dpo", "limit": 40, "tasks": {
         "lmforge_manpages_mc": {"acc": 0.275, "acc_norm": 0.3, "n": 40},

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from lmforge.evals.served import ServedMismatch, check_served, compare, offline_run, served_run
-from lmforge.serve.launcher import start_server
+from lmforge.release.launcher import start_server
 
 TASK = "lmforge_manpages_mc"
 ARGS = ["--max-input-tokens", "192", "--max-total-tokens", "256", "--max-batch-size", "4"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from lmforge.serve.config import DeployConfig, ServeConfig
+from lmforge.release.config import DeployConfig, ServeConfig
 from lmforge.release.dashboards import grafana_dashboard, queried_metrics
 from lmforge.release.deploy import write_deploy_files
 

@@ -15,7 +15,7 @@ import pytest
 from lmforge.config import build
 from lmforge.release.deploy import write_deploy_files
 from lmforge.release.manifests import enroot_image
-from lmforge.serve.config import DeployConfig, ServeConfig
+from lmforge.release.config import DeployConfig, ServeConfig
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from lmforge.config import ParamsError, build, load_params, section
-from lmforge.serve.config import DeployConfig, ServeConfig
+from lmforge.release.config import DeployConfig, ServeConfig
 from lmforge.release.deploy import write_deploy_files
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from lmforge.config import ParamsError, build
-from lmforge.release.build import ReleaseConfig, release
+from lmforge.release.build import release
+from lmforge.release.config import ReleaseConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

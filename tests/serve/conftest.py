@@ -1,7 +1,7 @@
 """Shared fixtures: one tiny model per session, in-process servers on free ports.
 
 Servers run uvicorn in a thread of the test process (fast: no second torch import);
-the deploy-stage and CLI tests start real subprocesses through lmforge.serve.launcher.
+the deploy-stage and CLI tests start real subprocesses through lmforge.release.launcher.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class ThreadServer:
         import uvicorn
 
         from lmforge.serve.app import create_app
-        from lmforge.serve.launcher import free_port
+        from lmforge.release.launcher import free_port
 
         self.state = state
         port = free_port()

@@ -53,15 +53,15 @@ def fortune_docs() -> list[dict]:
 @functools.lru_cache(maxsize=1)
 def _extractor():
     from lmforge.config import section
-    from lmforge.data.curate_config import DataConfig
-    from lmforge.data.extract import make_extractor
+    from lmforge.curation.curate_config import DataConfig
+    from lmforge.curation.extract import make_extractor
 
     return make_extractor(section(DataConfig, "data", path=str(REPO / "params.yaml")).extract, None)
 
 
 def extract(html: bytes) -> str:
     """The text the pipeline's extraction step (params.yaml's ``data.extract``) produces for one page."""
-    from lmforge.data.blocks import tidy
+    from lmforge.curation.extract import tidy
 
     return tidy(_extractor().extract(html.decode("utf-8")) or "")
 

@@ -46,8 +46,8 @@ def write_work(work: Path, cfg, source: str, texts: list[str], shards: int, kept
     """Write ``texts`` as ``shards`` shard tasks of ``source`` into the work folder."""
     from datatrove.data import Document
 
-    from lmforge.data.blocks import WorkWriter
-    from lmforge.data.signatures import SignatureWriter, sort_task_outputs
+    from lmforge.curation.work import WorkWriter
+    from lmforge.curation.signatures import SignatureWriter, sort_task_outputs
 
     rng, base = random.Random(seed), work / source
     for rank in range(shards):

@@ -1,1 +1,0 @@
-"""Data layer: curation, checks, tokenizer and packed token shards."""
