@@ -109,9 +109,13 @@ def _file_rows(path: Path, columns: list[str] | None, file_index: int) -> Iterat
         row = 0
         for rg in range(pf.num_row_groups):
             t = pf.read_row_group(rg, columns=columns, use_threads=False)
-            urls, ids = t.column("url").to_pylist(), t.column("id").to_pylist()
-            for i in range(t.num_rows):  # Python copies of one row at a time, not of the row group
-                yield (urls[i] or "", ids[i], file_index, row, t.slice(i, 1).to_pylist()[0])
+            names = t.column_names
+            # small columns as Python lists; the text stays in Arrow until its row's turn
+            cols = [(t.column(c).combine_chunks(), True) if c == "text" else (t.column(c).to_pylist(), False)
+                    for c in names]
+            for i in range(t.num_rows):
+                r = {c: (v[i].as_py() if lazy else v[i]) for c, (v, lazy) in zip(names, cols)}
+                yield (r["url"] or "", r["id"], file_index, row, r)
                 row += 1
 
 
