@@ -57,9 +57,12 @@ class OffsetsDecoder:
         return ""
 
 
-def engine_run(engine: Engine, prompts: list[list[int]], new: int, concurrent: bool) -> float:
-    """Generated tokens/s of the engine thread answering `prompts` all at once or one after another."""
+def engine_run(engine: Engine, prompts: list[list[int]], new: int, concurrent: bool,
+               cpu: list[float] | None = None) -> float:
+    """Generated tokens/s of the engine thread answering `prompts` all at once or one after another;
+    appends the process's CPU ms per token to `cpu` (a figure a shared machine's load moves less)."""
     tokens = [0]
+    cpu0 = time.process_time()
 
     def one_batch(batch):
         left, done = [len(batch)], threading.Event()
@@ -78,6 +81,8 @@ def engine_run(engine: Engine, prompts: list[list[int]], new: int, concurrent: b
     t0 = time.perf_counter()
     for batch in ([prompts] if concurrent else [[p] for p in prompts]):
         one_batch(batch)
+    if cpu is not None:
+        cpu.append(1000 * (time.process_time() - cpu0) / max(1, tokens[0]))
     return tokens[0] / (time.perf_counter() - t0)
 
 
@@ -134,16 +139,18 @@ def main() -> None:
         engine_run(engine, prompts[:2], 4, concurrent=True)  # warm-up
         library_run(library_model, prompts[:2], 4, tok)
         runs: dict[str, list[float]] = {"sequential": [], "concurrent": [], "generate_batch": []}
+        cpu: dict[str, list[float]] = {"sequential": [], "concurrent": []}
         for _ in range(args.rounds):
-            runs["sequential"].append(engine_run(engine, prompts, args.max_new_tokens, concurrent=False))
-            runs["concurrent"].append(engine_run(engine, prompts, args.max_new_tokens, concurrent=True))
+            runs["sequential"].append(engine_run(engine, prompts, args.max_new_tokens, False, cpu["sequential"]))
+            runs["concurrent"].append(engine_run(engine, prompts, args.max_new_tokens, True, cpu["concurrent"]))
             runs["generate_batch"].append(library_run(library_model, prompts, args.max_new_tokens, tok))
         engine.stop()
         med = {k: statistics.median(v) for k, v in runs.items()}
         print(f"model: {path}  rows: {args.rows}  max_new_tokens: {args.max_new_tokens}  rounds: {args.rounds}  "
               f"threads: {torch.get_num_threads()}")
         for k, v in runs.items():
-            print(f"  {k:<15}: median {med[k]:7.1f} tok/s   rounds {[round(x, 1) for x in v]}")
+            per = f"   CPU {statistics.median(cpu[k]):.2f} ms/token" if k in cpu else ""
+            print(f"  {k:<15}: median {med[k]:7.1f} tok/s   rounds {[round(x, 1) for x in v]}{per}")
         print(f"  lmforge Engine, {args.rows} in flight / sequential: {med['concurrent'] / med['sequential']:.2f}x"
               "  (goal >= 3x)")
         print(f"  lmforge Engine / transformers generate_batch, {args.rows} in flight: "

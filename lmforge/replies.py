@@ -59,7 +59,7 @@ class ReplyCheck:
     data_dir: str = "data/instructions_checked"
     prompts: int = 32
     max_new_tokens: int = 32
-    repetition_penalty: float | None = None   # greedy decoding's penalty; null = none
+    repetition_penalty: float | None = None   # greedy decoding's penalty; null = none (served: the server's default)
     gate: ReplyGate = dataclasses.field(default_factory=ReplyGate)
 
     def __post_init__(self):

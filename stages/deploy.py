@@ -23,6 +23,9 @@ how the server batched, to metrics/timing/served_eval.json (like timing, not a s
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from lmforge.align.common import load_tokenizer, prompt_text
 from lmforge.config import load_params, require, section
 from lmforge.evals.harness import EvalsConfig
@@ -38,6 +41,12 @@ from lmforge.stage import run_stage
 METRICS = "metrics/serve.json"
 TIMING = "metrics/timing/serve.json"
 NUMERICS = "metrics/timing/served_eval.json"
+
+
+def served_penalty(model_dir: str) -> float | None:
+    """The repetition penalty the server applies to requests that set none (generation_config.json)."""
+    path = Path(model_dir) / "generation_config.json"
+    return json.loads(path.read_text()).get("repetition_penalty") if path.is_file() else None
 
 
 def main() -> None:
@@ -57,6 +66,8 @@ def main() -> None:
         metrics = {"smoke": smoke(srv.url, max_new_tokens=deploy.smoke.max_new_tokens)}
         metrics["replies"] = check_replies(srv.url, prompts, [prompt_text(tok, p) for p in prompts], check,
                                            metrics["smoke"], deploy.smoke.max_new_tokens)
+        # the penalty the replies were decoded with: the client's, else the release's served default
+        metrics["replies"]["repetition_penalty"] = check.repetition_penalty or served_penalty(deploy.model_dir)
         if check.gate.mode == "fail" and metrics["replies"]["gate_failures"]:
             write_json(METRICS, metrics)   # the replies that failed, for the reader of the message
             enforce("deploy smoke", metrics["replies"]["gate_failures"], "fail",

@@ -255,13 +255,17 @@ def prompt_text(tok, prompt: str) -> str:
 
 def generate(model, tok, prompts: list[str], max_new_tokens: int = 48, sample: bool = False,
              temperature: float = 1.0, top_k: int = 0, seed: int = 0, batch_size: int = 16,
-             repetition_penalty: float | None = None) -> list[str]:
+             repetition_penalty: float | None = None, ended: list[bool] | None = None) -> list[str]:
     """Assistant replies to ``prompts`` (left-padded batches, stopped at end of turn).
+
+    ``ended``, when given, gets one flag per reply: True where the model closed its turn
+    within ``max_new_tokens``, False where the budget cut it (preference pairs need it).
 
     ``repetition_penalty`` goes through transformers' own ``RepetitionPenaltyLogitsProcessor``
     with ``prompt_ignore_length`` = the padded prompt: only the reply's own tokens are
     penalised, never the prompt, whose chat template holds the end-of-turn token (penalising
-    it would suppress the end token, which is forcing)."""
+    it would suppress the end token, which is forcing). A model folder's own default penalty
+    (a release's generation_config.json) is switched off here, so it never applies twice."""
     import torch
     from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
@@ -281,9 +285,11 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 48, sample: b
                                      max_new_tokens=max_new_tokens, do_sample=sample,
                                      temperature=temperature if sample else None, top_k=top_k if sample else None,
                                      top_p=None, eos_token_id=stops, pad_token_id=tok.pad_token_id,
-                                     logits_processor=procs)
+                                     repetition_penalty=1.0, logits_processor=procs)
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 out.append(tok.decode(row, skip_special_tokens=True).strip())
+                if ended is not None:
+                    ended.append(any(int(t) in stops for t in row))
     finally:
         tok.padding_side = side
     return out

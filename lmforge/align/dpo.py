@@ -32,8 +32,9 @@ from lmforge.align.common import (AdapterConfig, TrainConfig, check_devices, liv
                                   load_tokenizer, trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import (GateEvalConfig, completion_logprobs, generate_replies, policy_metrics, reward_scores,
                                    token_kl)
-from lmforge.align.preferences import PreferenceConfig, check_pairs, rejection_pairs, to_dataset
+from lmforge.align.preferences import ENDINGS, PreferenceConfig, check_pairs, rejection_pairs, to_dataset
 from lmforge.align.reward import load_reward_model, read_pairs
+from lmforge.chat import stop_token_ids
 from lmforge.config import require
 from lmforge.io import atomic_path
 
@@ -50,6 +51,8 @@ class DPOStageConfig:
     rejection_prompts: int = 32  # (a) rejection sampling: prompts ...
     rejection_samples: int = 4  # ... and samples per prompt
     kl_probe: int = 8  # held-out pairs the KL curve is measured on at each logging step; 0 = none
+    # RPO: weight of an NLL loss on the chosen reply beside DPO's (TRL's loss_type [sigmoid, sft]); 0 = plain DPO
+    sft_weight: float = 0.0
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(max_steps=30, lr=5e-4))
     lora: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
     eval: GateEvalConfig = dataclasses.field(default_factory=GateEvalConfig)
@@ -59,6 +62,7 @@ class DPOStageConfig:
         require(self.rejection_samples >= 2, f"dpo.rejection_samples must be >= 2, got {self.rejection_samples}")
         require(self.rejection_prompts >= 0, "dpo.rejection_prompts must be >= 0")
         require(self.kl_probe >= 0, f"dpo.kl_probe must be >= 0, got {self.kl_probe}")
+        require(self.sft_weight >= 0, f"dpo.sft_weight must be >= 0, got {self.sft_weight}")
 
 
 def logp_margins(model, tok, df: pd.DataFrame, max_length: int) -> list[float]:
@@ -88,9 +92,10 @@ def compare_replies(rm, tok, prompts: list[str], new: list[str], old: list[str],
     return {"wins": wins, "ties": sum(ties), "losses": losses, "win_rate": wins / n, "loss_rate": losses / n}
 
 
-def make_rejection_pairs(p: DPOStageConfig, pref: PreferenceConfig, policy, rm, tok, seed: int) -> tuple[pd.DataFrame, int]:
+def make_rejection_pairs(p: DPOStageConfig, pref: PreferenceConfig, policy, rm, tok, seed: int) -> tuple[pd.DataFrame, dict]:
     if p.rejection_prompts == 0:
-        return pd.DataFrame(columns=["prompt", "chosen", "rejected", "source", "score_margin"]), 0
+        return (pd.DataFrame(columns=["prompt", "chosen", "rejected", "source", *ENDINGS, "score_margin"]),
+                {"identical": 0, "unmatched_ending": 0})
     src = pd.read_parquet(f"{p.data_dir}/train.parquet")
     prompts = src[src.source != "refusal"].sample(min(p.rejection_prompts, len(src)),
                                                   random_state=seed + 7).prompt.tolist()
@@ -140,16 +145,36 @@ def dpo_trainer(p: DPOStageConfig, policy, ref, tok, pairs: pd.DataFrame, seed: 
     """
     from trl import DPOConfig, DPOTrainer
 
-    args = DPOConfig(beta=p.beta, max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir))
+    loss = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, p.sft_weight]} if p.sft_weight else {}
+    args = DPOConfig(beta=p.beta, max_length=p.train.max_length, **loss, **trl_kwargs(p.train, seed, work_dir))
     peft = p.lora.peft_config(policy)
     if not peft:
         ref.requires_grad_(False).eval()
     kl = kl_callback(tok, probe if probe is not None else pd.DataFrame(), p.train.max_length)
+    ended = pairs["chosen_ended"].fillna(True) if "chosen_ended" in pairs else [True] * len(pairs)
+    cut = [not bool(e) for e in ended]
     trainer = DPOTrainer(model=policy, ref_model=None if peft else ref, args=args,
-                         train_dataset=to_dataset(pairs), processing_class=tok, peft_config=peft,
-                         callbacks=[kl, *live_callbacks(live)])
+                         train_dataset=to_dataset(pairs).add_column("cut", cut), processing_class=tok,
+                         peft_config=peft, callbacks=[kl, *live_callbacks(live)])
+    trainer.train_dataset = open_cut_turns(trainer.train_dataset, stop_token_ids(tok))
     kl.ref = _AdapterOff(trainer.model) if peft else trainer.ref_model
     return trainer
+
+
+def open_cut_turns(ds, stops: list[int]):
+    """TRL renders every reply as a closed turn (the chat template's end token after it). A pair
+    cut by the token budget on both sides (preferences.py) never ended: its replies lose that
+    closing, so DPO is not taught an end the model did not produce."""
+    stops = set(stops)
+
+    def _open(ex):
+        if ex["cut"]:
+            for key in ("chosen_ids", "rejected_ids"):
+                ends = [i for i, t in enumerate(ex[key]) if t in stops]
+                ex[key] = ex[key][:ends[-1]] if ends else ex[key]
+        return ex
+
+    return ds.map(_open).remove_columns("cut")
 
 
 def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: str | None = None,
@@ -165,7 +190,8 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
     if os.environ.get("RANK", "0") == "0":   # the same pairs on every rank (same seed); one writes them
         with atomic_path(p.rejection_out) as tmp:  # the dpo stage lists it as an out
             rs.to_parquet(tmp, index=False)
-    train_all = check_pairs(pd.concat([train, rs[train.columns]], ignore_index=True), "dpo training pairs")
+    cols = [c for c in train.columns if c in rs.columns]
+    train_all = check_pairs(pd.concat([train[cols], rs[cols]], ignore_index=True), "dpo training pairs")
     before = logp_margins(policy, tok, train_all, p.train.max_length)
 
     trainer = dpo_trainer(p, policy, ref, tok, train_all, seed, work_dir, live, val.head(p.kl_probe))
@@ -185,7 +211,9 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
         "kl_token": token_kl(policy, ref, tok, val_prompts, replies, p.train.max_length),
         "reward_margin": margin, "preference_accuracy": acc,
         "train_logp_margin_before": sum(before) / len(before), "train_logp_margin_after": sum(after) / len(after),
-        "train_pairs": len(train_all), "rejection_pairs": len(rs), "rejection_dropped_identical": rs_dropped,
+        "train_pairs": len(train_all), "rejection_pairs": len(rs),
+        "rejection_dropped_identical": rs_dropped["identical"],
+        "rejection_dropped_unmatched_ending": rs_dropped["unmatched_ending"],
         "train_loss": float(result.training_loss), "steps": int(result.global_step), "beta": p.beta,
     })
     samples += [("sft (reference) / held-out", q, r) for q, r in zip(val_prompts[:2], sft_replies[:2])]

@@ -11,6 +11,15 @@ sources (``source`` column says which):
     reward model, best against worst. This needs the reward model, so the dpo
     stage makes these pairs after the reward stage has run.
 
+Generated pairs are symmetric in length and ending. A sample is cut at
+``max_new_tokens``; the reference it is paired with is held to the same budget (its
+first ``max_new_tokens`` tokens when longer). Each side records whether it ended
+within the budget (``chosen_ended``, ``rejected_ended``), and a pair whose sides
+differ is dropped and counted. Before, a whole reference (83 tokens on average) stood
+against a sample cut at 32: the pairs differed in length and in where the turn ended,
+cues a preference learner can take instead of the content. The dpo stage trains pairs
+cut on both sides as open turns (dpo.open_cut_turns).
+
 Every set is checked before use: nothing empty, chosen never equal to rejected.
 Generated pairs that come out identical (a sample reproducing the reference) are
 dropped and counted; bad human-feedback rows are an error naming file and row.
@@ -31,6 +40,7 @@ from lmforge.config import require
 from lmforge.decontam import DecontaminationConfig, drop_contaminated_pairs
 
 COLUMNS = ["prompt", "chosen", "rejected", "source"]
+ENDINGS = ["chosen_ended", "rejected_ended"]  # generated pairs only; human feedback leaves them empty
 
 
 @dataclasses.dataclass
@@ -65,7 +75,7 @@ def check_pairs(df: pd.DataFrame, where: str) -> pd.DataFrame:
     same = df.index[df.chosen.str.strip() == df.rejected.str.strip()].tolist()
     if same:
         raise ValueError(f"{where}: chosen equals rejected in row(s) {same[:5]} ({len(same)} in all)")
-    return df
+    return check_symmetric(df, where)
 
 
 def read_feedback_pairs(feedback_dir: str) -> pd.DataFrame:
@@ -81,38 +91,67 @@ def read_feedback_pairs(feedback_dir: str) -> pd.DataFrame:
     return df[COLUMNS].reset_index(drop=True)
 
 
-def _drop_identical(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+def check_symmetric(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Raise unless every generated pair ends the same way on both sides (ended, or cut by the budget)."""
+    if not set(ENDINGS) <= set(df.columns):
+        return df
+    known = df.chosen_ended.notna() & df.rejected_ended.notna()
+    bad = df.index[known & (df.chosen_ended.astype(bool) != df.rejected_ended.astype(bool))].tolist()
+    if bad:
+        raise ValueError(f"{where}: chosen and rejected end differently (one ended, one cut at the token budget) "
+                         f"in row(s) {bad[:5]} ({len(bad)} in all)")
+    return df
+
+
+def budget_cut(tok, text: str, budget: int) -> tuple[str, bool]:
+    """``text`` held to a reply budget of ``budget`` new tokens, as generation would be: whole and
+    ended when it and its end token fit, else its first ``budget`` tokens, not ended."""
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    if len(ids) < budget:
+        return text, True
+    return tok.decode(ids[:budget], skip_special_tokens=True).strip(), False
+
+
+def _drop_unusable(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Drop pairs that are identical or empty on a side, then pairs whose sides end differently."""
     keep = (df.chosen.str.strip() != df.rejected.str.strip()) & (df.rejected.str.strip() != "") \
         & (df.chosen.str.strip() != "")
-    return df[keep].reset_index(drop=True), int((~keep).sum())
+    same_end = df.chosen_ended == df.rejected_ended
+    return (df[keep & same_end].reset_index(drop=True),
+            {"identical": int((~keep).sum()), "unmatched_ending": int((keep & ~same_end).sum())})
 
 
 def reference_pairs(model, tok, prompts: list[str], references: list[str], p: PreferenceConfig,
-                    seed: int) -> tuple[pd.DataFrame, int]:
-    """(b): reference answer chosen over the model's own sample."""
+                    seed: int) -> tuple[pd.DataFrame, dict]:
+    """(b): reference answer chosen over the model's own sample, both under one token budget."""
+    ended: list[bool] = []
     samples = generate(model, tok, prompts, max_new_tokens=p.max_new_tokens, sample=True,
-                       temperature=p.temperature, top_k=p.top_k, seed=seed)
-    df = pd.DataFrame({"prompt": prompts, "chosen": references, "rejected": samples, "source": "reference"})
-    return _drop_identical(df)
+                       temperature=p.temperature, top_k=p.top_k, seed=seed, ended=ended)
+    refs = [budget_cut(tok, r, p.max_new_tokens) for r in references]
+    df = pd.DataFrame({"prompt": prompts, "chosen": [r for r, _ in refs], "rejected": samples,
+                       "source": "reference", "chosen_ended": [e for _, e in refs], "rejected_ended": ended})
+    return _drop_unusable(df)
 
 
 def rejection_pairs(model, rm, tok, prompts: list[str], n: int, p: PreferenceConfig, seed: int,
-                    max_length: int = 256) -> tuple[pd.DataFrame, int]:
-    """(a): n samples per prompt, best against worst under the reward model."""
+                    max_length: int = 256) -> tuple[pd.DataFrame, dict]:
+    """(a): n samples per prompt, best against worst under the reward model; a pair whose
+    best and worst end differently is dropped (see the module docstring)."""
     from lmforge.align.evaluate import reward_scores
 
     rep = [q for q in prompts for _ in range(n)]
+    ended: list[bool] = []
     samples = generate(model, tok, rep, max_new_tokens=p.max_new_tokens, sample=True,
-                       temperature=p.temperature, top_k=p.top_k, seed=seed)
+                       temperature=p.temperature, top_k=p.top_k, seed=seed, ended=ended)
     scores = reward_scores(rm, tok, rep, samples, max_length)
     rows = []
     for i, q in enumerate(prompts):
-        group = list(zip(scores[i * n:(i + 1) * n], samples[i * n:(i + 1) * n]))
-        group.sort(key=lambda t: t[0])
-        (lo, worst), (hi, best) = group[0], group[-1]
+        group = sorted(zip(scores[i * n:(i + 1) * n], samples[i * n:(i + 1) * n], ended[i * n:(i + 1) * n]),
+                       key=lambda t: t[0])
+        (lo, worst, worst_end), (hi, best, best_end) = group[0], group[-1]
         rows.append({"prompt": q, "chosen": best, "rejected": worst, "source": "rejection",
-                     "score_margin": hi - lo})
-    return _drop_identical(pd.DataFrame(rows, columns=COLUMNS + ["score_margin"]))
+                     "chosen_ended": best_end, "rejected_ended": worst_end, "score_margin": hi - lo})
+    return _drop_unusable(pd.DataFrame(rows, columns=COLUMNS + ENDINGS + ["score_margin"]))
 
 
 def _is_val(prompt: str, fraction: float) -> bool:
@@ -128,6 +167,7 @@ def build_preferences(model, tok, p: PreferenceConfig, seed: int, decontam: Deco
     val_src = pd.read_parquet(Path(p.data_dir) / "val.parquet").head(p.val_prompts)
     train, dropped_t = reference_pairs(model, tok, train_src.prompt.tolist(), train_src.response.tolist(), p, seed)
     val, dropped_v = reference_pairs(model, tok, val_src.prompt.tolist(), val_src.response.tolist(), p, seed + 1)
+    ended = pd.concat([train, val]).chosen_ended
     fb = read_feedback_pairs(p.feedback_dir)
     fb_val = fb.prompt.map(lambda q: _is_val(q, p.feedback_val_fraction)).astype(bool)
     train = check_pairs(pd.concat([train, fb[~fb_val]], ignore_index=True), "preference train pairs")
@@ -139,7 +179,10 @@ def build_preferences(model, tok, p: PreferenceConfig, seed: int, decontam: Deco
                          "equalled its reference or carried an eval item; raise preferences.temperature "
                          "or add prompts")
     metrics = {"train_pairs": len(train), "val_pairs": len(val), "feedback_pairs": len(fb),
-               "dropped_identical": dropped_t + dropped_v, "decontamination": decont,
+               "dropped_identical": dropped_t["identical"] + dropped_v["identical"],
+               "dropped_unmatched_ending": dropped_t["unmatched_ending"] + dropped_v["unmatched_ending"],
+               "generated_pairs_ended": int(ended.sum()), "generated_pairs_cut": int((~ended).sum()),
+               "decontamination": decont,
                "pairs_by_source": {k: int(v) for k, v in train.groupby("source").size().items()}}
     return train, val, contaminated, metrics
 

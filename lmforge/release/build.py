@@ -45,8 +45,9 @@ def load_merged(source: Path, dtype: str):
     return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype).eval(), False
 
 
-def generation_config(model, tokenizer, source: Path):
-    """Source generation config (or the model's), stopping at EOS and the chat end marker."""
+def generation_config(model, tokenizer, source: Path, repetition_penalty: float | None = None):
+    """Source generation config (or the model's), stopping at EOS and the chat end marker, with
+    the served default ``repetition_penalty`` when one is set."""
     from transformers import GenerationConfig
 
     try:
@@ -60,6 +61,8 @@ def generation_config(model, tokenizer, source: Path):
     gen.pad_token_id = tokenizer.pad_token_id
     if tokenizer.bos_token_id is not None:
         gen.bos_token_id = tokenizer.bos_token_id
+    if repetition_penalty is not None:
+        gen.repetition_penalty = repetition_penalty
     return gen
 
 
@@ -77,7 +80,7 @@ def release(cfg: ReleaseConfig, params: dict) -> dict:
         raise ReleaseError(f"{source}: no tokenizer files ({e})") from None
     if not getattr(tokenizer, "chat_template", None):
         raise ReleaseError(f"{source}: tokenizer has no chat_template (docs/CONTRACTS.md models/tokenizer)")
-    model.generation_config = generation_config(model, tokenizer, source)
+    model.generation_config = generation_config(model, tokenizer, source, cfg.repetition_penalty)
     artifacts, stages = upstream(load_lock(cfg.lock_file), cfg.source)
     commit, dirty = git_commit()
     with atomic_dir(cfg.out_dir) as tmp:

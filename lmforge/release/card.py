@@ -157,6 +157,9 @@ def model_card(cfg: ReleaseConfig, *, model, tokenizer, merged: bool, commit: st
 Chat format (the tokenizer's `chat_template`): each message is `<|role|>\\n{{content}}<|end|>\\n`;
 generation starts after `<|assistant|>\\n` and stops at `<|end|>` or `<|eos|>`
 (generation_config.json `eos_token_id`: {json.dumps(getattr(model.generation_config, "eos_token_id", None))}).
+Default repetition penalty (generation_config.json `repetition_penalty`; vLLM, transformers and
+`lmforge serve` apply it when a request sets none, TGI does not: send it per request there):
+{getattr(model.generation_config, "repetition_penalty", 1.0)}.
 
 ## Evaluation
 

@@ -188,7 +188,12 @@ class ReleaseConfig:
     card_params: list[str] = dataclasses.field(default_factory=lambda: [
         "seed", "data", "tokenizer", "tokenize", "pretrain", "sft", "reward", "dpo", "release"])
     check: ReplyCheck = dataclasses.field(default_factory=ReplyCheck)   # the release gate (stages/release.py)
+    # the served default, written to generation_config.json: vLLM (`--generation-config auto`),
+    # transformers' generate and `lmforge serve` apply it to requests that set none; null = none
+    repetition_penalty: float | None = None
 
     def __post_init__(self):
         require(bool(self.source) and bool(self.out_dir), "release.source and release.out_dir must be set")
         require(self.source != self.out_dir, "release.out_dir must differ from release.source")
+        require(self.repetition_penalty is None or self.repetition_penalty > 0,
+                f"release.repetition_penalty must be > 0 or null, got {self.repetition_penalty}")

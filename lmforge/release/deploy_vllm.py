@@ -45,7 +45,10 @@ def server_flags(d: DeployConfig, s: ServeConfig, port: int | str, gpus: int) ->
             "--max-num-seqs", str(s.max_batch_size),
             "--dtype", v.dtype,
             "--gpu-memory-utilization", str(v.gpu_memory_utilization),
-            "--tensor-parallel-size", str(gpus)]
+            "--tensor-parallel-size", str(gpus),
+            # request defaults from the release's generation_config.json (its repetition penalty), as
+            # `lmforge serve` takes them; said explicitly rather than left to the version's default
+            "--generation-config", "auto"]
 
 
 def _flag_lines(flags: list[str], indent: str) -> str:

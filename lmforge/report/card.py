@@ -200,8 +200,10 @@ def _serving(serve: dict, smoke: dict) -> dict:
     gate = (smoke.get("replies") or {})
     verdict = None if not gate else ("PASSED" if gate.get("gate_passed") else
                                       "FAILED: " + "; ".join(gate.get("gate_failures", [])))
+    penalty = gate.get("repetition_penalty")
+    decoding = None if not gate else "greedy, " + (f"repetition penalty {penalty:g}" if penalty else "no penalty")
     return {"title": "Serving (load test of lmforge serve at a fixed output length, end token ignored)", "rows": [
-        ("smoke gate (held-out replies)", verdict),
+        ("smoke gate (held-out replies)", verdict), ("smoke gate decoding (the server's default)", decoding),
         *[(f"{k}: {f}", v.get(f)) for k, v in loads for f in (
             "max_new_tokens", "tokens_per_s", "ttft_p50_s", "ttft_p95_s", "itl_p50_s", "itl_p95_s",
             "latency_p50_s", "latency_p95_s", "requests_per_s")]],

@@ -12,6 +12,7 @@ a body over `payload_limit` bytes is refused with 413 while it streams in.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 from starlette.applications import Starlette
@@ -38,13 +39,14 @@ async def _generate(request: Request, stream: bool | None):
     validated = time.perf_counter()
     pending = Pending(state, ids, params, stream=opts.stream)
     if opts.stream:
-        return event_stream(state, pending, lambda ev: stream_json(ev, opts), t0, validated)
+        return event_stream(state, pending, functools.partial(stream_json, opts=opts, texts=state.texts), t0,
+                            validated)
     try:
         f = await pending.result()
     finally:
         pending.close()
     observe(state, f, t0, validated, params)
-    out = generate_json(f, opts, params)
+    out = generate_json(f, opts, params, state.texts)
     return JSON([out] if stream is None else out)
 
 

@@ -27,7 +27,9 @@ from starlette.routing import Route
 from lmforge.serve.requests import VERSION, Pending, ServerState, event_stream, observe, read_body
 from lmforge.serve.http import JSON, ApiError
 from lmforge.serve.oai_types import ChatRequest, CompletionRequest, validate
-from lmforge.serve.protocol import _get, fit_tokens, invalid, require_object, sampling_params, sse, SSE_DONE
+from lmforge.serve.events import Candidate, Finish, Token
+from lmforge.serve.protocol import (SSE_DONE, TokenTexts, _get, fit_tokens, invalid, require_object, sampling_params,
+                                    sse)
 
 
 def _finish_reason(reason: str) -> str:
@@ -106,11 +108,10 @@ def _messages(body: dict) -> list[dict]:
     return out
 
 
-def _logprobs(ev, want: bool):
-    if not want:
-        return None
-    return {"content": [{"token": ev.token["text"], "logprob": ev.token["logprob"],
-                         "top_logprobs": [{"token": t["text"], "logprob": t["logprob"]} for t in ev.top_tokens]}]}
+def _chat_logprob(token: Token, top: list[Candidate], texts: TokenTexts) -> dict:
+    """One entry of a chat choice's `logprobs.content`."""
+    return {"token": token.text, "logprob": token.logprob,
+            "top_logprobs": [{"token": texts.text(c.id), "logprob": c.logprob} for c in top]}
 
 
 async def chat_completions(request: Request):
@@ -134,9 +135,9 @@ async def chat_completions(request: Request):
 
         def chunk(ev):
             c = {**head, "choices": [{
-                "index": 0, "delta": {"role": "assistant", "content": "" if ev.token["special"] else ev.token["text"],
+                "index": 0, "delta": {"role": "assistant", "content": "" if ev.token.special else ev.token.text,
                                       "tool_calls": None},
-                "logprobs": _logprobs(ev, want_lp),
+                "logprobs": {"content": [_chat_logprob(ev.token, ev.top, state.texts)]} if want_lp else None,
                 "finish_reason": _finish_reason(ev.finish.reason) if ev.finish else None}], "usage": None}
             if ev.finish and usage:  # OpenAI sends usage in an extra chunk; one chunk keeps SSE simple
                 c["usage"] = _usage(ev.finish)
@@ -150,15 +151,13 @@ async def chat_completions(request: Request):
     observe(state, f, t0, validated, params)
     lp = None
     if want_lp:
-        lp = {"content": [{"token": t["text"], "logprob": t["logprob"],
-                           "top_logprobs": [{"token": x["text"], "logprob": x["logprob"]} for x in top]}
-                          for t, top in zip(f.tokens, f.top_tokens)]}
+        lp = {"content": [_chat_logprob(t, top, state.texts) for t, top in zip(f.tokens, f.top)]}
     return JSON({**head, "choices": [{
-        "index": 0, "message": {"role": "assistant", "content": f.generated_text},
+        "index": 0, "message": {"role": "assistant", "content": f.text},
         "logprobs": lp, "finish_reason": _finish_reason(f.reason)}], "usage": _usage(f)})
 
 
-def _usage(f) -> dict:
+def _usage(f: Finish) -> dict:
     return {"prompt_tokens": f.input_length, "completion_tokens": f.generated_tokens,
             "total_tokens": f.input_length + f.generated_tokens}
 
@@ -188,12 +187,11 @@ def _prompts(body: dict, state: ServerState) -> list[tuple[str, list[int] | None
     return out
 
 
-def _completion_logprobs(f, echo: bool, offset: int, decode) -> dict:
+def _completion_logprobs(f: Finish, echo: bool, offset: int, texts: TokenTexts) -> dict:
     """OpenAI's completion `logprobs` object for one choice (prompt tokens first when echoed)."""
-    rows = [(t["text"], t["logprob"], None if t["logprob"] is None else {decode([i]): lp for i, lp in t.get("top", [])})
-            for t in (f.prefill if echo else [])]
-    rows += [(t["text"], t["logprob"], {x["text"]: x["logprob"] for x in tops})
-             for t, tops in zip(f.tokens, f.top_tokens)]
+    rows = [(texts.text(t.id), t.logprob, None if t.logprob is None else {texts.text(c.id): c.logprob for c in t.top})
+            for t in (f.prompt if echo else [])]
+    rows += [(t.text, t.logprob, {texts.text(c.id): c.logprob for c in top}) for t, top in zip(f.tokens, f.top)]
     offsets = []
     for text, _, _ in rows:
         offsets.append(offset)
@@ -235,11 +233,12 @@ async def completions(request: Request):
             p.close()
     for f, params in zip(results, all_params):
         observe(state, f, t0, validated, params)
-    echo, want_lp, decode = bool(body.get("echo")), body.get("logprobs") is not None, state.tokenizer.decode
+    echo = bool(body.get("echo"))
+    want_lp = body.get("logprobs") is not None
     usage = {k: sum(_usage(f)[k] for f in results) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
     return JSON({**head, "choices": [
-        {"index": i, "text": (text if echo else "") + f.generated_text,
-         "logprobs": _completion_logprobs(f, echo, 0 if echo else len(text), decode) if want_lp else None,
+        {"index": i, "text": (text if echo else "") + f.text,
+         "logprobs": _completion_logprobs(f, echo, 0 if echo else len(text), state.texts) if want_lp else None,
          "finish_reason": _finish_reason(f.reason)}
         for i, ((text, _), f) in enumerate(zip(prompts, results))], "usage": usage})
 
@@ -264,7 +263,7 @@ async def _merged_stream(state: ServerState, pendings: list[Pending], head: dict
                 left -= 1
                 yield sse(ev.body(openai=True))
                 continue
-            text = "" if ev.token["special"] else ev.token["text"]
+            text = "" if ev.token.special else ev.token.text
             reason = _finish_reason(ev.finish.reason) if ev.finish else None  # OpenAI: null until the end
             yield sse({**head, "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}]})
             if ev.finish:

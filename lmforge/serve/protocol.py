@@ -6,7 +6,7 @@ error: `temperature` must be strictly positive") and TGI's error body `{"error":
 "error_type": ...}`: 422 `validation` for bad input of any kind (malformed JSON, wrong
 types, non-finite or out-of-range values, too many tokens), 429 `overloaded`, 424
 `generation`. Unknown keys are ignored, as TGI's serde does. The
-response builders turn the engine's `Finish`/`TokenEvent` into TGI's
+response builders shape the engine's ids and logprobs (events.py) into TGI's
 GenerateResponse / StreamResponse JSON (../shared/contracts/tgi-openapi.json).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import math
 from typing import Any, Callable
 
+from lmforge.serve.events import Candidate, Finish, Token, TokenEvent
 from lmforge.serve.http import dumps, invalid
 from lmforge.serve.sampling import SamplingParams
 
@@ -183,29 +184,53 @@ def parse_generate(body: Any, limits: Limits, *, stream: bool | None) -> tuple[G
 
 
 # ---- response shapes --------------------------------------------------------------
-def details_json(f, params: SamplingParams) -> dict:
+class TokenTexts:
+    """Text and specialness of single token ids, as TGI writes them in top_tokens and prefill
+    entries (the engine reports ids; a generated token carries its own streamed text piece)."""
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        self.special = set(tokenizer.all_special_ids)
+        self._texts: dict[int, str] = {}
+
+    def text(self, token_id: int) -> str:
+        text = self._texts.get(token_id)
+        if text is None:
+            text = self._texts[token_id] = self.tok.decode([token_id])
+        return text
+
+    def candidate(self, c: Candidate) -> dict:
+        return {"id": c.id, "text": self.text(c.id), "logprob": c.logprob, "special": c.id in self.special}
+
+
+def token_json(t: Token) -> dict:
+    """TGI's Token object."""
+    return {"id": t.id, "text": t.text, "logprob": t.logprob, "special": t.special}
+
+
+def details_json(f: Finish, params: SamplingParams, texts: TokenTexts) -> dict:
     return {
         "finish_reason": f.reason,
         "generated_tokens": f.generated_tokens,
         "seed": f.seed,
-        "prefill": [{k: t[k] for k in ("id", "text", "logprob")} for t in f.prefill],  # TGI's PrefillToken
-        "tokens": f.tokens,
-        "top_tokens": f.top_tokens if params.top_n_tokens else [],
+        "prefill": [{"id": t.id, "text": texts.text(t.id), "logprob": t.logprob} for t in f.prompt],
+        "tokens": [token_json(t) for t in f.tokens],
+        "top_tokens": [[texts.candidate(c) for c in top] for top in f.top] if params.top_n_tokens else [],
         "best_of_sequences": None,
     }
 
 
-def generate_json(f, opts: GenerateOptions, params: SamplingParams) -> dict:
-    text = (opts.inputs + f.generated_text) if opts.return_full_text else f.generated_text
-    return {"generated_text": text, "details": details_json(f, params) if opts.details else None}
+def generate_json(f: Finish, opts: GenerateOptions, params: SamplingParams, texts: TokenTexts) -> dict:
+    text = (opts.inputs + f.text) if opts.return_full_text else f.text
+    return {"generated_text": text, "details": details_json(f, params, texts) if opts.details else None}
 
 
-def stream_json(ev, opts: GenerateOptions) -> dict:
-    out = {"index": ev.index, "token": ev.token, "top_tokens": ev.top_tokens, "generated_text": None,
-           "details": None}
+def stream_json(ev: TokenEvent, opts: GenerateOptions, texts: TokenTexts) -> dict:
+    out = {"index": ev.index, "token": token_json(ev.token), "top_tokens": [texts.candidate(c) for c in ev.top],
+           "generated_text": None, "details": None}
     f = ev.finish
     if f is not None:
-        out["generated_text"] = (opts.inputs + f.generated_text) if opts.return_full_text else f.generated_text
+        out["generated_text"] = (opts.inputs + f.text) if opts.return_full_text else f.text
         if opts.details:
             out["details"] = {"finish_reason": f.reason, "generated_tokens": f.generated_tokens,
                               "seed": f.seed, "input_length": f.input_length}

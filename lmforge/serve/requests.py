@@ -18,10 +18,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from lmforge.serve.engine import Engine, ErrorEvent, Finish, Generation
+from lmforge.serve.engine import Engine, Generation
+from lmforge.serve.events import ErrorEvent, Finish
 from lmforge.serve.http import ApiError, invalid, read_json
 from lmforge.serve.metrics import ServerMetrics
-from lmforge.serve.protocol import SSE_DONE, Limits, sse
+from lmforge.serve.protocol import SSE_DONE, Limits, TokenTexts, sse
 from lmforge.serve.sampling import SamplingParams
 
 VERSION = "0.1.0"
@@ -36,12 +37,19 @@ class ServerState:
     metrics: ServerMetrics
     model_dtype: str = "float32"
     model_sha: str | None = None  # the model folder's content hash (server.model_sha)
+    # the model's generation_config.json repetition_penalty, for requests that set none (as vLLM does)
+    default_repetition_penalty: float | None = None
     inflight: int = 0
     bridge: "LoopBridge | None" = None
     started: float = dataclasses.field(default_factory=time.time)
 
     def encode(self, text: str, *, special: bool = True) -> list[int]:
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    @functools.cached_property
+    def texts(self) -> TokenTexts:
+        """Token texts for replies (top tokens, prompt tokens)."""
+        return TokenTexts(self.tokenizer)
 
     @functools.cached_property
     def max_token_chars(self) -> int:
@@ -103,6 +111,8 @@ class Pending:
         self.closed = True
         if state.inflight >= state.limits.max_concurrent_requests:
             raise ApiError(429, "Model is overloaded", "overloaded")
+        if params.repetition_penalty is None and state.default_repetition_penalty is not None:
+            params = dataclasses.replace(params, repetition_penalty=state.default_repetition_penalty)
         self.state, self.params, self.closed = state, params, False
         state.inflight += 1
         state.metrics.inflight.set(state.inflight)
@@ -146,9 +156,10 @@ def observe(state: ServerState, f: Finish, t0: float, validated: float, params: 
     m.counters.inc("tgi_request_success")
     m.request_duration.observe(time.perf_counter() - t0)
     m.request_validation_duration.observe(validated - t0)
-    m.request_queue_duration.observe(max(0.0, f.started_at - f.queued_at))
-    m.request_inference_duration.observe(f.finished_at - f.started_at)
-    m.request_mean_time_per_token.observe((f.finished_at - f.started_at) / max(1, f.generated_tokens))
+    t = f.timings
+    m.request_queue_duration.observe(max(0.0, t.started_at - t.queued_at))
+    m.request_inference_duration.observe(t.finished_at - t.started_at)
+    m.request_mean_time_per_token.observe((t.finished_at - t.started_at) / max(1, f.generated_tokens))
     m.request_generated_tokens.observe(f.generated_tokens)
     m.request_input_length.observe(f.input_length)
     m.request_max_new_tokens.observe(params.max_new_tokens)

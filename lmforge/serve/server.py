@@ -3,8 +3,10 @@
 `load_state` is the one place that turns a model folder plus TGI-style limits into a
 `ServerState`: it loads the tokenizer and `AutoModelForCausalLM` from local files only,
 collects the stop ids (generation_config's eos ids, the tokenizer's EOS and the chat
-end marker `<|end|>`), and derives TGI's defaults for limits that were not given
-(max_total_tokens = the model's context, max_input_tokens = one less), refusing limits
+end marker `<|end|>`) and the default repetition penalty (generation_config's, applied to
+requests that set none, as vLLM applies a model's generation config), and derives TGI's
+defaults for limits that were not given (max_total_tokens = the model's context,
+max_input_tokens = one less), refusing limits
 the model cannot honour, and a folder transformers cannot load, with a one-line error
 naming the flag. `model_sha` gives the folder a content hash for /info (TGI's
 `model_sha`): the release's own file hashes (lineage.json, written by lmforge.release)
@@ -99,8 +101,10 @@ def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max
     metrics = ServerMetrics()
     engine = Engine(model, tokenizer, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
                     eos_ids=stop_ids(model, tokenizer), metrics=metrics)
+    penalty = getattr(model.generation_config, "repetition_penalty", None)
     return ServerState(engine=engine, tokenizer=tokenizer, limits=limits, model_id=str(model_id),
-                       metrics=metrics, model_dtype=dtype, model_sha=model_sha(model_id))
+                       metrics=metrics, model_dtype=dtype, model_sha=model_sha(model_id),
+                       default_repetition_penalty=None if penalty in (None, 1.0) else float(penalty))
 
 
 def serve(state: ServerState, host: str, port: int, log_level: str = "warning") -> None:

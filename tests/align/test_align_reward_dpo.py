@@ -16,6 +16,8 @@ def test_preference_pairs_are_clean(pairs_dir):
         assert len(df) > 10 and set(df.source) == {"reference"}
         assert (df.chosen.str.strip() != df.rejected.str.strip()).all()
         assert (df.rejected.str.strip() != "").all()
+        # symmetric: both sides ended within the sample budget, or both were cut by it
+        assert (df.chosen_ended == df.rejected_ended).all()
 
 
 def test_reward_model_beats_chance_on_held_out_pairs(reward_run, pairs_dir):

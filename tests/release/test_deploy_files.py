@@ -110,7 +110,8 @@ def test_vllm_container_command(files):
     a = vllm_args(after(text, '"$IMAGE"'))
     assert a == {"model": "/data/release", "--served-model-name": "lmforge", "--host": "0.0.0.0", "--port": "80",
                  "--max-model-len": "300", "--max-num-seqs": "5", "--dtype": "float32",
-                 "--gpu-memory-utilization": "0.9", "--tensor-parallel-size": "1"}
+                 "--gpu-memory-utilization": "0.9", "--tensor-parallel-size": "1",
+                 "--generation-config": "auto"}   # the release's generation_config.json sets request defaults
 
 
 def test_vllm_kubernetes(files):

@@ -56,7 +56,8 @@ def released(tmp_path_factory):
     check = {"data_dir": "instr", "prompts": 3, "max_new_tokens": 6, "gate": {"mode": "warn"}}
     (ws / "params.yaml").write_text(yaml.safe_dump({
         "seed": 1337, "data": {"workers": 2}, "dpo": {"beta": 0.125},
-        "release": {"source": "models/dpo", "out_dir": "models/release", "name": "tiny-test", "check": check}}))
+        "release": {"source": "models/dpo", "out_dir": "models/release", "name": "tiny-test", "check": check,
+                    "repetition_penalty": 1.25}}))
     (ws / "dvc.lock").write_text(yaml.safe_dump(LOCK))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run(["git", "init", "-q"], cwd=ws, check=True)
@@ -81,6 +82,8 @@ def test_release_folder_is_servable(released):
     tok = AutoTokenizer.from_pretrained(out)
     gen = json.loads((out / "generation_config.json").read_text())
     assert tok.convert_tokens_to_ids("<|end|>") in gen["eos_token_id"] and tok.eos_token_id in gen["eos_token_id"]
+    assert gen["repetition_penalty"] == 1.25   # the served default: vLLM and lmforge serve read it from here
+    assert "repetition penalty" in (out / "README.md").read_text()
     ids = torch.tensor([tok("Hello")["input_ids"]])
     a = AutoModelForCausalLM.from_pretrained(ws / "models" / "dpo")(ids).logits
     b = AutoModelForCausalLM.from_pretrained(out)(ids).logits
@@ -149,3 +152,5 @@ def test_release_refuses_bad_input(tmp_path):
         release(ReleaseConfig(source=str(tmp_path / "empty"), out_dir=str(tmp_path / "r")), {})
     with pytest.raises(ParamsError, match="dtyp"):
         build(ReleaseConfig, {"dtyp": "float32"}, "release")
+    with pytest.raises(ParamsError, match="release.repetition_penalty must be > 0"):
+        build(ReleaseConfig, {"repetition_penalty": 0}, "release")

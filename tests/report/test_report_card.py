@@ -90,6 +90,7 @@ def test_report_card_says_what_is_signal(tmp_path):
     put("eval_dpo.json", {"tasks": {"lmforge_manpages_mc": {"acc": 0.3, "acc_stderr": 0.0265, "chance": 0.25,
                                                             "n": 300}}})
     put("serve.json", {"replies": {"gate_passed": False, "gate_failures": ["empty_share = 1, required <= 0.1"],
+                                   "repetition_penalty": 1.3,
                                    "samples": [{"prompt": "How stable is Perl?", "reply": "Stable."}]}})
     put("timing/serve.json", {"concurrency_1": {"max_new_tokens": 16, "tokens_per_s": 90.0, "ttft_p50_s": 0.01,
                                                 "ttft_p95_s": 0.02, "itl_p50_s": 0.005, "itl_p95_s": 0.008}})
@@ -103,6 +104,7 @@ def test_report_card_says_what_is_signal(tmp_path):
     assert "| dpo: How stable is Perl? | (empty reply) |" in md and "| served: How stable is Perl? | Stable. |" in md
     assert "| bytes per token (held-out) | 3.446 |" in md
     assert "| smoke gate (held-out replies) | FAILED: empty_share = 1, required <= 0.1 |" in md
+    assert "| smoke gate decoding (the server's default) | greedy, repetition penalty 1.3 |" in md
     assert "| concurrency_1: itl_p95_s | 0.008 |" in md and "| concurrency_1: max_new_tokens | 16 |" in md
     env = md[md.index("## Environment"):].split("\n## ")[0]
     for row in ("| CPU |", "| CPU cores |", "| torch threads: pretrain |", "| torch |", "| transformers |",
