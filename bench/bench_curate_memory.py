@@ -101,12 +101,13 @@ def run_one(crawl: Path, workers: int, top: int, snap_mb: float, cache: bool) ->
     import tempfile
     import tracemalloc
 
-    import pyarrow as pa
     from datatrove.utils.logging import logger
 
     from lmforge.config import section
     from lmforge.curation import finalize as fin
     from lmforge.curation.curate_config import DataConfig, SourceConfig
+
+    import pyarrow as pa  # after lmforge.curation, which chooses Arrow's allocator
 
     logger.remove()
     cfg = section(DataConfig, "data", path=str(REPO / "params.yaml"))
@@ -161,7 +162,8 @@ def run_one(crawl: Path, workers: int, top: int, snap_mb: float, cache: bool) ->
             "main_peak_mb": hwm_mb(), "finalize_traced_peak_mb": seen["traced_peak_mb"],
             "finalize_s": seen["finalize_s"], "holders": holders,
             "curated_chars": m["curated"]["characters"], "phases_mb": phases,
-            "arrow_peak_mb": pa.default_memory_pool().max_memory() / 2**20}
+            "arrow_peak_mb": pa.default_memory_pool().max_memory() / 2**20,
+            "arrow_pool": pa.default_memory_pool().backend_name}
 
 
 def main() -> int:
@@ -202,7 +204,7 @@ def main() -> int:
                   f"main {1024 * (r['main_peak_mb'] - base['main_peak_mb']) / extra:.1f} KB, finalize "
                   f"{1024 * (r['finalize_traced_peak_mb'] - base['finalize_traced_peak_mb']) / extra:.1f} KB",
                   flush=True)
-            print(f"    Arrow pool peak {r['arrow_peak_mb']:.0f} MB; main peak after each phase of the global step: "
+            print(f"    Arrow pool ({r['arrow_pool']}) peak {r['arrow_peak_mb']:.0f} MB; main peak after each phase of the global step: "
                   + ", ".join(f"{k} {v:.0f} MB" for k, v in r["phases_mb"].items()))
             for h in r["holders"]:
                 print("    " + h)
