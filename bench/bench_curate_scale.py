@@ -129,13 +129,13 @@ def run_one(n: int, crawl: Path, extract: str, engine: str, workers: int) -> dic
     import dataclasses
     import tempfile
 
-    import pyarrow.parquet as pq
-
     from datatrove.utils.logging import logger
 
     from lmforge.config import section
     from lmforge.curation.curate import CurateOutputs, run_curate
     from lmforge.curation.curate_config import DataConfig, SourceConfig
+
+    import pyarrow.parquet as pq  # after lmforge.curation, which chooses Arrow's allocator
 
     logger.remove()
     cfg = section(DataConfig, "data", path=str(REPO / "params.yaml"))
