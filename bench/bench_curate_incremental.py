@@ -31,13 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # support.curate: the sample crawl's pages
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
 
 
 def pages() -> list[tuple[str, bytes]]:
-    from support.curate import read_warc_pages
+    from lmforge.testing.curate import read_warc_pages
 
     return list(read_warc_pages().items())
 

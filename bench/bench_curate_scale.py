@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
+
 PACKAGES = {"rust-doc": "/usr/share/doc/rust-doc/html", "python-django-doc": "/usr/share/doc/python-django-doc/html",
             "postgresql-doc-15": "/usr/share/doc/postgresql-doc-15/html",
             "debian-handbook": "/usr/share/doc/debian-handbook/html", "python3.11-doc": "/usr/share/doc/python3.11/html"}

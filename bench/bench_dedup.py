@@ -28,21 +28,18 @@ from __future__ import annotations
 import argparse
 import importlib.metadata  # noqa: F401
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # support.curate: the sample crawl
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
 
 
 def load_docs() -> list[tuple[str, str]]:
     import lxml.html
     import pyarrow.parquet as pq
 
-    from support.curate import SAMPLE, read_warc_pages
+    from lmforge.testing.curate import SAMPLE, read_warc_pages
 
     docs = []
     for url, html in read_warc_pages().items():

@@ -18,16 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support.tiny_model
+import _support  # noqa: F401 - first: this checkout's lmforge on sys.path (bench/_support.py)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
@@ -116,7 +114,7 @@ def detok_us(tok, sequences: list[list[int]]) -> tuple[float, float]:
 def load(args, tmp: str):
     path = Path(args.model_id or "models/release")
     if not (path / "config.json").exists():
-        from support.tiny_model import build_tiny_model
+        from lmforge.testing.tiny_model import build_tiny_model
         print("(models/release not found: random Llama, hidden 256, 4 layers)")
         path = build_tiny_model(Path(tmp) / "model", hidden_size=256, layers=4)
     tok = AutoTokenizer.from_pretrained(path)

@@ -21,13 +21,12 @@ import argparse
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
+
 CACHE = Path.home() / ".cache" / "lmforge" / "smollm2-135m-instruct"
 CHANCE = {"lmforge_manpages_mc": 0.25, "lmforge_docstrings_mc": 0.25}
 SHOWN = ("acc", "acc_norm", "bits_per_byte", "refusal_rate")
@@ -92,8 +91,7 @@ def main() -> None:
     limit = None if args.full else args.limit
     ref = str(reference_folder())
     if not (Path(tiny) / "config.json").exists():   # a fresh clone before `dvc repro`
-        sys.path.insert(0, str(REPO / "tests"))
-        from support.tiny_model import build_tiny_model
+        from lmforge.testing.tiny_model import build_tiny_model
 
         tiny = str(build_tiny_model(Path(tempfile.mkdtemp(prefix="lmforge-bench-")) / "tiny"))
         print(f"{args.tiny} missing: the baseline is a random tiny Llama ({tiny})")

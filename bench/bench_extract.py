@@ -21,13 +21,12 @@ import importlib.metadata  # noqa: F401
 import random
 import re
 import resource
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
+
 WORD = re.compile(r"\w+")
 
 

@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # support.gateway: the tests' process starters
-sys.path.insert(0, str(REPO))
+import _support  # noqa: F401 - first: this checkout's lmforge on sys.path (bench/_support.py)
 
-from support.gateway import KEY, free_port, start, start_gateway, stop, wait_http  # noqa: E402
+from lmforge.testing.gateway import KEY, free_port, start, start_gateway, stop, wait_http  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -57,7 +54,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_gateway."))
     model = args.model_id
     if model is None:
-        from support.tiny_model import build_tiny_model
+        from lmforge.testing.tiny_model import build_tiny_model
         model = str(build_tiny_model(tmp / "model"))
     port = free_port()
     serve = start(["-m", "lmforge.cli", "serve", "--model-id", model, "--port", str(port)], tmp / "serve.log")

@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
 
 
 def debian_docs() -> list[dict]:

@@ -17,10 +17,8 @@ import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
 
 from lmforge.pii import find_pii  # noqa: E402
 

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _support  # noqa: F401 - first: this checkout's lmforge on sys.path (bench/_support.py)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache/lmforge/torch_extensions"))
 

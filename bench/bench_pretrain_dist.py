@@ -22,10 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # support.pretrain: the tests' runner and token stream
+import _support  # noqa: F401 - first: this checkout's lmforge on sys.path (bench/_support.py)
 
-from support.pretrain import markov_tokens, run_stage  # noqa: E402
+from lmforge.testing.pretrain import markov_tokens, run_stage  # noqa: E402
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 

@@ -38,9 +38,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support.tiny_model
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # gguf_export
+import _support  # noqa: F401 - first: this checkout's lmforge on sys.path (bench/_support.py)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -54,7 +53,7 @@ def model_dir(args, tmp: str) -> Path:
         return Path(args.model_id)
     if (Path("models/release") / "config.json").exists():
         return Path("models/release")
-    from support.tiny_model import build_tiny_model
+    from lmforge.testing.tiny_model import build_tiny_model
 
     print(f"(models/release not found: random Llama, hidden {args.hidden_size}, {args.layers} layers)")
     return build_tiny_model(Path(tmp) / "model", hidden_size=args.hidden_size, layers=args.layers)

@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # support.align: the tests' tiny models
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> None:
@@ -43,7 +40,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-sft-"))
     base = args.base_model
     if base is None:
-        from support.align import make_llama
+        from lmforge.testing.align import make_llama
 
         df = pd.read_parquet(REPO / "data/instructions/pairs.parquet")
         base = str(make_llama(tmp / "base", (df.prompt + "\n" + df.response).tolist(), vocab=2048, hidden=128))

@@ -30,8 +30,7 @@ from pathlib import Path
 
 from bench_curate_scale import PER_SHARD, TreeSampler, build_crawl, link_shards, run_one
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import _support  # noqa: F401 - first: this checkout's lmforge on sys.path (bench/_support.py)
 
 
 def fineweb_recipe(listing: Path, work: Path, workers: int):

@@ -31,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_check_align
+import _support  # noqa: F401 - first: this checkout's lmforge on sys.path (bench/_support.py)
+
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache/lmforge/torch_extensions"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def random_tokens(root: Path, vocab: int, seq: int, rows: tuple[int, int]) -> Path:

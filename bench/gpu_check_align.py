@@ -18,10 +18,10 @@ reward model, the trained policy), the eval harness on the GPU.
 from __future__ import annotations
 
 import resource
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
+
 SAMPLE = REPO / "data" / "instructions" / "pairs.parquet"
 
 
@@ -49,8 +49,7 @@ def _run(name: str, trainer) -> dict:
 
 def real_base(out: Path, cpu_smoke: bool) -> str:
     """The pipeline's Llama at ``small`` (1 layer in the CPU smoke) with the tests' tokenizer."""
-    sys.path.insert(0, str(REPO / "tests"))  # support.tiny_model: the tests' tokenizer
-    from support.tiny_model import build_tokenizer
+    from lmforge.testing.tiny_model import build_tokenizer
 
     from lmforge.model import ModelConfig, build_model
 

@@ -110,9 +110,14 @@ def check(params: dict, where: str = PARAMS_FILE, dvc_yaml: str | Path | None = 
         if name not in params:
             continue
         try:
-            build(section_class(name), params[name], f"{where}: {name}")
+            built = build(section_class(name), params[name], f"{where}: {name}")
         except ParamsError as e:
             errors.append(str(e))
+            continue
+        try:   # what only the installed libraries can check (e.g. a TRL passthrough); imports them only then
+            getattr(built, "check_installed", lambda: None)()
+        except ParamsError as e:
+            errors.append(f"{where}: {e}")
     if dvc_yaml is not None and not errors:
         errors += [f"{where}: {e}" for e in uncovered_sources(params, dvc_yaml)]
     return errors

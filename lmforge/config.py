@@ -91,6 +91,10 @@ def did_you_mean(unknown: str, known: typing.Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+# Plain types a params value is checked against as it is, with the word an error names.
+_PLAIN = {bool: "true or false", str: "a string", dict: "a mapping", list: "a list"}
+
+
 def _check(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -132,23 +136,10 @@ def _check(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ParamsError(f"{key}: expected an integer, got {value!r}{_number_hint(value)}")
         return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ParamsError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ParamsError(f"{key}: expected a string, got {value!r}")
-        return value
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise ParamsError(f"{key}: expected a mapping, got {value!r}")
-        return value
-    if tp is list:
-        if not isinstance(value, list):
-            raise ParamsError(f"{key}: expected a list, got {value!r}")
-        return value
+    if tp in _PLAIN and not isinstance(value, tp):
+        raise ParamsError(f"{key}: expected {_PLAIN[tp]}, got {value!r}")
     return value
+
 
 
 def build(cls: type[T], data: Any, key: str) -> T:

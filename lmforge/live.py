@@ -16,7 +16,8 @@ VS Code extension) draws curves during a run, not only after it:
 The exact record of a pretraining run stays the checkpointed history: a resumed run
 opens its folders afresh (DVCLive clears them) and replays the checkpoint's rows
 before logging new steps, so after a SIGKILL the live files neither repeat nor lose
-a step.
+a step. A resumed SFT or DPO run does the same with the Trainer's checkpointed
+``log_history``.
 """
 from __future__ import annotations
 
@@ -71,13 +72,23 @@ def replay(log: LiveLog, rows: list[dict], keys: tuple[str, ...], prefix: str) -
         log.log(row["step"], {k: row[k] for k in keys}, prefix)
 
 
+def whole_run_loss(log_history: list[dict]) -> float | None:
+    """Mean of a Trainer's logged losses over the whole run, checkpointed steps included.
+
+    The Trainer's own ``train_loss`` covers only the steps of the last ``train()`` call, so
+    after a resume it would describe the resumed part alone (None: nothing logged)."""
+    losses = [h["loss"] for h in log_history if "loss" in h]
+    return sum(losses) / len(losses) if losses else None
+
+
 def trainer_callback(stage: str):
     """A DVCLive callback for TRL/HF trainers: numerics to ``metrics/live/<stage>``, timing apart.
 
     It subclasses transformers' ``DVCLiveCallback`` (what ``report_to="dvclive"``
-    installs) and changes three things: rows are logged at the trainer's global step,
+    installs) and changes four things: rows are logged at the trainer's global step,
     the Trainer's arguments are not written (temporary paths would make the stage
-    output differ run to run), and the run-time keys go to the timing folder.
+    output differ run to run), the run-time keys go to the timing folder, and a run
+    resumed from a checkpoint first replays the checkpoint's ``log_history``.
     """
     from transformers.integrations import DVCLiveCallback
 
@@ -88,24 +99,32 @@ def trainer_callback(stage: str):
                 self.log = LiveLog(live_dir(stage))
                 self.live = self.log.live
                 self.timing = LiveLog(timing_live_dir(stage))
+                self.resumed = state.global_step > 0
+                for row in state.log_history:   # a resumed run: the checkpoint's rows first
+                    if row.get("step", 0) <= state.global_step:
+                        self._write(row["step"], row)
 
         def on_log(self, args, state, control, model=None, logs=None, **kwargs):
             if not self._initialized:
                 self.setup(args, state, model)
-            if not state.is_world_process_zero:
-                return
+            if state.is_world_process_zero:
+                if self.resumed and logs and "train_loss" in logs:   # the whole run's, as an uninterrupted run logs
+                    logs = {**logs, "train_loss": whole_run_loss(state.log_history) or logs["train_loss"]}
+                self._write(state.global_step, logs)
+
+        def _write(self, step, logs):
             from dvclive.plots import Metric
             from dvclive.utils import standardize_metric_name
 
             ok = {standardize_metric_name(k, "dvclive.huggingface"): (k, v) for k, v in (logs or {}).items()
-                  if Metric.could_log(v) and k != "epoch"}
+                  if Metric.could_log(v) and k not in ("epoch", "step")}
             timing = {n: v for n, (k, v) in ok.items() if k in TIMING_KEYS}
             numerics = {n: v for n, (k, v) in ok.items() if k not in TIMING_KEYS}
             if numerics:
-                self.log.log(state.global_step, numerics, prefix="")
+                self.log.log(step, numerics, prefix="")
                 self.log.sync()
             if timing:
-                self.timing.log(state.global_step, timing, prefix="")
+                self.timing.log(step, timing, prefix="")
                 self.timing.sync()
 
         def on_train_end(self, args, state, control, **kwargs):

@@ -23,11 +23,7 @@ import dataclasses
 from typing import Literal
 
 from lmforge.config import require
-from lmforge.stage import StageFailure
-
-
-class GateError(StageFailure):
-    """A model failed an evaluation gate."""
+from lmforge.gates import threshold_failures
 
 
 @dataclasses.dataclass
@@ -81,16 +77,6 @@ def held_out_prompts(data_dir: str, n: int) -> list[str]:
     return pd.read_parquet(path).head(n).prompt.tolist()
 
 
-def enforce(where: str, failures: list[str], mode: str, hint: str) -> None:
-    """``mode: fail`` raises GateError naming every failure; ``warn`` prints them and goes on."""
-    if not failures:
-        return
-    msg = f"{where} gate FAILED: " + "; ".join(failures) + f" ({hint})"
-    if mode == "fail":
-        raise GateError(msg + "; set mode: warn to continue anyway")
-    print(f"WARNING: {msg}; continuing because mode is warn")
-
-
 def repetition(reply: str) -> float | None:
     """1 − distinct-2 over the reply's word bigrams; None below two words."""
     words = reply.split()
@@ -115,15 +101,8 @@ def reply_stats(replies: list[str], short_words: int = 5) -> dict:
 
 
 def reply_failures(stats: dict, gate: ReplyGate, where: str) -> list[str]:
-    """Every threshold of ``gate`` that ``stats`` misses, one readable line each."""
-    failures = []
-    for key, threshold in (("empty_share", gate.max_empty_share), ("short_share", gate.max_short_share),
-                           ("repetition", gate.max_repetition)):
-        if threshold is None:
-            continue
-        if key not in stats:
-            failures.append(f"{key}: not measured (no reply of two words or more) but {where} sets max_{key}")
-        elif stats[key] > threshold:
-            extra = f" (replies under {gate.short_words} words)" if key == "short_share" else ""
-            failures.append(f"{key} = {stats[key]:.3g}{extra}, required <= {threshold:g}")
-    return failures
+    """Every threshold of ``gate`` that ``stats`` misses, one readable line each (``lmforge.gates``)."""
+    bounds = [("empty_share", "<=", gate.max_empty_share), ("short_share", "<=", gate.max_short_share),
+              ("repetition", "<=", gate.max_repetition)]
+    return threshold_failures(stats, bounds, where, why_unmeasured=" (no reply of two words or more)",
+                              notes={"short_share": f" (replies under {gate.short_words} words)"})

@@ -14,7 +14,8 @@ time in ``metrics/timing/stages/<stage>.json``: DVC itself records no durations,
 report card lists them. Like all of ``metrics/timing/``, it is no stage's output and is
 never hashed, so it does not change dvc.lock.
 
-Every ``stages/*.py`` ends with ``if __name__ == "__main__": run_stage(main)``.
+Every ``stages/*.py`` ends with ``if __name__ == "__main__": run_stage(main)``, which also
+configures logging for the stage (``lmforge.logconfig``: its progress lines on stdout).
 """
 from __future__ import annotations
 
@@ -83,6 +84,9 @@ def record_wall_time(seconds: float) -> Path | None:
 
 def run_stage(main: Callable[[], int | None]) -> NoReturn:
     """Run a stage's ``main`` and exit: its return code, or an expected error as one line."""
+    from lmforge.logconfig import configure   # here: the Snakefile loads config.py, and so this module, alone
+
+    configure()
     start = time.monotonic()
     try:
         code = main()

@@ -29,7 +29,8 @@ from pathlib import Path
 from lmforge.align.common import load_tokenizer, prompt_text
 from lmforge.config import load_params, require, section
 from lmforge.evals.harness import EvalsConfig
-from lmforge.replies import enforce, held_out_prompts
+from lmforge.gates import enforce
+from lmforge.replies import held_out_prompts
 from lmforge.evals.served import check_served
 from lmforge.io import write_json
 from lmforge.release.config import DeployConfig, ServeConfig

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from lmforge.align.evaluate import GateError
 from lmforge.config import section
 from lmforge.evals.harness import EvalsConfig, evaluate, gate_failures
+from lmforge.gates import enforce, verdict
 from lmforge.io import write_json
 from lmforge.stage import run_stage
 
@@ -32,16 +32,12 @@ def main() -> None:
     seconds = round(time.perf_counter() - t0, 1)
     failures = gate_failures(scores, cfg.gate)
     write_json(args.metrics, {"model": args.model, "limit": cfg.item_limit, "tasks": scores,
-                              "gate_passed": not failures, "gate_failures": failures})
+                              **verdict(failures)})
     write_json(args.timing, {"seconds": seconds})
     print(f"evaluate {args.model}: " + "; ".join(
         f"{t} " + ", ".join(f"{k}={v:.4g}" for k, v in s.items() if k in ("acc", "bits_per_byte", "refusal_rate"))
         for t, s in scores.items()) + f" ({seconds} s)")
-    if failures:
-        msg = f"{args.model} eval gate FAILED: " + "; ".join(failures) + " (thresholds: params.yaml evals.gate)"
-        if cfg.gate.mode == "fail":
-            raise GateError(msg + "; set mode: warn to continue anyway")
-        print(f"WARNING: {msg}; continuing because mode is warn")
+    enforce(f"{args.model} eval", failures, cfg.gate.mode, "thresholds: params.yaml evals.gate")
 
 
 if __name__ == "__main__":

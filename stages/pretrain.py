@@ -7,6 +7,7 @@ One process: ``python -m stages.pretrain`` (``resources.pretrain.gpu: N`` > 1 re
 """
 from __future__ import annotations
 
+import logging
 import os
 
 from lmforge.config import ParamsError, load_params, section
@@ -14,6 +15,8 @@ from lmforge.model import ModelConfig
 from lmforge.stage import run_stage
 from lmforge.train.config import PretrainConfig
 from lmforge.train.launch import relaunch
+
+log = logging.getLogger(__name__)
 
 
 def main() -> int:
@@ -30,7 +33,7 @@ def main() -> int:
 
     m = pretrain(cfg, model_cfg, seed)
     if os.environ.get("RANK", "0") == "0":
-        print(f"[pretrain] {m['steps']} steps, {m['tokens']:,} tokens, val_ppl {m['init_val_ppl']:.1f} -> "
+        log.info(f"pretrain: {m['steps']} steps, {m['tokens']:,} tokens, val_ppl {m['init_val_ppl']:.1f} -> "
               f"{m['val_ppl']:.1f} ({m['ppl_reduction']:.1f}x), {m['tokens_per_s']:,.0f} tok/s")
     return 0
 

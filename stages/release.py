@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lmforge.align.evaluate import reply_check
 from lmforge.config import load_params, section
-from lmforge.replies import enforce
+from lmforge.gates import enforce
 from lmforge.io import write_json
 from lmforge.release.build import release
 from lmforge.release.config import ReleaseConfig

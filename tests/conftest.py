@@ -9,6 +9,9 @@ cores); ``make test`` (CI) runs everything. A test is slow when it carries
 ``@pytest.mark.slow`` or when its node id starts with a line of ``tests/slow.txt``: the
 list of end-to-end checks measured at over ~10 s (``pytest --durations=0``), kept as data
 so that re-measuring moves a line, not a decorator.
+
+Logging is configured as a stage configures it (``lmforge.logconfig``), so library code
+called in-process shows its progress lines on the (captured) stdout as under ``run_stage``.
 """
 from __future__ import annotations
 
@@ -17,10 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from lmforge.logconfig import configure as configure_logging
+
 for _k, _v in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ.setdefault(_k, _v)
 
+configure_logging()
 
 SLOW_LIST = Path(__file__).with_name("slow.txt")
 
@@ -39,8 +45,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    """A tiny random Llama + tokenizer folder with the release's shape (support.tiny_model)."""
-    from support.tiny_model import build_tiny_model
+    """A tiny random Llama + tokenizer folder with the release's shape (lmforge.testing.tiny_model)."""
+    from lmforge.testing.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

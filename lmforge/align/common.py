@@ -1,6 +1,7 @@
 """What SFT, reward modelling, DPO and the gates share: loading local models, the
 chat template, generation that stops at the end of an assistant turn, and the TRL
-arguments every trainer here gets (no hub, no checkpoints, progress bars on stderr,
+arguments every trainer here gets (no hub, checkpoints only where a stage's
+``checkpoints.dir`` asks (``lmforge.align.checkpoints``), progress bars on stderr,
 DVCLive through ``lmforge.live`` rather than ``report_to``).
 
 The device is accelerate's choice (a GPU when there is one, else the CPU) for every
@@ -28,7 +29,7 @@ from lmforge.chat import CHAT_TEMPLATE, stop_token_ids
 from lmforge.io import atomic_dir
 from lmforge.model import context_length
 
-log = logging.getLogger("lmforge.align")
+log = logging.getLogger(__name__)
 
 # docs/CONTRACTS.md: each message renders as <|role|>\n{content}<|end|>\n.
 CONTRACT_TEMPLATE = CHAT_TEMPLATE  # the one template, defined with the tokenizer
@@ -133,13 +134,16 @@ def deepspeed_config(tp: TrainConfig) -> dict | None:
     return json.loads(p.read_text())
 
 
-def trl_kwargs(tp: TrainConfig, seed: int, out_dir: str | None) -> dict[str, Any]:
-    """Arguments every TRL config here gets (``out_dir`` None: a scratch folder, no checkpoints)."""
+def trl_kwargs(tp: TrainConfig, seed: int, out_dir: str | None, checkpoints=None) -> dict[str, Any]:
+    """Arguments every TRL config here gets (``out_dir`` None: a scratch folder). ``checkpoints``
+    (a :class:`lmforge.align.checkpoints.CheckpointConfig`) with a ``dir`` saves there every
+    ``every`` steps; otherwise nothing is saved."""
     import tempfile
 
     import torch
 
     out_dir = out_dir or tempfile.mkdtemp(prefix="lmforge-align-")
+    saving = checkpoints.trainer_kwargs() if checkpoints is not None else {"save_strategy": "no"}
     torch.set_num_threads(max(1, tp.threads))
     # accelerate makes several CPU processes one job (gloo, sharded data) only when told use_cpu;
     # without it each rank of a `torchrun` on a CPU machine trained alone on the same batches.
@@ -147,11 +151,11 @@ def trl_kwargs(tp: TrainConfig, seed: int, out_dir: str | None) -> dict[str, Any
     several_cpus = (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
                     and tp.deepspeed is None)
     return dict(**({"use_cpu": True} if several_cpus else {}),
-        output_dir=out_dir, report_to="none", seed=seed, data_seed=seed,
+        **{"output_dir": out_dir, **saving}, report_to="none", seed=seed, data_seed=seed,
         max_steps=tp.max_steps, per_device_train_batch_size=tp.batch_size,
         per_device_eval_batch_size=tp.batch_size, gradient_accumulation_steps=tp.grad_accum,
         learning_rate=tp.lr, warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay,
-        lr_scheduler_type="cosine", logging_steps=max(1, tp.max_steps // 20), save_strategy="no",
+        lr_scheduler_type="cosine", logging_steps=max(1, tp.max_steps // 20),
         eval_strategy="no", dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False, bf16=use_bf16(tp.bf16), fp16=False,
         deepspeed=deepspeed_config(tp),

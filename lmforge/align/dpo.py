@@ -20,14 +20,22 @@ chosen reply). It goes into the trainer's logs (so DVCLive and metrics/dpo_loss.
 it) and costs two forward passes per probe pair per logged step. Its contexts are fixed
 data, so it is not the same number as ``kl_token`` in metrics/dpo.json, measured once
 after training on the policy's own replies to held-out prompts.
+
+Checkpoints (``dpo.checkpoints``, ``models/dpo_checkpoints``) and the passthrough
+``dpo.trl_args`` work as SFT's do (``lmforge.align.checkpoints``, ``lmforge.align.trl_args``).
+A resumed run redoes the rejection sampling (seeded: the same pairs) before it continues.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from lmforge.align import checkpoints as ckpt
+from lmforge.align import trl_args
 from lmforge.align.common import (AdapterConfig, TrainConfig, check_devices, live_callbacks, load_causal_lm,
                                   load_tokenizer, trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import (GateEvalConfig, completion_logprobs, generate_replies, policy_metrics, reward_scores,
@@ -56,6 +64,15 @@ class DPOStageConfig:
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(max_steps=30, lr=5e-4))
     lora: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
     eval: GateEvalConfig = dataclasses.field(default_factory=GateEvalConfig)
+    checkpoints: ckpt.CheckpointConfig = dataclasses.field(default_factory=ckpt.CheckpointConfig)
+    trl_args: dict[str, Any] = dataclasses.field(default_factory=dict)   # any other DPOConfig field
+
+    def check_installed(self) -> None:
+        """``trl_args`` against the installed TRL's DPOConfig (``lmforge check``; imports TRL only if set)."""
+        if self.trl_args:
+            from trl import DPOConfig
+
+            trl_args.check(DPOConfig, self.trl_args, "dpo.trl_args")
 
     def __post_init__(self):
         require(self.beta > 0, f"dpo.beta must be > 0, got {self.beta}")
@@ -146,7 +163,9 @@ def dpo_trainer(p: DPOStageConfig, policy, ref, tok, pairs: pd.DataFrame, seed: 
     from trl import DPOConfig, DPOTrainer
 
     loss = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, p.sft_weight]} if p.sft_weight else {}
-    args = DPOConfig(beta=p.beta, max_length=p.train.max_length, **loss, **trl_kwargs(p.train, seed, work_dir))
+    fixed = dict(beta=p.beta, max_length=p.train.max_length, **loss,
+                 **trl_kwargs(p.train, seed, work_dir, p.checkpoints))
+    args = trl_args.build(DPOConfig, fixed, p.trl_args, "dpo.trl_args")
     peft = p.lora.peft_config(policy)
     if not peft:
         ref.requires_grad_(False).eval()
@@ -181,6 +200,7 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
               live: str | None = None):
     """Returns (model, tokenizer, metrics, curve, samples); the caller gates, reports and saves."""
     p = with_context(p, p.sft_model)
+    p.check_installed()   # the TRL passthrough before the sampling, not after it
     tok = load_tokenizer(p.sft_model)
     policy = load_causal_lm(p.sft_model, "dpo.sft_model")
     ref = load_causal_lm(p.sft_model, "dpo.sft_model")
@@ -196,7 +216,11 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
 
     trainer = dpo_trainer(p, policy, ref, tok, train_all, seed, work_dir, live, val.head(p.kl_probe))
     check_devices(trainer.args.device, reference=ref, reward_model=rm)   # no model left behind on a CPU
-    result = trainer.train()
+    inputs = [p.sft_model, p.reward_model, Path(p.pairs_dir) / "train.parquet", Path(p.pairs_dir) / "val.parquet",
+              Path(p.data_dir) / "train.parquet"]
+    drop = ("out_dir", "eval", "checkpoints", "rejection_out", "kl_probe")
+    train_loss, steps = ckpt.train(trainer, p.checkpoints, ckpt.fingerprint(ckpt.run_params(p, drop), seed, inputs),
+                                   "dpo")
     policy = trained_model(trainer, p.lora.enabled)
     policy.eval()
     check_devices(trainer.args.device, policy=policy)
@@ -214,7 +238,7 @@ def train_dpo(p: DPOStageConfig, pref: PreferenceConfig, seed: int, work_dir: st
         "train_pairs": len(train_all), "rejection_pairs": len(rs),
         "rejection_dropped_identical": rs_dropped["identical"],
         "rejection_dropped_unmatched_ending": rs_dropped["unmatched_ending"],
-        "train_loss": float(result.training_loss), "steps": int(result.global_step), "beta": p.beta,
+        "train_loss": train_loss, "steps": steps, "beta": p.beta,
     })
     samples += [("sft (reference) / held-out", q, r) for q, r in zip(val_prompts[:2], sft_replies[:2])]
     curve = [{"step": h["step"], "loss": h["loss"], "margin": h.get("rewards/margins", float("nan")),

@@ -24,7 +24,8 @@ import math
 
 from lmforge.align.common import prompt_text
 from lmforge.config import require
-from lmforge.replies import GateError, ReplyGate, enforce, reply_failures, reply_stats
+from lmforge.gates import GateError, enforce, threshold_failures, verdict
+from lmforge.replies import ReplyGate, reply_failures, reply_stats
 from lmforge.io import write_text
 
 __all__ = ["GateError", "GateConfig", "GateEvalConfig", "policy_metrics", "record_and_gate"]
@@ -152,21 +153,12 @@ def token_kl(policy, ref, tok, prompts: list[str], replies: list[str], max_lengt
 
 
 def gate_failures(stage: str, metrics: dict, gate: GateConfig) -> list[str]:
-    """Every threshold of ``gate`` that ``metrics`` misses, as readable lines."""
-    checks = [("perplexity", gate.max_perplexity, lambda v, t: v <= t, "<="),
-              ("refusal_rate", gate.min_refusal_rate, lambda v, t: v >= t, ">="),
-              ("over_refusal", gate.max_over_refusal, lambda v, t: v <= t, "<="),
-              ("win_rate", gate.min_win_rate, lambda v, t: v >= t, ">="),
-              ("loss_rate", gate.max_loss_rate, lambda v, t: v <= t, "<=")]
-    failures = []
-    for key, threshold, ok, op in checks:
-        if threshold is None:
-            continue
-        if key not in metrics:
-            failures.append(f"{key}: not measured but {stage}.eval.gate sets a threshold")
-        elif not ok(metrics[key], threshold):
-            failures.append(f"{key} = {metrics[key]:.4g}, required {op} {threshold:g}")
-    return failures + reply_failures(metrics, gate, f"{stage}.eval.gate")
+    """Every threshold of ``gate`` that ``metrics`` misses, as readable lines (``lmforge.gates``)."""
+    bounds = [("perplexity", "<=", gate.max_perplexity), ("refusal_rate", ">=", gate.min_refusal_rate),
+              ("over_refusal", "<=", gate.max_over_refusal), ("win_rate", ">=", gate.min_win_rate),
+              ("loss_rate", "<=", gate.max_loss_rate)]
+    where = f"{stage}.eval.gate"
+    return threshold_failures(metrics, bounds, where) + reply_failures(metrics, gate, where)
 
 
 def record_and_gate(stage: str, metrics: dict, curve: list[dict], gate: GateConfig,
@@ -180,8 +172,8 @@ def record_and_gate(stage: str, metrics: dict, curve: list[dict], gate: GateConf
 
     failures = gate_failures(stage, metrics, gate)
     shown = [{"kind": k, "prompt": p, "reply": r} for k, p, r in samples]
-    write_json(f"{metrics_dir}/{stage}.json", {**metrics, "gate_passed": not failures, "gate_failures": failures,
-                                               "not_gated": not_gated(gate), "samples": shown})
+    write_json(f"{metrics_dir}/{stage}.json", {**metrics, **verdict(failures), "not_gated": not_gated(gate),
+                                               "samples": shown})
     write_csv(f"{metrics_dir}/{stage}_loss.csv", curve)
     write_report(f"{report_dir}/{stage}.md", f"lmforge {stage} evaluation", metrics, failures, gate, samples)
     enforce(stage, failures, gate.mode, f"thresholds: params.yaml {stage}.eval.gate; report: {report_dir}/{stage}.md")
@@ -268,5 +260,5 @@ def reply_check(model_dir: str, check, where: str) -> dict:
     replies = generate_replies(model, tok, prompts, check.max_new_tokens, check.repetition_penalty)
     stats = reply_stats(replies, check.gate.short_words)
     failures = reply_failures(stats, check.gate, f"{where}.check.gate")
-    return {**stats, "gate_passed": not failures, "gate_failures": failures,
+    return {**stats, **verdict(failures),
             "samples": [{"prompt": p, "reply": r} for p, r in list(zip(prompts, replies))[:4]]}

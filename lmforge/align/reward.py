@@ -13,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from lmforge.align import trl_args
 from lmforge.align.common import (AdapterConfig, TrainConfig, check_model_dir, live_callbacks, load_tokenizer,
                                   save_model, to_train_device, trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import reward_scores
@@ -32,6 +34,14 @@ class RewardStageConfig:
     min_accuracy: float | None = None  # held-out pairwise accuracy below this fails the stage
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(max_steps=30, lr=5e-4))
     lora: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
+    trl_args: dict[str, Any] = dataclasses.field(default_factory=dict)   # any other RewardConfig field
+
+    def check_installed(self) -> None:
+        """``trl_args`` against the installed TRL's RewardConfig (``lmforge check``; imports TRL only if set)."""
+        if self.trl_args:
+            from trl import RewardConfig
+
+            trl_args.check(RewardConfig, self.trl_args, "reward.trl_args")
 
     def __post_init__(self):
         require(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "reward.min_accuracy must be in [0, 1]")
@@ -80,11 +90,13 @@ def train_reward(p: RewardStageConfig, seed: int, work_dir: str | None = None,
     from transformers import set_seed
 
     p = with_context(p, p.sft_model)
+    p.check_installed()   # the TRL passthrough before any model loads
     train, val = read_pairs(p.pairs_dir, "train"), read_pairs(p.pairs_dir, "val")
     set_seed(seed)  # the new score head is randomly initialised: same seed, same reward model
     model, tok = load_reward_backbone(p.sft_model)
     acc0, _ = pairwise_accuracy(model, tok, val, p.train.max_length)
-    args = RewardConfig(max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir))
+    args = trl_args.build(RewardConfig, dict(max_length=p.train.max_length, **trl_kwargs(p.train, seed, work_dir)),
+                          p.trl_args, "reward.trl_args")
     trainer = RewardTrainer(model=model, args=args, train_dataset=to_dataset(train), processing_class=tok,
                             peft_config=p.lora.peft_config(model, task_type="SEQ_CLS"),
                             callbacks=live_callbacks(live))

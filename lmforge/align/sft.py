@@ -14,15 +14,23 @@ CPU as TRL's chunked-logprob loss). Packing mixes examples from different source
 in one row, so it needs uniform weights and uses TRL's own loss. LoRA goes
 through peft and is merged into full weights before export (``models/sft`` never
 holds an adapter).
+
+Checkpoints (``sft.checkpoints``) are the Trainer's own, in ``models/sft_checkpoints``;
+a killed run resumes from the newest complete one of the same run
+(``lmforge.align.checkpoints``). ``sft.trl_args`` passes any other ``SFTConfig``
+field through (``lmforge.align.trl_args``).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from lmforge.align import checkpoints as ckpt
+from lmforge.align import trl_args
 from lmforge.align.common import (AdapterConfig, TrainConfig, live_callbacks, load_causal_lm, load_tokenizer,
                                   trained_model, trl_kwargs, with_context)
 from lmforge.align.evaluate import GateEvalConfig
@@ -42,6 +50,15 @@ class SFTStageConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     lora: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
     eval: GateEvalConfig = dataclasses.field(default_factory=GateEvalConfig)
+    checkpoints: ckpt.CheckpointConfig = dataclasses.field(default_factory=ckpt.CheckpointConfig)
+    trl_args: dict[str, Any] = dataclasses.field(default_factory=dict)   # any other SFTConfig field
+
+    def check_installed(self) -> None:
+        """``trl_args`` against the installed TRL's SFTConfig (``lmforge check``; imports TRL only if set)."""
+        if self.trl_args:
+            from trl import SFTConfig
+
+            trl_args.check(SFTConfig, self.trl_args, "sft.trl_args")
 
     def __post_init__(self):
         require(self.max_per_source >= 0, f"max_per_source must be >= 0, got {self.max_per_source}")
@@ -144,8 +161,9 @@ def build_trainer(p: SFTStageConfig, seed: int, work_dir: str | None = None, liv
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     # the config first: with ZeRO-3 it makes from_pretrained load straight into partitions (zero.Init)
-    args = SFTConfig(completion_only_loss=True, packing=p.packing, max_length=p.train.max_length,
-                     remove_unused_columns=True, **trl_kwargs(p.train, seed, work_dir))
+    fixed = dict(completion_only_loss=True, packing=p.packing, max_length=p.train.max_length,
+                 remove_unused_columns=True, **trl_kwargs(p.train, seed, work_dir, p.checkpoints))
+    args = trl_args.build(SFTConfig, fixed, p.trl_args, "sft.trl_args")
     tok = load_tokenizer(p.base_model)
     model = load_causal_lm(p.base_model, "sft.base_model")
     df = training_frame(p, seed)
@@ -164,15 +182,17 @@ def train_sft(p: SFTStageConfig, seed: int, work_dir: str | None = None, live: s
     The caller evaluates, gates and only then saves (``lmforge.align.common.save_model``)."""
     p = with_context(p, p.base_model)
     trainer, tok, df = build_trainer(p, seed, work_dir, live)
-    result = trainer.train()
+    inputs = [p.base_model, Path(p.data_dir) / "train.parquet", Path(p.feedback_dir) / "sft.parquet"]
+    fp = ckpt.fingerprint(ckpt.run_params(p, ("out_dir", "eval", "checkpoints")), seed, inputs)
+    train_loss, steps = ckpt.train(trainer, p.checkpoints, fp, "sft")
     model = trained_model(trainer, p.lora.enabled)
     model.eval()
     curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     return model, tok, {
         "train_examples": len(df),
-        "train_loss": float(result.training_loss),
+        "train_loss": train_loss,
         "final_loss": curve[-1]["loss"] if curve else math.nan,
-        "steps": int(result.global_step),
+        "steps": steps,
         "lora": p.lora.enabled,
         "examples_by_source": {k: int(v) for k, v in df.groupby("source").size().items()},
     }, curve

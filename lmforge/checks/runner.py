@@ -24,6 +24,7 @@ Great Expectations takes ~4 s to import, so it is imported only inside
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -31,6 +32,8 @@ from typing import Any, Sequence
 
 from lmforge.io import atomic_dir, write_json
 from lmforge.stage import StageFailure
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DataCheckError", "run_checks", "check_stage", "format_failures", "summary"]
 
@@ -193,8 +196,6 @@ def _stable_docs(site: Path) -> None:
 
 def _validation(name: str, expectations: Sequence[Any]):
     """An ephemeral GX context holding suite ``name`` and its whole-dataframe validation."""
-    import logging
-
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -278,6 +279,6 @@ def check_stage(stage: str, df, name: str, expectations: Sequence[Any], out_json
         raise
     write_json(summary_json, summary(result))
     s = result["statistics"]
-    print(f"{stage}: {len(df)} {unit}, {s['successful_expectations']}/{s['evaluated_expectations']} "
-          f"expectations met -> {out_json}, {docs_dir}/index.html")
+    log.info("%s: %d %s, %d/%d expectations met -> %s, %s/index.html", stage, len(df), unit,
+             s["successful_expectations"], s["evaluated_expectations"], out_json, docs_dir)
     return result

@@ -43,6 +43,7 @@ from datatrove.utils.logging import logger
 
 from lmforge.curation.curate_config import DataConfig, SourceSettings
 from lmforge.curation.curate_slurm import slurm_executors, submit
+from lmforge.curation.progress import Progress
 from lmforge.curation.readers import resolve_files
 from lmforge.curation.shard_cache import ShardCache, transient_drops
 from lmforge.curation.signatures import SignatureWriter, sort_task_outputs
@@ -246,7 +247,8 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
         submit(execs)  # the last launches its dependency chain first
         if not cfg.slurm.wait:
             return None
-        wait_for_jobs(execs, cfg.slurm.poll_s, queue_retry_s=cfg.slurm.queue_retry_s)
+        with Progress(work, todo, cfg.progress_s):   # the array's shards finish into the shared work folder
+            wait_for_jobs(execs, cfg.slurm.poll_s, queue_retry_s=cfg.slurm.queue_retry_s)
         metrics = json.loads(outputs.metrics.read_text())
         metrics["seconds"] = round(time.perf_counter() - t0, 1)
         metrics["shards"] = {"processed": [sh.file for sh in todo], "cached": [sh.file for sh in cached]}
@@ -254,8 +256,9 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
     t0 = time.perf_counter()
     with work_dir(outputs.curated.parent) as work:
         todo, cached = shards(plans, work, cache)
-        for ex in build_executors(cfg, plans, work, outputs, kind, todo):
-            ex.run()
+        with Progress(work, todo, cfg.progress_s):
+            for ex in build_executors(cfg, plans, work, outputs, kind, todo):
+                ex.run()
         metrics = finalize(cfg, work, outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     metrics["shards"] = {"processed": [sh.file for sh in todo], "cached": [sh.file for sh in cached]}

@@ -234,6 +234,7 @@ class DataConfig:
     sources: list[SourceConfig]
     workers: int = 2
     executor: Literal["local", "slurm", "ray"] = "local"
+    progress_s: float = 30.0   # a progress line (shards, bytes, documents, rate, ETA) this often; 0 = none
     slurm: CurateSlurmConfig = field(default_factory=CurateSlurmConfig)
     val_fraction: float = 0.05
     rows_per_shard: int = 5000
@@ -260,6 +261,7 @@ class DataConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         require(not dup, f"data.sources: duplicate source name(s) {dup}")
         require(self.workers >= 1, f"data.workers must be >= 1, got {self.workers}")
+        require(self.progress_s >= 0, f"data.progress_s must be >= 0 (0 = no progress line), got {self.progress_s}")
         require(0.0 <= self.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         require(self.rows_per_shard >= 1, f"data.rows_per_shard must be >= 1, got {self.rows_per_shard}")
         require(self.max_doc_bytes is None or self.max_doc_bytes >= 1,

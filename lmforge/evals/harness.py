@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from lmforge.config import require
+from lmforge.gates import threshold_failures
 
 
 @dataclasses.dataclass
@@ -154,14 +155,9 @@ def evaluate(model_dir: str, cfg: EvalsConfig) -> dict:
 
 
 def gate_failures(scores: dict, gate: EvalGate) -> list[str]:
-    """Every threshold of ``gate`` the flat ``scores`` miss (or did not measure), one line each."""
-    failures = []
-    for bound, op, ok in ((gate.min, ">=", lambda v, t: v >= t), (gate.max, "<=", lambda v, t: v <= t)):
-        for key, threshold in sorted(bound.items()):
-            task, metric = key.split(".")
-            value = scores.get(task, {}).get(metric)
-            if value is None:
-                failures.append(f"{key}: not measured but evals.gate sets a threshold")
-            elif not ok(value, threshold):
-                failures.append(f"{key} = {value:.4g}, required {op} {threshold:g}")
-    return failures
+    """Every threshold of ``gate`` the ``scores`` (task -> metric -> value) miss or did not measure,
+    one line each (``lmforge.gates``)."""
+    flat = {f"{task}.{metric}": v for task, s in scores.items() if isinstance(s, dict) for metric, v in s.items()}
+    bounds = [(key, op, threshold) for bound, op in ((gate.min, ">="), (gate.max, "<="))
+              for key, threshold in sorted(bound.items())]
+    return threshold_failures(flat, bounds, "evals.gate")

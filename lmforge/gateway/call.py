@@ -12,7 +12,10 @@ the gateway's own checks and an upstream fault included), so feedback on it is
 answered by what happened rather than a 404. A 401 carries an id too, but its line
 goes to the process log only: an unauthenticated caller writes nothing to the store. Every upstream fault is the gateway's
 502 (``upstream_error``), and marks the model provenance stale so the next line
-re-reads it.
+re-reads it. The upstream side of every route goes through three helpers here:
+``upstream_call`` (one reply), ``open_stream`` (a stream's first event) and ``relay``
+(the rest of a stream: a fault becomes an SSE error event, a client that leaves a 499
+line), so the fault mapping and the disconnect line have one home.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from lmforge.gateway.safety import classify
 from lmforge.gateway.state import GatewayState, json_body, new_id, prompt_key
 from lmforge.gateway.upstream import UpstreamError, UpstreamUnavailable
 from lmforge.serve.http import ApiError, is_openai
+from lmforge.serve.protocol import sse
 
 log = logging.getLogger(__name__)
 # Upstream statuses passed on as they are; anything else is the gateway's 502.
@@ -55,6 +59,8 @@ class Call:
         self.openai = is_openai(route)
         self.rec: dict = {"id": self.id, "ts": time.time(), "route": route, "stream": False}
         self.context: tuple[str, ...] = ()
+        self.logged = False  # the line is written: a later disconnect writes no 499
+        self.ttft: float | None = None
 
     async def start(self, prompt: str, params: dict, messages: list | None = None,
                     context: tuple[str, ...] = ()) -> None:
@@ -95,6 +101,7 @@ class Call:
             self.rec["safety"] = verdict.as_dict()
         await self.gw.model_info()  # re-read provenance first if it may have changed
         await self.gw.writer.append_async(REQUESTS, self.record(status, **kw))
+        self.logged = True
 
     async def fail(self, err: ApiError) -> Response:
         """The error reply in the route's dialect, logged under the id it carries."""
@@ -125,10 +132,11 @@ async def with_body(request: Request, route: str, handler, **kw) -> Response:
     return await handler(call, body, **kw)
 
 
-async def prefetch(call: Call, agen) -> dict:
-    """First upstream event, so an upstream error becomes a proper HTTP status."""
+async def open_stream(call: Call, agen) -> dict:
+    """A stream's first upstream event, so an upstream error becomes a proper HTTP status; sets ``call.ttft``."""
+    await call.gw.model_info()
     try:
-        return await agen.__anext__()
+        first = await agen.__anext__()
     except StopAsyncIteration:
         raise ApiError(502, "upstream closed the stream before the first event", "upstream")
     except Exception as e:  # noqa: BLE001
@@ -136,11 +144,23 @@ async def prefetch(call: Call, agen) -> dict:
         if err is None:
             raise
         raise err from e
+    call.ttft = time.perf_counter() - call.t0
+    call.gw.metrics.ttft.labels(call.route).observe(call.ttft)
+    return first
+
+
+async def next_event(agen) -> dict | None:
+    """The stream's next upstream event, or None at its end."""
+    try:
+        return await agen.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 async def upstream_call(call: Call, coro):
     """Await one non-streaming upstream call; its faults become ApiErrors (502 for upstream's own)."""
     gw = call.gw
+    await gw.model_info()
     t_up = time.perf_counter()
     gw.metrics.inflight.inc()
     try:
@@ -155,6 +175,28 @@ async def upstream_call(call: Call, coro):
         gw.metrics.upstream.labels(call.route).observe(time.perf_counter() - t_up)
 
 
-def stream_response(call: Call, events) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream",
+def relay(call: Call, events, got: dict) -> StreamingResponse:
+    """Send ``events`` (the route's SSE lines; it logs the final event before sending it) as the reply.
+
+    ``got`` is what the client has had so far, as ``Call.record`` keywords, kept current by
+    ``events``. A client that goes away before the line is written gets a 499 line, appended
+    without waiting; an upstream fault mid-stream is logged and sent as an SSE error event.
+    """
+    async def guarded():
+        try:
+            async for line in events:
+                yield line
+        except (asyncio.CancelledError, GeneratorExit):
+            if not call.logged:
+                call.gw.writer.append(REQUESTS, call.record(499, error="client disconnected", ttft=call.ttft,
+                                                            **got))
+            raise
+        except Exception as e:  # noqa: BLE001 - an error mid-stream becomes an SSE error event
+            err = e if isinstance(e, ApiError) else upstream_error(call.gw, e)
+            if err is None:
+                raise
+            await call.log(err.status, error=err.message, ttft=call.ttft, **got)
+            yield sse(call.error_event(err))
+
+    return StreamingResponse(guarded(), media_type="text/event-stream",
                              headers={"X-Request-Id": call.id, "Cache-Control": "no-cache"})

@@ -11,12 +11,12 @@ by another gateway) ends the command with one line naming it, never a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
 from lmforge.argtypes import LOG_LEVELS, port_number
 from lmforge.config import ParamsError, build, load_params
+from lmforge.logconfig import configure
 
 
 class _RefuseKeyArgument(argparse.Action):
@@ -67,13 +67,13 @@ def run(args) -> int:
     from lmforge.gateway.app import create_app
     from lmforge.gateway.state import load_api_keys
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         cfg = config_from(args)
         app = create_app(cfg, args.upstream, load_api_keys(args.api_key_file))
         app.state.gw.open_store()  # before serving: a store in use is a refusal, not a failed start-up
     except (ValueError, OSError) as e:  # ParamsError and StoreError included: name the problem, no traceback
         raise SystemExit(f"lmforge gateway: error: {e}") from None
+    configure(args.log_level, server=True)   # a refused start leaves the process's logging alone
     print(f"lmforge gateway: http://{args.hostname}:{args.port} -> {args.upstream} "
           f"(store {cfg.store})", flush=True)
     uvicorn.run(app, host=args.hostname, port=args.port, log_level=args.log_level,

@@ -14,14 +14,12 @@ SSE error event; OpenAI sends ``finish_reason: null`` until the last chunk.
 """
 from __future__ import annotations
 
-import asyncio
 import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lmforge.feedback.store import REQUESTS
-from lmforge.gateway.call import Call, prefetch, stream_response, upstream_call, upstream_error, with_body
+from lmforge.gateway.call import Call, next_event, open_stream, relay, upstream_call, with_body
 from lmforge.serve.http import JSON, ApiError
 from lmforge.serve.oai_types import ChatRequest, CompletionRequest, validate
 from lmforge.serve.protocol import SSE_DONE, sse
@@ -39,51 +37,33 @@ def _usage(out: dict) -> dict:
     return u if isinstance(u, dict) else {}
 
 
-async def _events(call: Call, agen, first: dict, ttft: float, want_usage: bool, chat: bool):
-    """The upstream stream passed through as SSE, logged once it ends (as a 499 when the client leaves)."""
-    gw = call.gw
-    parts, usage, finish, item, done = [], None, None, first, False
-    try:
-        while item is not None:
-            if isinstance(item.get("usage"), dict):
-                usage = item["usage"]
-            for ch in item.get("choices") or []:
-                parts.append(_text(ch, chat))
-                finish = ch.get("finish_reason") or finish
-            if item.get("choices") or want_usage:
-                yield sse(item)
-            try:
-                item = await agen.__anext__()
-            except StopAsyncIteration:
-                item = None
-        usage = usage or {}
-        await call.log(200, completion="".join(parts), input_tokens=usage.get("prompt_tokens"),
-                       output_tokens=usage.get("completion_tokens") or sum(1 for p in parts if p),
-                       finish_reason=finish if isinstance(finish, str) else None, ttft=ttft)
-        done = True
-        yield SSE_DONE
-    except (asyncio.CancelledError, GeneratorExit):
-        if not done:
-            gw.writer.append(REQUESTS, call.record(499, completion="".join(parts),
-                                                   error="client disconnected", ttft=ttft))
-        raise
-    except Exception as e:  # noqa: BLE001
-        err = e if isinstance(e, ApiError) else upstream_error(gw, e)
-        if err is None:
-            raise
-        await call.log(err.status, error=err.message, ttft=ttft)
-        yield sse(call.error_event(err))
+async def _events(call: Call, agen, first: dict, got: dict, want_usage: bool, chat: bool):
+    """The upstream stream passed through as SSE, logged once it ends; ``got["completion"]`` kept current."""
+    parts, usage, finish, item = [], None, None, first
+    while item is not None:
+        if isinstance(item.get("usage"), dict):
+            usage = item["usage"]
+        for ch in item.get("choices") or []:
+            parts.append(_text(ch, chat))
+            finish = ch.get("finish_reason") or finish
+        got["completion"] = "".join(parts)
+        if item.get("choices") or want_usage:
+            yield sse(item)
+        item = await next_event(agen)
+    usage = usage or {}
+    await call.log(200, completion="".join(parts), input_tokens=usage.get("prompt_tokens"),
+                   output_tokens=usage.get("completion_tokens") or sum(1 for p in parts if p),
+                   finish_reason=finish if isinstance(finish, str) else None, ttft=call.ttft)
+    yield SSE_DONE
 
 
 async def _run(call: Call, req, upstream_body: dict, chat: bool) -> Response:
     """Send ``upstream_body`` (streamed or not) and answer; ``call.start`` has run."""
-    gw = call.gw
-    client = gw.client
+    client = call.gw.client
     try:
-        await gw.model_info()
         if req.stream:
             agen = (client.stream_chat if chat else client.stream_completion)(upstream_body).__aiter__()
-            first = await prefetch(call, agen)
+            first = await open_stream(call, agen)
         else:
             out = await upstream_call(call, (client.chat if chat else client.completion)(upstream_body))
     except ApiError as err:
@@ -95,10 +75,9 @@ async def _run(call: Call, req, upstream_body: dict, chat: bool) -> Response:
                        finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str)
                        else None)
         return JSON(out, headers={"X-Request-Id": call.id})
-    ttft = time.perf_counter() - call.t0
-    gw.metrics.ttft.labels(call.route).observe(ttft)
     want_usage = bool(req.stream_options and req.stream_options.include_usage)
-    return stream_response(call, _events(call, agen, first, ttft, want_usage, chat))
+    got = {"completion": ""}
+    return relay(call, _events(call, agen, first, got, want_usage, chat), got)
 
 
 async def _chat(call: Call, body: dict) -> Response:

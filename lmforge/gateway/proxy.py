@@ -11,14 +11,10 @@ for ``POST /feedback``. The OpenAI routes live in ``oai_routes``.
 """
 from __future__ import annotations
 
-import asyncio
-import time
-
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lmforge.feedback.store import REQUESTS
-from lmforge.gateway.call import Call, prefetch, stream_response, upstream_call, upstream_error, with_body
+from lmforge.gateway.call import Call, next_event, open_stream, relay, upstream_call, with_body
 from lmforge.serve.http import JSON, ApiError
 from lmforge.serve.protocol import Limits, sampling_params, sse
 
@@ -58,12 +54,10 @@ def _parse_generate(body: dict, stream: bool) -> tuple[str, dict, dict]:
 
 
 async def _generate(call: Call, body: dict, as_list: bool) -> Response:
-    gw = call.gw
     try:
         prompt, params, upstream_body = _parse_generate(body, stream=False)
         await call.start(prompt, params)
-        await gw.model_info()
-        resp = await upstream_call(call, gw.client.generate(upstream_body))
+        resp = await upstream_call(call, call.gw.client.generate(upstream_body))
     except ApiError as err:
         return await call.fail(err)
     d = resp["details"]
@@ -83,54 +77,32 @@ async def generate(request: Request) -> Response:
 
 
 async def _generate_stream(call: Call, body: dict) -> Response:
-    gw, route = call.gw, call.route
     call.rec["stream"] = True
     try:
         prompt, params, upstream_body = _parse_generate(body, stream=True)
         await call.start(prompt, params)
-        await gw.model_info()
-        agen = gw.client.stream_generate(upstream_body)
-        first = await prefetch(call, agen)
+        agen = call.gw.client.stream_generate(upstream_body)
+        first = await open_stream(call, agen)
     except ApiError as err:
         return await call.fail(err)
-    ttft = time.perf_counter() - call.t0
-    gw.metrics.ttft.labels(route).observe(ttft)
+    got = {"output_tokens": 0}
 
     async def events():
-        item, n, done = first, 0, False
-        try:
-            while item is not None:
-                raw = item
-                if raw.get("details") is not None:  # the final event: log it before sending it
-                    await call.log(200, completion=raw.get("generated_text"),
-                                   input_tokens=raw["details"].get("input_length"),
-                                   output_tokens=raw["details"].get("generated_tokens"),
-                                   finish_reason=raw["details"].get("finish_reason"), ttft=ttft)
-                    done = True
-                    if not params.get("details"):
-                        raw = {**raw, "details": None}
-                    yield sse(raw)
-                    return
-                n += 1
-                yield sse(raw)
-                try:
-                    item = await agen.__anext__()
-                except StopAsyncIteration:
-                    item = None
-            raise ApiError(502, "upstream stream ended without its final event", "upstream")
-        except (asyncio.CancelledError, GeneratorExit):
-            if not done:  # the client went away: log what it got, without waiting
-                gw.writer.append(REQUESTS, call.record(499, error="client disconnected",
-                                                       output_tokens=n, ttft=ttft))
-            raise
-        except Exception as e:  # noqa: BLE001 - an error mid-stream becomes an SSE error event
-            err = e if isinstance(e, ApiError) else upstream_error(gw, e)
-            if err is None:
-                raise
-            await call.log(err.status, error=err.message, output_tokens=n, ttft=ttft)
-            yield sse(call.error_event(err))
+        item = first
+        while item is not None:
+            if item.get("details") is not None:  # the final event: log it before sending it
+                d = item["details"]
+                await call.log(200, completion=item.get("generated_text"), input_tokens=d.get("input_length"),
+                               output_tokens=d.get("generated_tokens"), finish_reason=d.get("finish_reason"),
+                               ttft=call.ttft)
+                yield sse(item if params.get("details") else {**item, "details": None})
+                return
+            got["output_tokens"] += 1
+            yield sse(item)
+            item = await next_event(agen)
+        raise ApiError(502, "upstream stream ended without its final event", "upstream")
 
-    return stream_response(call, events())
+    return relay(call, events(), got)
 
 
 async def generate_stream(request: Request) -> Response:

@@ -252,13 +252,15 @@ class UpstreamClient:
             yield event
 
     async def chat(self, body: dict) -> dict:
-        out = await self._post("/v1/chat/completions", {**body, "stream": False})
-        check_choices(out, f"{self.base_url}/v1/chat/completions", "message")
-        return out
+        return await self._choices("/v1/chat/completions", body, "message")
 
     async def completion(self, body: dict) -> dict:
-        out = await self._post("/v1/completions", {**body, "stream": False})
-        check_choices(out, f"{self.base_url}/v1/completions", "text")
+        return await self._choices("/v1/completions", body, "text")
+
+    async def _choices(self, path: str, body: dict, field: str) -> dict:
+        """One non-streaming OpenAI reply, its ``choices[*].field`` checked."""
+        out = await self._post(path, {**body, "stream": False})
+        check_choices(out, f"{self.base_url}{path}", field)
         return out
 
     async def _checked(self, chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:

@@ -121,6 +121,12 @@ On a GPU, the `deploy` stage writes files that mount this folder (`deploy.engine
 vLLM's `deploy/vllm-run.sh`, `deploy/vllm-kubernetes.yaml` or `sbatch deploy/vllm.sbatch`, and
 Text Generation Inference's `deploy/tgi-run.sh`, `deploy/kubernetes.yaml` or `sbatch deploy/tgi.sbatch`.
 
+Precision: the weights are {cfg.dtype} and the release is meant to be served in {cfg.dtype}, the precision
+it was evaluated in: `lmforge serve` loads it so (`serve.dtype`) and vLLM's files pass `--dtype`
+(`deploy.vllm.dtype`). TGI cannot serve float32 (its `--dtype` takes float16 or bfloat16 only),
+so its files pass the cast `deploy.tgi_dtype` (bfloat16 by default) explicitly; greedy replies in
+that precision can differ from the evaluated ones.
+
 ## Limitations
 
 A small model trained on a small crawl sample on CPUs: it shows the pipeline, not a useful assistant.

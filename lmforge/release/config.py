@@ -149,6 +149,10 @@ class DeployConfig:
     container_port: int = 80
     host_port: int = 8081   # tgi-run.sh's host port: distinct from vLLM's (8000) and the gateway's (8080)
     model_mount: str = "/data/release"
+    # TGI's --dtype takes float16 or bfloat16 only, so TGI cannot serve the float32 release as
+    # it is (left unset it picks float16); its files pass this cast explicitly. float32 is
+    # served by `lmforge serve` (serve.dtype) and vLLM (deploy.vllm.dtype).
+    tgi_dtype: Literal["bfloat16", "float16"] = "bfloat16"
     kubernetes: KubernetesConfig = dataclasses.field(default_factory=KubernetesConfig)
     slurm: SlurmConfig = dataclasses.field(default_factory=SlurmConfig)
     vllm: VllmConfig = dataclasses.field(default_factory=VllmConfig)

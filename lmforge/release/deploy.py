@@ -33,6 +33,10 @@ from lmforge.release.config import DeployConfig, ServeConfig
 
 TGI_FILES = {"run": "tgi-run.sh", "kubernetes": "kubernetes.yaml", "slurm": "tgi.sbatch"}
 QUEUE_METRIC = "tgi_queue_size"
+# TGI's launcher takes --dtype float16|bfloat16 only: it cannot serve the float32 release unchanged
+PRECISION = ("Precision: TGI has no float32 (its --dtype takes float16 or bfloat16), so it serves the\n"
+             "# float32 release cast to {dtype} (deploy.tgi_dtype). For float32 as evaluated, serve it with\n"
+             "# vLLM (vllm-*, --dtype deploy.vllm.dtype) or `lmforge serve` (serve.dtype).")
 ADAPTER_RULE = adapter_rule(QUEUE_METRIC)
 
 
@@ -50,6 +54,7 @@ def tgi_env(d: DeployConfig, s: ServeConfig, port: int, shards: int | str) -> di
         "MAX_CONCURRENT_REQUESTS": str(s.max_concurrent_requests),
         "MAX_BATCH_SIZE": str(s.max_batch_size),
         "MAX_STOP_SEQUENCES": "4",
+        "DTYPE": d.tgi_dtype,   # explicit: TGI has no float32 (see PRECISION)
         "HF_HUB_OFFLINE": "1",
     }
 
@@ -60,6 +65,7 @@ def run_script(d: DeployConfig, s: ServeConfig) -> str:
     return f"""#!/usr/bin/env bash
 # {HEADER}
 # Serve models/release with the official Text Generation Inference image on one GPU host.
+# {PRECISION.format(dtype=d.tgi_dtype)}
 #   MODEL_DIR=/abs/path/to/release CONTAINER_RUNTIME=podman GPU_FLAGS="--device nvidia.com/gpu=all" ./tgi-run.sh
 {host_prologue(d, TGI_FILES["run"], d.image_ref)}# shellcheck disable=SC2086
 exec "$RUNTIME" run --rm --name {d.name}-tgi $GPU_FLAGS --shm-size 1g \\
@@ -76,7 +82,8 @@ def kubernetes_docs(d: DeployConfig, s: ServeConfig) -> list[dict]:
 
 
 def kubernetes_yaml(d: DeployConfig, s: ServeConfig) -> str:
-    head = (f"# {HEADER}\n# kubectl apply -f kubernetes.yaml\n" + pvc_note(d) +
+    head = (f"# {HEADER}\n# kubectl apply -f kubernetes.yaml\n# {PRECISION.format(dtype=d.tgi_dtype)}\n" +
+            pvc_note(d) +
             "# The autoscaler reads tgi_queue_size through the custom metrics API; with prometheus-adapter,\n"
             "# a rule such as:\n" + adapter_comment(ADAPTER_RULE))
     return head + yaml.safe_dump_all(kubernetes_docs(d, s), sort_keys=False)
@@ -89,7 +96,8 @@ def sbatch_script(d: DeployConfig, s: ServeConfig) -> str:
          '--shard-uds-path "${TMPDIR:-/tmp}/lmforge-tgi-${SLURM_JOB_ID:-$$}"',
          f"--max-input-tokens {s.max_input_tokens}", f"--max-total-tokens {s.max_total_tokens}",
          f"--max-batch-prefill-tokens {s.max_input_tokens + 50}",
-         f"--max-concurrent-requests {s.max_concurrent_requests}", f"--max-batch-size {s.max_batch_size}"])
+         f"--max-concurrent-requests {s.max_concurrent_requests}", f"--max-batch-size {s.max_batch_size}",
+         f"--dtype {d.tgi_dtype}"])   # explicit: TGI has no float32 (PRECISION)
     return slurm_script(d, engine="tgi", label="TGI", image=d.image, tag=d.tag, sif_env="TGI_SIF",
                         sif_default=d.slurm.image_file, command="text-generation-launcher", flags=flags)
 

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from lmforge.gates import verdict
 from lmforge.replies import ReplyCheck, reply_failures, reply_stats
 from lmforge.gateway.upstream import UpstreamClient
 from lmforge.stage import StageFailure
@@ -103,7 +104,7 @@ def check_replies(url: str, prompts: list[str], rendered: list[str], check: Repl
     if smoked["generate_tokens"] == 1 < max_new_tokens:
         failures.insert(0, f"generate: a single-token reply ({smoked['generate_finish_reason']}) to "
                            f"{PROMPTS[0]!r}: the model stops at once")
-    return {**stats, "gate_passed": not failures, "gate_failures": failures,
+    return {**stats, **verdict(failures),
             "samples": [{"prompt": p, "reply": r} for p, r in list(zip(prompts, said))[:4]]}
 
 

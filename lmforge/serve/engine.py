@@ -33,7 +33,7 @@ from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.sampling import IncrementalDecoder, SamplingParams, TokenChooser
 from lmforge.serve.weights import lay_out_for_decode
 
-log = logging.getLogger("lmforge.serve")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass

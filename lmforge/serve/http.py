@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-log = logging.getLogger("lmforge.http")
+log = logging.getLogger(__name__)
 
 
 LOGPROB_FLOOR = 9999.0  # what OpenAI reports for a token the model cannot produce (-9999.0)

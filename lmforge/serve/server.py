@@ -18,11 +18,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 from lmforge.chat import stop_token_ids
 from lmforge.io import file_sha256
+from lmforge.logconfig import configure
 from lmforge.serve.app import create_app
 from lmforge.serve.requests import ServerState
 from lmforge.serve.engine import Engine
@@ -110,7 +110,7 @@ def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max
 def serve(state: ServerState, host: str, port: int, log_level: str = "warning") -> None:
     import uvicorn
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure(log_level, server=True)
     app = create_app(state)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3,
                 access_log=log_level in ("debug", "info"))

@@ -12,11 +12,14 @@ accelerate for TRL's trainers. On a machine without GPUs the N processes run on 
 """
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 
 from lmforge.config import ParamsError, load_params
+
+log = logging.getLogger(__name__)
 
 
 def processes(stage: str, params: dict | None = None) -> int:
@@ -50,7 +53,7 @@ def relaunch(stage: str, params: dict | None = None) -> None:
         raise ParamsError(f"params.yaml: resources.{stage}.gpu: {n} GPUs asked, "
                           f"{torch.cuda.device_count()} visible on this node")
     where = f"{n} GPUs" if torch.cuda.is_available() else f"{n} CPU processes (gloo; no GPU here)"
-    print(f"[{stage}] resources.{stage}.gpu = {n}: running as {where} under torchrun", flush=True)
+    log.info("resources.%s.gpu = %d: running as %s under torchrun", stage, n, where)
     raise SystemExit(subprocess.call(command(stage, n)))
 
 

@@ -17,11 +17,14 @@ files agree with the CSVs row for row.
 """
 from __future__ import annotations
 
+import logging
 import math
 import sys
 
 from lmforge.io import write_csv, write_json
 from lmforge.live import LiveLog, replay
+
+log = logging.getLogger(__name__)
 
 
 STEP_COLS = ("step", "loss", "lr", "grad_norm", "tokens")
@@ -67,8 +70,8 @@ class StepLog:
         if self.live is not None:
             self._live(self.live, self.state["evals"][-1], EVAL_COLS[1:], "eval")
         if self.rank == 0:
-            msg = f"[pretrain] step {step}: val_loss {val_loss:.4f} val_ppl {ppl:.2f}"
-            (self.bar.write(msg) if self.bar is not None else print(msg, flush=True))
+            msg = f"step {step}: val_loss {val_loss:.4f} val_ppl {ppl:.2f}"
+            (self.bar.write(msg) if self.bar is not None else log.info(msg))
 
     @staticmethod
     def _live(log: LiveLog, row: dict, keys: tuple[str, ...], prefix: str) -> None:

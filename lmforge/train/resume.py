@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +20,8 @@ from lmforge.stage import InputError
 from lmforge.train import checkpoint as C
 from lmforge.train import dist as D
 from lmforge.train.config import PretrainConfig
+
+log = logging.getLogger(__name__)
 
 
 # settings that change how a run is watched or saved, not the weights it produces
@@ -80,15 +83,15 @@ def set_aside_stale(ckroot: Path, fingerprint: str, rank: int, layout: str = "")
             if stale.exists():
                 shutil.rmtree(stale)
             os.replace(ckroot, stale)
-            print(f"[pretrain] WARNING: {ckroot} held a run with other params, data, precision or "
-                  f"ZeRO stage (fingerprint {saved[:12]}: {was}; this run {fingerprint[:12]}: {layout}); "
-                  f"not resumed, moved it to {stale}", flush=True)
+            log.warning("%s held a run with other params, data, precision or ZeRO stage (fingerprint %s: %s; "
+                        "this run %s: %s); not resumed, moved it to %s",
+                        ckroot, saved[:12], was, fingerprint[:12], layout, stale)
         if _fingerprint_of(mine) == fingerprint:
             shutil.rmtree(ckroot, ignore_errors=True)   # at most torn leftovers: no complete checkpoint
             os.replace(mine, ckroot)
-            print(f"[pretrain] brought back this run's checkpoints from {mine}", flush=True)
+            log.info("brought back this run's checkpoints from %s", mine)
         elif saved is not None:
-            print("[pretrain] training afresh", flush=True)
+            log.info("training afresh")
     D.barrier()
     return stale if saved is not None else None
 
@@ -118,5 +121,5 @@ def resume(run) -> None:
     run.state["world_size"] = run.world   # the data position is global: any layout continues it
     if run.rank == 0:
         moved = f", resharded from {world} to {run.world} process(es)" if world != run.world else ""
-        print(f"[pretrain] resumed from {resume_from} (step {run.state['step']}, "
-              f"data position {run.state['samples']} rows{moved})", flush=True)
+        log.info("resumed from %s (step %s, data position %s rows%s)", resume_from, run.state["step"],
+                 run.state["samples"], moved)

@@ -8,6 +8,7 @@ writes metrics and the export.
 """
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from lmforge.train.recipe import (CosineSchedule, deepspeed_config, grad_accum_s
                                   make_optimizer)
 from lmforge.train.resume import resume, run_fingerprint
 from lmforge.train.zero_init import build_partitioned, local_numel
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(StageFailure):
@@ -156,8 +159,7 @@ def setup(cfg: PretrainConfig, model_cfg: ModelConfig, seed: int) -> Run:
     _seed_all(seed)
     if cfg.zero_stage == 3:   # partitioned as it is built: no rank holds the whole model
         model = build_partitioned(lambda: build_model(model_cfg, vocab, seq_len, special), ds_config)
-        print(f"[pretrain] rank {rank}: {local_numel(model):,} parameter elements held (ZeRO-3 partition)",
-              flush=True)
+        log.info("rank %d: %s parameter elements held (ZeRO-3 partition)", rank, f"{local_numel(model):,}")
     else:
         model = build_model(model_cfg, vocab, seq_len, special)
     optimizer = make_optimizer(model, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
@@ -213,8 +215,7 @@ def _count_skip(run: Run, step: int, bad: bool) -> None:
         return
     run.state["skipped"] += 1
     run.skips_in_a_row += 1
-    print(f"[pretrain] step {step + 1}: non-finite loss, batch skipped "
-          f"(policy skip, {run.skips_in_a_row} in a row)", flush=True)
+    log.warning("step %d: non-finite loss, batch skipped (policy skip, %d in a row)", step + 1, run.skips_in_a_row)
     if run.skips_in_a_row >= run.cfg.max_consecutive_skips:
         raise NonFiniteLoss(f"pretrain: {run.skips_in_a_row} consecutive non-finite steps up to step "
                             f"{step + 1}; stopping (pretrain.max_consecutive_skips)")

@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from support.align import SAMPLE, SEED, sft_params  # noqa: E402  (shared with the test modules)
+from lmforge.testing.align import SAMPLE, SEED, sft_params  # noqa: E402  (shared with the test modules)
 
 
 @pytest.fixture(scope="session")
@@ -42,14 +42,14 @@ def texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def base_dir(work, texts) -> Path:
-    from support.align import make_llama
+    from lmforge.testing.align import make_llama
 
     return make_llama(work / "base", texts, vocab=768, hidden=64, layers=2)
 
 
 @pytest.fixture(scope="session")
 def gpt2_dir(work, texts) -> Path:
-    from support.align import make_gpt2
+    from lmforge.testing.align import make_gpt2
 
     return make_gpt2(work / "gpt2", texts[:800])
 

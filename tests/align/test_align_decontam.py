@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from support.align import SAMPLE
+from lmforge.testing.align import SAMPLE
 from lmforge.align.instructions import InstructionsConfig, _bucket, check_and_split
 from lmforge.decontam import DecontaminationConfig, drop_contaminated_pairs, load_index, read_jsonl
 

@@ -3,7 +3,7 @@ on a GPU that has it; the DPO reference never trains."""
 import pytest
 import torch
 
-from support.align import SEED, sft_params
+from lmforge.testing.align import SEED, sft_params
 from lmforge.align.common import TrainConfig, trl_kwargs, use_bf16
 
 # SFT losses of the tiny Llama (10 steps) measured with the old `use_cpu=True`

@@ -89,7 +89,8 @@ def test_a_mute_or_looping_model_fails_the_post_training_gates(broken, instr_dir
 @pytest.mark.parametrize("kind", ["mute", "looping"])
 def test_a_mute_or_looping_model_fails_the_release_gate(broken, instr_dir, capsys, kind):
     from lmforge.align.evaluate import reply_check
-    from lmforge.replies import ReplyCheck, enforce
+    from lmforge.gates import enforce
+    from lmforge.replies import ReplyCheck
 
     check = build(ReplyCheck, {"data_dir": str(instr_dir), "prompts": 6, "max_new_tokens": 12,
                                "repetition_penalty": 1.3}, "release.check")

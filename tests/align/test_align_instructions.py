@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from support.align import SAMPLE
+from lmforge.testing.align import SAMPLE
 from lmforge.align.instructions import InstructionsConfig, check_and_split
 from lmforge.checks.runner import DataCheckError
 

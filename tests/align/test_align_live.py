@@ -3,7 +3,7 @@ recipe write byte-identical live folders (they are hashed stage outputs)."""
 import os
 from pathlib import Path
 
-from support.align import SEED
+from lmforge.testing.align import SEED
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-from support.align import SEED
+from lmforge.testing.align import SEED
 from lmforge.align.common import load_tokenizer
 from lmforge.align.reward import load_reward_model, pairwise_accuracy
 

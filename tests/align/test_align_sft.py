@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from support.align import SEED, sft_params
+from lmforge.testing.align import SEED, sft_params
 from lmforge.align.common import load_causal_lm, load_tokenizer, prompt_text, save_model, stop_token_ids
 from lmforge.align.sft import build_trainer, train_sft
 from lmforge.config import ParamsError

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from support.curate import REPO, SAMPLE, read_warc_pages
+from lmforge.testing.curate import REPO, SAMPLE, read_warc_pages
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from support.curate import REPO, SAMPLE, fortune_docs, read_warc_pages, truncated, write_warc
+from lmforge.testing.curate import REPO, SAMPLE, fortune_docs, read_warc_pages, truncated, write_warc
 
 
 @pytest.fixture()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.curate import fortune_docs, jsonl_docs
+from lmforge.testing.curate import fortune_docs, jsonl_docs
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support.curate import REPO, fortune_docs, jsonl_docs
+from lmforge.testing.curate import REPO, fortune_docs, jsonl_docs
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 from datatrove.data import Document
 
-from support.curate import HANDBOOK, decide, extract
+from lmforge.testing.curate import HANDBOOK, decide, extract
 
 EN = "en-US"
 CASES = [  # (page URL, expected first rejection with the committed params, or None = kept)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from support.curate import jsonl_docs
+from lmforge.testing.curate import jsonl_docs
 
 
 def _digests(folder) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """PII redaction: e-mail addresses and public IP addresses in real text are replaced and counted."""
 from __future__ import annotations
 
-from support.curate import jsonl_docs
+from lmforge.testing.curate import jsonl_docs
 
 
 def test_emails_and_public_ips_redacted():

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support.curate import HANDBOOK, REPO, SAMPLE, fortune_docs, truncated, write_warc
+from lmforge.testing.curate import HANDBOOK, REPO, SAMPLE, fortune_docs, truncated, write_warc
 
 PYDOC = ["https://docs.python.org/3.11/c-api/dict.html", "https://docs.python.org/3.11/library/queue.html"]
 HUGE = "Plain words in a plain sentence. " * 70_000   # 2.3 MB > data.max_doc_bytes (2 MB)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from support.curate import fortune_docs, jsonl_docs
+from lmforge.testing.curate import fortune_docs, jsonl_docs
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from support.curate import HANDBOOK
+from lmforge.testing.curate import HANDBOOK
 
 
 def words(text: str) -> set[str]:

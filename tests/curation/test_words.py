@@ -16,7 +16,7 @@ EDGES = ["a.  b", " x", "a \n b", "x.  y. z", "Hello!!! World?! ok...", "e.g. fo
 
 @pytest.fixture(scope="module")
 def texts():
-    from support.curate import extract, jsonl_docs, read_warc_pages
+    from lmforge.testing.curate import extract, jsonl_docs, read_warc_pages
 
     pages = read_warc_pages("handbook-00000.warc.gz")
     out = [extract(h) for h in list(pages.values())[:40]] + [d["text"] for d in jsonl_docs()[:20]]

@@ -54,7 +54,7 @@ def test_a_server_that_scores_otherwise_fails_naming_an_item(tiny_model, tmp_pat
     """A server on other weights (as a server bug would) answers fluently, but not as the model does.
     Random tiny models mostly prefer the choice with the fewest tokens, so two of them agree on most
     items; on the first 100, these two differ on 8."""
-    from support.tiny_model import build_tiny_model
+    from lmforge.testing.tiny_model import build_tiny_model
 
     other = build_tiny_model(tmp_path / "other", seed=1)
     with start_server(other, extra_args=ARGS) as srv:

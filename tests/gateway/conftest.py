@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from support.gateway import free_port, start, start_gateway, stop, wait_http
+from lmforge.testing.gateway import free_port, start, start_gateway, stop, wait_http
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from lmforge.feedback.store import FEEDBACK, REQUESTS, REVIEW_LABELS, read_jsonl
 
-from support.gateway import KEY
+from lmforge.testing.gateway import KEY
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

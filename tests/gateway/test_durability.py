@@ -10,7 +10,7 @@ import httpx
 
 from lmforge.feedback.store import FEEDBACK, REQUESTS, read_jsonl, scan_jsonl
 
-from support.gateway import start_gateway, stop
+from lmforge.testing.gateway import start_gateway, stop
 
 
 def _generate(gw, prompt: str) -> str:

@@ -8,7 +8,7 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import ValidationError
 
 from lmforge.feedback.store import FEEDBACK, REQUESTS, read_jsonl
-from support.gateway import error_of, logged
+from lmforge.testing.gateway import error_of, logged
 
 
 @pytest.mark.parametrize("path, body", [

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.gateway import ENV, KEY, REPO, error_of, start_gateway
+from lmforge.testing.gateway import ENV, KEY, REPO, error_of, start_gateway
 
 HOSTILE = {
     "escaped lone surrogate": lambda s: s.replace("TEXT", "\\ud800"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.gateway import gateway_before, logged
+from lmforge.testing.gateway import gateway_before, logged
 
 
 STANDIN = Path(__file__).parents[1] / "support" / "openai_standin.py"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.gateway import error_of, gateway_before, logged
+from lmforge.testing.gateway import error_of, gateway_before, logged
 
 
 STANDIN = Path(__file__).parents[1] / "support" / "hostile_upstream.py"

@@ -45,8 +45,20 @@ def test_tgi_container_command(files):
     assert "ghcr.io/huggingface/text-generation-inference:3.3.5" in text
     for flag in ("-e MODEL_ID=/data/release", "-e MAX_INPUT_TOKENS=100", "-e MAX_TOTAL_TOKENS=300",
                  "-e MAX_CONCURRENT_REQUESTS=17", "-e MAX_BATCH_SIZE=5", "-e PORT=80", "-p 8081:80",
-                 ":/data/release:ro"):
+                 ":/data/release:ro", "-e DTYPE=bfloat16"):
         assert flag in text, flag
+    assert "TGI has no float32" in text
+
+
+def test_tgi_precision_is_explicit_and_one_tgi_accepts(tmp_path):
+    """TGI's --dtype takes float16 or bfloat16 only: the files always pass one (unset, TGI picks
+    float16 for a float32 checkpoint), and asking TGI for float32 fails at params."""
+    files = write_deploy_files(deploy_config(tmp_path, engine="tgi", tgi_dtype="float16"), SERVE)
+    assert "-e DTYPE=float16" in files["tgi_run"].read_text() and "--dtype float16" in files["tgi_slurm"].read_text()
+    env = {e["name"]: e["value"] for e in workload(files["tgi_kubernetes"])["container"]["env"]}
+    assert env["DTYPE"] == "float16"
+    with pytest.raises(ParamsError, match=r"deploy\.tgi_dtype: expected one of \['bfloat16', 'float16'\]"):
+        deploy_config(tmp_path, tgi_dtype="float32")
 
 
 def workload(path: Path) -> dict:
@@ -75,7 +87,7 @@ def test_tgi_kubernetes(files):
     w = workload(files["tgi_kubernetes"])
     env = {e["name"]: e["value"] for e in w["container"]["env"]}
     assert w["container"]["image"].endswith(":3.3.5") and env["MODEL_ID"] == "/data/release"
-    assert env["MAX_INPUT_TOKENS"] == "100" and env["MAX_TOTAL_TOKENS"] == "300"
+    assert env["MAX_INPUT_TOKENS"] == "100" and env["MAX_TOTAL_TOKENS"] == "300" and env["DTYPE"] == "bfloat16"
     assert w["metric"] == "tgi_queue_size" and w["name"] == "lmforge-tgi"
 
 
@@ -84,7 +96,7 @@ def test_tgi_slurm_script(files):
     assert "#SBATCH --gpus=1" in text and "#SBATCH --partition=gpu" in text
     assert "apptainer exec --nv" in text and "docker://ghcr.io/huggingface/text-generation-inference:3.3.5" in text
     for flag in ("--model-id /data/release", "--max-input-tokens 100", "--max-total-tokens 300",
-                 "--max-concurrent-requests 17"):
+                 "--max-concurrent-requests 17", "--dtype bfloat16"):
         assert flag in text
 
 

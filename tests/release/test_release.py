@@ -44,7 +44,7 @@ LOCK = {"schema": "2.0", "stages": {
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     """Run `python -m stages.release` in a scratch repo with a dvc.lock and a git commit."""
-    from support.tiny_model import build_tiny_model
+    from lmforge.testing.tiny_model import build_tiny_model
 
     ws = tmp_path_factory.mktemp("release_ws")
     import pandas as pd

@@ -1,6 +1,8 @@
-"""Helpers shared by the test rooms: data builders, process starters, stand-ins.
+"""Helpers shared by the test rooms: data builders, stand-ins, property settings.
 
-Imported as ``support.<module>``; the repository root is ``support.REPO``.
+Imported as ``support.<module>``; the repository root is ``support.REPO``. Fixtures the
+benchmarks use too (tiny models, the sample crawl, process starters) live in
+``lmforge.testing``, so bench/ never imports from tests/.
 """
 from pathlib import Path
 

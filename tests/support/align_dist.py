@@ -11,11 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: support.*
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from support.align import SEED, sft_params  # noqa: E402
+from lmforge.testing.align import SEED, sft_params
 
 STEPS = 3
 

@@ -15,7 +15,7 @@ import random
 import re
 from pathlib import Path
 
-from support.curate import jsonl_docs
+from lmforge.testing.curate import jsonl_docs
 
 FILTER_NAME = "🔻 - FILTER: gopher_quality"
 

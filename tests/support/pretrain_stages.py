@@ -10,9 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: support.*
-
-from support.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain  # noqa: E402
+from lmforge.testing.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain
 
 COMMON = dict(max_steps=3, eval_every=3, checkpoint_every=3)   # 4 rows of 64 tokens a step
 

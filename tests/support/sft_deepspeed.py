@@ -8,12 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: support.*
-
-from support.align import SEED, sft_params  # noqa: E402
-
-from lmforge.align.common import save_model  # noqa: E402
-from lmforge.align.sft import train_sft  # noqa: E402
+from lmforge.align.common import save_model
+from lmforge.align.sft import train_sft
+from lmforge.testing.align import SEED, sft_params
 
 if __name__ == "__main__":
     work, base, instr, stage = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])

@@ -3,7 +3,7 @@
 Expensive things are session-scoped: the tokenizer + shards are built once, and
 one uninterrupted reference run is shared by the resume, export and golden tests.
 DeepSpeed's op cache lives in a stable TORCH_EXTENSIONS_DIR (set in
-support.pretrain) so its one compile (shm_comm) happens once per machine.
+lmforge.testing.pretrain) so its one compile (shm_comm) happens once per machine.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 
-from support.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain  # noqa: E402
+from lmforge.testing.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.pretrain import ENV, REPO, golden_run
+from lmforge.testing.pretrain import ENV, REPO, golden_run
 
 GOLDEN = json.loads(Path(__file__).with_name("golden_tiny_loss.json").read_text())
 # The portable kernel paths every x86-64 CPU has: what "another CPU" looks like here.
@@ -35,8 +35,8 @@ def test_same_machine_is_bit_exact(tmp_path):
 
 def test_other_cpu_kernels_stay_within_the_golden_tolerance(tmp_path):
     env = {**os.environ, **ENV, **OTHER_CPU, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "support" / "pretrain.py"), "golden",
-                        str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "lmforge.testing.pretrain", "golden", str(tmp_path)],
+                       env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     (line,) = [x for x in r.stdout.splitlines() if x.startswith("GOLDEN ")]
     other = json.loads(line[len("GOLDEN "):])

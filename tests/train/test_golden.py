@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from support.pretrain import golden_config, golden_run
+from lmforge.testing.pretrain import golden_config, golden_run
 
 GOLDEN = Path(__file__).with_name("golden_tiny_loss.json")
 

@@ -32,7 +32,7 @@ def test_fp32_logits_keep_torchs_cross_entropy_exactly():
 
 
 def test_training_forwards_build_no_kv_cache(token_data, tmp_path, monkeypatch):
-    from support.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain
+    from lmforge.testing.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain
     from transformers import LlamaForCausalLM
 
     seen, real = [], LlamaForCausalLM.forward

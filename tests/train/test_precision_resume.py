@@ -10,7 +10,7 @@ import json
 import shutil
 
 import pytest
-from support.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain
+from lmforge.testing.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain
 
 from lmforge.stage import InputError
 from lmforge.train import checkpoint as C

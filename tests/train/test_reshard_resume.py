@@ -16,7 +16,7 @@ import shutil
 import sys
 
 import pytest
-from support.pretrain import TINY_MODEL, run_inprocess, run_stage, tiny_pretrain
+from lmforge.testing.pretrain import TINY_MODEL, run_inprocess, run_stage, tiny_pretrain
 
 from lmforge.train import checkpoint as C
 

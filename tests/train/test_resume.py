@@ -13,7 +13,7 @@ import csv
 import json
 import signal
 
-from support.pretrain import TINY_MODEL, run_inprocess, run_stage, tiny_pretrain
+from lmforge.testing.pretrain import TINY_MODEL, run_inprocess, run_stage, tiny_pretrain
 from safetensors.torch import load_file
 
 from lmforge.train import checkpoint as C

@@ -56,7 +56,7 @@ def test_a_bad_per_gpu_size_is_one_line_naming_the_key(key, value):
 @pytest.mark.slow   # about a minute: two DeepSpeed ranks of the tiny recipe, through sbatch and srun
 @pytest.mark.timeout(900)
 def test_batch_script_trains_through_sbatch_and_deepspeeds_srun_launch(slurm, token_data, tmp_path):
-    from support.pretrain import DIST_VARS, ENV, REPO, TINY_MODEL, tiny_pretrain
+    from lmforge.testing.pretrain import DIST_VARS, ENV, REPO, TINY_MODEL, tiny_pretrain
 
     if slurm.gpus < 2:
         pytest.skip("the cluster has fewer than 2 GPUs in its gres")

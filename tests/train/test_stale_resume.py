@@ -8,7 +8,7 @@ retrain it nor pick up the other one.
 import json
 import shutil
 
-from support.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain
+from lmforge.testing.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain
 
 from lmforge.train import checkpoint as C
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from support.orchestration import FAKE_SLURM
-from support.pretrain import DIST_VARS, ENV, REPO, TINY_MODEL, run_inprocess, tiny_pretrain, val_loss_of
+from lmforge.testing.pretrain import DIST_VARS, ENV, REPO, TINY_MODEL, run_inprocess, tiny_pretrain, val_loss_of
 
 from lmforge.train.slurm import batch_script, stage_resources
 

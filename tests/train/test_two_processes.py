@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.pretrain import ENV, REPO
+from lmforge.testing.pretrain import ENV, REPO
 
 SCRIPT = Path(__file__).parents[1] / "support" / "pretrain_stages.py"
 STAGES = ["0", "1", "2", "3"]

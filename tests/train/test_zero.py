@@ -2,7 +2,7 @@
 import math
 
 import pytest
-from support.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain, val_loss_of
+from lmforge.testing.pretrain import TINY_MODEL, run_inprocess, tiny_pretrain, val_loss_of
 
 from lmforge.train import trainer as T
 

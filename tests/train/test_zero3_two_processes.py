@@ -13,7 +13,7 @@ run's held-out loss.
 import json
 import re
 import pytest
-from support.pretrain import TINY_MODEL, run_stage, tiny_pretrain, val_loss_of
+from lmforge.testing.pretrain import TINY_MODEL, run_stage, tiny_pretrain, val_loss_of
 
 
 

@@ -5,6 +5,7 @@ when several test folders each have their own conftest.py.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -144,9 +145,12 @@ def golden_run(workdir: Path) -> dict:
             "metrics": metrics, "weights_sha256": sha}
 
 
-if __name__ == "__main__":  # `python pretrain.py golden DIR`: one golden run, as JSON
-    import json
-
-    assert sys.argv[1] == "golden", "usage: pretrain.py golden DIR"
-    res = golden_run(Path(sys.argv[2]))
+def main(argv: list[str]) -> None:
+    """``python -m lmforge.testing.pretrain golden DIR``: one golden run, as a ``GOLDEN {json}`` line."""
+    assert argv[:1] == ["golden"] and len(argv) == 2, "usage: python -m lmforge.testing.pretrain golden DIR"
+    res = golden_run(Path(argv[1]))
     print("GOLDEN " + json.dumps({k: v for k, v in res.items() if k != "metrics"}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
