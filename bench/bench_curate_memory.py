@@ -34,8 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _support import REPO  # first: this checkout's lmforge on sys.path (bench/_support.py)
+
 SAMPLE = REPO / "data" / "sample" / "crawl"
 PER_SHARD = 250
 
