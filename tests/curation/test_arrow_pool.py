@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from support.curate import REPO
+from lmforge.testing.curate import REPO
 
 SCRIPT = "import lmforge.curation.curate, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from support.curate import REPO
+from lmforge.testing.curate import REPO
 
 SCRIPT = r"""
 import sys

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from support.curate import REPO
+from lmforge.testing.curate import REPO
 from support.curate_work import synthetic_texts, write_work
 
 MEASURE = r"""
