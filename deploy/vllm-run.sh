@@ -28,4 +28,5 @@ exec "$RUNTIME" run --rm --name lmforge-vllm $GPU_FLAGS --ipc=host \
     --max-num-seqs 8 \
     --dtype float32 \
     --gpu-memory-utilization 0.9 \
-    --tensor-parallel-size 1
+    --tensor-parallel-size 1 \
+    --generation-config auto
