@@ -10,7 +10,10 @@ per size: wall seconds, docs/s, CPU-ms per document (main process and workers), 
 the main process and of the largest worker; then the growth exponent k of time and memory
 between sizes (t ~ N^k: 1 is linear, 0 flat).
 
-    python bench/bench_curate_scale.py --sizes 1000 4000 [16000] [--extract resiliparse]
+    python bench/bench_curate_scale.py --sizes 1000 4000 [16000] [--extract resiliparse] [--recipe-up-to 4000]
+
+``--recipe-up-to N`` also runs datatrove's FineWeb recipe (``bench/bench_vs_fineweb.py``) on the
+same pages at every size up to N, right after lmforge's run, and prints the ratios.
 """
 from __future__ import annotations
 
@@ -126,13 +129,13 @@ def run_one(n: int, crawl: Path, extract: str, engine: str, workers: int) -> dic
     import dataclasses
     import tempfile
 
-    import pyarrow.parquet as pq
-
     from datatrove.utils.logging import logger
 
     from lmforge.config import section
     from lmforge.curation.curate import CurateOutputs, run_curate
     from lmforge.curation.curate_config import DataConfig, SourceConfig
+
+    import pyarrow.parquet as pq  # after lmforge.curation, which chooses Arrow's allocator
 
     logger.remove()
     cfg = section(DataConfig, "data", path=str(REPO / "params.yaml"))
@@ -194,6 +197,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-install", action="store_true", help="build the crawl from the packages installed")
     ap.add_argument("--startup", action="store_true", help="only the fixed start-up: a 10-page crawl, end to end")
+    ap.add_argument("--recipe-up-to", type=int, default=0,
+                    help="also run datatrove's FineWeb recipe (bench_vs_fineweb.py) at sizes up to this, same run")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one size, JSON out
     args = ap.parse_args()
     if args.one:
@@ -213,6 +218,15 @@ def main() -> int:
         print(f"{r['docs']:6d} docs  {r['wall_s']:7.1f} s  {r['docs'] / r['wall_s']:6.1f} docs/s  "
               f"{1000 * r['cpu_s'] / r['docs']:6.1f} CPU-ms/doc  main peak {r['main_rss_mb']:6.0f} MB  "
               f"worker peak {r['worker_rss_mb']:6.0f} MB  curated {r['curated']}", flush=True)
+        if n <= args.recipe_up_to:
+            q = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_vs_fineweb.py")), "--one",
+                                "fineweb-recipe", "--docs", str(n), "--crawl", str(args.crawl), "--workers",
+                                str(args.workers)], capture_output=True, text=True, check=True)
+            b = json.loads(q.stdout.strip().splitlines()[-1])
+            print(f"{b['docs']:6d} docs  {b['wall_s']:7.1f} s  {b['docs'] / b['wall_s']:6.1f} docs/s  "
+                  f"{1000 * b['cpu_s'] / b['docs']:6.1f} CPU-ms/doc  (datatrove's FineWeb recipe, kept {b['curated']}); "
+                  f"lmforge: {b['wall_s'] / r['wall_s']:.2f}x its throughput, {b['cpu_s'] / r['cpu_s']:.2f}x less CPU",
+                  flush=True)
     for a, b in zip(rows, rows[1:]):
         print(f"growth {a['docs']} -> {b['docs']}: time k={exponent(a, b, 'cpu_s'):.2f}, "
               f"main RSS k={exponent(a, b, 'main_rss_mb'):.2f}, worker RSS k={exponent(a, b, 'worker_rss_mb'):.2f}")

@@ -54,12 +54,44 @@ class Decision:
     similarity: float | None = None
 
 
+def import_datasketch():
+    """``datasketch``, imported without ``scipy.integrate`` (scipy.optimize, special, linalg: ~2
+    CPU-seconds in every curate worker and in the global step). datasketch's LSH imports scipy's
+    ``quad`` only to choose bands and rows for a threshold; lmforge always passes them
+    (``dedup.bands``, ``dedup.rows``). A stand-in module hands datasketch a ``quad`` that imports
+    the real one if it is ever called; ``scipy.integrate`` stays importable afterwards."""
+    import sys
+
+    if "datasketch" in sys.modules or "scipy.integrate" in sys.modules:
+        import datasketch
+
+        return datasketch
+    import types
+
+    def quad(*args, **kwargs):
+        from scipy.integrate import quad as real
+
+        return real(*args, **kwargs)
+
+    stub = types.ModuleType("scipy.integrate")
+    stub.quad = quad
+    sys.modules["scipy.integrate"] = stub
+    try:
+        import datasketch
+    finally:
+        if sys.modules.get("scipy.integrate") is stub:
+            del sys.modules["scipy.integrate"]
+    return datasketch
+
+
 class Deduplicator:
     """Streaming dedup: feed documents in priority order, get one Decision per document."""
 
     def __init__(self, params: DedupConfig):
         import xxhash
-        from datasketch import MinHash, MinHashLSH
+
+        ds = import_datasketch()
+        MinHash, MinHashLSH = ds.MinHash, ds.MinHashLSH
 
         self.p = params
         self._hash = xxhash.xxh32_intdigest

@@ -38,6 +38,7 @@ from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactDedupSig
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupSignature)
 from datatrove.utils.hashing import HashConfig
 
+from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
 from lmforge.curation.curate_config import DedupConfig
 from lmforge.curation.dedup import Decision, Deduplicator, words
 

@@ -34,6 +34,7 @@ from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
+from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
 from lmforge.stage import InputError
 
 EXTENSIONS = {"warc": (".warc", ".warc.gz", ".arc.gz", ".warc.zst"),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datatrove.pipeline.formatters import PIIFormatter
 
+from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
+
 class CountingPII(PIIFormatter):
     """PII redaction (emails, IP addresses) that also counts replacements."""
 

@@ -6,7 +6,8 @@ document (id, url, normalised-text digest, MinHash values: ``SignatureWriter``),
 sorts both files by the dedup priority within a source, ``(url or "", id)``
 (``sort_task_outputs``). The global step merges the sorted files of a source (``merged_rows``)
 and sees every document in the same order a global sort would give, one small row group per
-file in memory: an external merge sort whose runs are the shards.
+file in memory, held in Arrow (UTF-8) and turned into a Python row one row at a time: an
+external merge sort whose runs are the shards.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from typing import Iterator
 
 from datatrove.pipeline.writers import ParquetWriter
 
+from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
 from lmforge.curation.curate_config import DedupConfig
 
 # Rows per row group of the sorted per-shard files: what the merge holds per open file. Kept
 # files' row groups also end before their texts pass KEPT_GROUP_BYTES, so the merge's memory
 # does not grow with document length (one longer document is a row group of its own).
-KEPT_ROW_GROUP, SIGNATURE_ROW_GROUP, KEPT_GROUP_BYTES = 64, 512, 256 * 1024
+KEPT_ROW_GROUP, SIGNATURE_ROW_GROUP, KEPT_GROUP_BYTES = 64, 512, 64 * 1024
 
 
 def signature_schema():
@@ -106,7 +108,13 @@ def _file_rows(path: Path, columns: list[str] | None, file_index: int) -> Iterat
     with pq.ParquetFile(path) as pf:
         row = 0
         for rg in range(pf.num_row_groups):
-            for r in pf.read_row_group(rg, columns=columns).to_pylist():
+            t = pf.read_row_group(rg, columns=columns, use_threads=False)
+            names = t.column_names
+            # small columns as Python lists; the text stays in Arrow until its row's turn
+            cols = [(t.column(c).combine_chunks(), True) if c == "text" else (t.column(c).to_pylist(), False)
+                    for c in names]
+            for i in range(t.num_rows):
+                r = {c: (v[i].as_py() if lazy else v[i]) for c, (v, lazy) in zip(names, cols)}
                 yield (r["url"] or "", r["id"], file_index, row, r)
                 row += 1
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datatrove.pipeline.writers import ParquetWriter
 
+from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
+
 WORK_COLUMNS = (("id", "string"), ("url", "string"), ("source", "string"), ("language", "string"),
                 ("language_score", "float64"), ("text", "string"), ("reason", "string"),
                 ("duplicate_of", "string"))

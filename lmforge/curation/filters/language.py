@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
+from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
+
 class LanguageIDFilter(BaseFilter):
     """Offline language identification with py3langid (normalised probabilities)."""
 

@@ -10,6 +10,7 @@ import importlib.metadata  # noqa: F401  (datatrove's spaCy loader needs it impo
 from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
                                         GopherRepetitionFilter)
 
+from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
 from lmforge.curation.words import english_words
 
 # Gopher's stop-word rule needs a list per language; English is Gopher's own list.

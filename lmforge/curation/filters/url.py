@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datatrove.pipeline.filters import URLFilter
 
+from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
+
 _URL_LISTS: dict = {}  # per-process cache of URLFilter block lists
 
 
