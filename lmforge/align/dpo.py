@@ -68,11 +68,8 @@ class DPOStageConfig:
     trl_args: dict[str, Any] = dataclasses.field(default_factory=dict)   # any other DPOConfig field
 
     def check_installed(self) -> None:
-        """``trl_args`` against the installed TRL's DPOConfig (``lmforge check``; imports TRL only if set)."""
-        if self.trl_args:
-            from trl import DPOConfig
-
-            trl_args.check(DPOConfig, self.trl_args, "dpo.trl_args")
+        """``trl_args`` against the installed TRL's DPOConfig (``lmforge check``)."""
+        trl_args.check_installed("DPOConfig", self.trl_args, "dpo.trl_args")
 
     def __post_init__(self):
         require(self.beta > 0, f"dpo.beta must be > 0, got {self.beta}")

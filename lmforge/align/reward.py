@@ -37,11 +37,8 @@ class RewardStageConfig:
     trl_args: dict[str, Any] = dataclasses.field(default_factory=dict)   # any other RewardConfig field
 
     def check_installed(self) -> None:
-        """``trl_args`` against the installed TRL's RewardConfig (``lmforge check``; imports TRL only if set)."""
-        if self.trl_args:
-            from trl import RewardConfig
-
-            trl_args.check(RewardConfig, self.trl_args, "reward.trl_args")
+        """``trl_args`` against the installed TRL's RewardConfig (``lmforge check``)."""
+        trl_args.check_installed("RewardConfig", self.trl_args, "reward.trl_args")
 
     def __post_init__(self):
         require(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "reward.min_accuracy must be in [0, 1]")

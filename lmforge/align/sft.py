@@ -54,11 +54,8 @@ class SFTStageConfig:
     trl_args: dict[str, Any] = dataclasses.field(default_factory=dict)   # any other SFTConfig field
 
     def check_installed(self) -> None:
-        """``trl_args`` against the installed TRL's SFTConfig (``lmforge check``; imports TRL only if set)."""
-        if self.trl_args:
-            from trl import SFTConfig
-
-            trl_args.check(SFTConfig, self.trl_args, "sft.trl_args")
+        """``trl_args`` against the installed TRL's SFTConfig (``lmforge check``)."""
+        trl_args.check_installed("SFTConfig", self.trl_args, "sft.trl_args")
 
     def __post_init__(self):
         require(self.max_per_source >= 0, f"max_per_source must be >= 0, got {self.max_per_source}")

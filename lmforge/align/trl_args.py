@@ -54,6 +54,15 @@ def check(cls: type, args: dict[str, Any], key: str) -> dict[str, Any]:
     return dict(args)
 
 
+def check_installed(config: str, args: dict[str, Any], key: str) -> None:
+    """``args`` against the installed TRL's ``config`` class (``lmforge check`` and the stage's
+    start); TRL is imported only when there is a passthrough to check."""
+    if args:
+        import trl
+
+        check(getattr(trl, config), args, key)
+
+
 def build(cls: type, fixed: dict[str, Any], args: dict[str, Any], key: str):
     """``cls`` from lmforge's ``fixed`` fields and the passthrough ``args`` (checked by :func:`check`;
     they win over lmforge's defaults). TRL's own refusal of a passthrough value becomes one line."""

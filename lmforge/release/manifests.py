@@ -145,10 +145,7 @@ MODEL_DIR="${{MODEL_DIR:-${{SLURM_SUBMIT_DIR:-$PWD}}/{d.model_dir}}}"
 SIF="${{{sif_env}:-{sif_default}}}"
 # a port per job (two jobs on one node must not both take {sl.port}); PORT=... to choose
 PORT="${{PORT:-$(( {sl.port} + ${{SLURM_JOB_ID:-0}} % 1000 ))}}"
-if [ ! -f "$MODEL_DIR/config.json" ]; then
-  echo "{engine}.sbatch: $MODEL_DIR has no config.json (set MODEL_DIR)" >&2
-  exit 1
-fi
+{model_dir_check(f"{engine}.sbatch", "set MODEL_DIR")}
 if [ ! -f "$SIF" ]; then   # pull once on a login node, not inside the GPU allocation
   echo "{engine}.sbatch: $SIF not found; pull it first, outside the GPU job:" >&2
   echo "  mkdir -p \"$(dirname "$SIF")\" && apptainer pull \"$SIF\" docker://{image}:{tag}" >&2
@@ -164,6 +161,14 @@ srun apptainer exec --nv --cleanenv --env HF_HUB_OFFLINE=1 \\
 """
 
 
+def model_dir_check(script: str, hint: str) -> str:
+    """The shell lines every generated script stops on when ``$MODEL_DIR`` holds no release."""
+    return f"""if [ ! -f "$MODEL_DIR/config.json" ]; then
+  echo "{script}: $MODEL_DIR has no config.json ({hint})" >&2
+  exit 1
+fi"""
+
+
 def host_prologue(d: DeployConfig, script: str, image_ref: str) -> str:
     """The shell lines both ``*-run.sh`` scripts open with: where the release is, which container
     runtime and GPU flags, which image, and a clear stop when the release folder is missing."""
@@ -173,8 +178,5 @@ MODEL_DIR="${{MODEL_DIR:-$HERE/../{d.model_dir}}}"
 RUNTIME="${{CONTAINER_RUNTIME:-docker}}"
 GPU_FLAGS="${{GPU_FLAGS:---gpus all}}"
 IMAGE="{image_ref}"
-if [ ! -f "$MODEL_DIR/config.json" ]; then
-  echo "{script}: $MODEL_DIR has no config.json (run 'dvc repro release' or set MODEL_DIR)" >&2
-  exit 1
-fi
+{model_dir_check(script, "run 'dvc repro release' or set MODEL_DIR")}
 """
