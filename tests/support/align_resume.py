@@ -86,6 +86,9 @@ def run_dpo(work: Path, base: str, instr: str) -> tuple[list[float], int]:
 
 
 if __name__ == "__main__":
+    from lmforge.logconfig import configure
+
+    configure()   # as run_stage does: the stage's lines (resuming, removed checkpoints) on stdout
     stage, work, base, instr = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     arm(sys.argv[5] if len(sys.argv) > 5 else None)
     os.chdir(work)
