@@ -82,6 +82,16 @@ def record_wall_time(seconds: float) -> Path | None:
     return path
 
 
+def close_process_group() -> None:
+    """End this rank's torch.distributed process group, if the stage opened one (DeepSpeed,
+    accelerate under torchrun). Left to the interpreter's exit, gloo's worker threads can be
+    destroyed while joinable ("terminate called without an active exception"): the rank dies
+    of SIGABRT after its work is done, and torchrun reports the whole stage failed."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def run_stage(main: Callable[[], int | None]) -> NoReturn:
     """Run a stage's ``main`` and exit: its return code, or an expected error as one line."""
     from lmforge.logconfig import configure   # here: the Snakefile loads config.py, and so this module, alone
@@ -93,6 +103,7 @@ def run_stage(main: Callable[[], int | None]) -> NoReturn:
         if not code:
             age = _process_age()
             record_wall_time(age if age is not None else time.monotonic() - start)
+            close_process_group()
     except Exception as e:  # noqa: BLE001 - re-raised unless it is an expected error
         code = exit_code(e)
         if code is None or os.environ.get("LMFORGE_TRACEBACK"):

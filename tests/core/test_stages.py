@@ -94,3 +94,21 @@ def test_a_stage_dvc_runs_leaves_its_wall_time_and_only_then(tmp_path, monkeypat
     assert e.value.code == 0
     got = json.loads((tmp_path / STAGE_TIMING_DIR / "eval_sft.json").read_text())
     assert set(got) == {"seconds"} and got["seconds"] >= 0
+
+
+def test_a_stage_that_opened_a_process_group_closes_it_before_exit(tmp_path):
+    """run_stage ends the rank's torch.distributed group after the stage's work, so gloo's threads
+    are not torn down at interpreter exit (a SIGABRT that torchrun reports as a failed stage)."""
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import torch.distributed as dist\n"
+        "from lmforge.stage import run_stage\n"
+        "def main():\n"
+        f"    dist.init_process_group('gloo', init_method='file://{tmp_path}/store', rank=0, world_size=1)\n"
+        "    import atexit\n"
+        "    atexit.register(lambda: print('initialized at exit:', dist.is_initialized()))\n"
+        "run_stage(main)\n")
+    p = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "initialized at exit: False" in p.stdout

@@ -55,6 +55,9 @@ def main(work: Path, base: str, instr: str, batch: int) -> dict:
 
 
 if __name__ == "__main__":
+    from lmforge.stage import close_process_group
+
     res = main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]))
     if os.environ.get("RANK", "0") == "0":
         print("RESULT " + json.dumps(res))
+    close_process_group()   # as run_stage does after a stage's work
