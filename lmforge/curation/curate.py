@@ -184,11 +184,11 @@ class ShardTask(PipelineStep):
 
 
 def build_executors(cfg: DataConfig, plans: list[SourcePlan], work: Path, outputs: CurateOutputs,
-                    executor: str | None = None, todo: list[Shard] | None = None) -> list:
+                    executor: str | None = None, todo: list[Shard] | None = None,
+                    cache: ShardCache | None = None) -> list:
     """The shard executor (one task per input file to run, all sources), then datatrove dedup's stages
     (``dedup.engine: datatrove``, over every shard, cached ones included), on the chosen executor;
-    with Slurm also a finalize job."""
-    cache = ShardCache(cfg.cache_dir, cfg) if cfg.cache_dir else None
+    with Slurm also a finalize job. ``cache``: the run's shard cache, where finished shards are stored."""
     todo = shards(plans, work, None)[0] if todo is None else todo
     task = ShardTask(todo, {sp.settings.source.name: build_pipeline(cfg, sp, work) for sp in plans}, str(work),
                      cache)
@@ -243,7 +243,7 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
             shutil.rmtree(work)
         t0 = time.perf_counter()
         todo, cached = shards(plans, work, cache)
-        execs = build_executors(cfg, plans, work, outputs, "slurm", todo)
+        execs = build_executors(cfg, plans, work, outputs, "slurm", todo, cache)
         submit(execs)  # the last launches its dependency chain first
         if not cfg.slurm.wait:
             return None
@@ -257,7 +257,7 @@ def run_curate(cfg: DataConfig, outputs: CurateOutputs | None = None, executor: 
     with work_dir(outputs.curated.parent) as work:
         todo, cached = shards(plans, work, cache)
         with Progress(work, todo, cfg.progress_s):
-            for ex in build_executors(cfg, plans, work, outputs, kind, todo):
+            for ex in build_executors(cfg, plans, work, outputs, kind, todo, cache):
                 ex.run()
         metrics = finalize(cfg, work, outputs.curated, outputs.rejected, outputs.metrics, outputs.funnel)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
