@@ -5,11 +5,14 @@ batch has room (`max_batch_size`), prefills the newcomers together (left-padded)
 their rows to the running batch's KV cache (kv_cache.BatchCache, which also drops rows
 that finished or were cancelled), then runs one decode step for every running row at
 once. Concurrent requests share forward passes and a new request never waits for a
-running batch to finish, as in TGI's router. When idle, the first arrival waits up to
-`batch_wait_ms` for company. Each row picks its token with its own parameters and seeded
-generator (sampling.py; text pieces come from tokenizers' DecodeStream), and every token
-goes to the request's `emit` callback as ids, logprobs and text (events.py); the route
-modules shape TGI's and OpenAI's replies from those.
+running batch to finish, as in TGI's router. Decode steps of Llama-architecture models
+take fast_decode's lean step (bitwise the model's forward, less Python per token). When
+idle, the first arrival waits up to `batch_wait_ms` for company, unless it comes right
+after the engine went idle (a client sending its next request: no company follows). Each
+row picks its token with its own parameters and seeded generator (sampling.py; text
+pieces come from tokenizers' DecodeStream), and every token goes to the request's `emit`
+callback as ids, logprobs and text (events.py); the route modules shape TGI's and
+OpenAI's replies from those.
 
 Why a hand-written loop and not transformers 5's continuous batching (`generate_batch`):
 on CPU it measured slower for this workload and has no streaming (docs/LOG.md, issue 9).
@@ -28,12 +31,15 @@ from typing import Callable
 import torch
 
 from lmforge.serve.events import Candidate, ErrorEvent, Finish, PromptToken, Timings, Token, TokenEvent
+from lmforge.serve.fast_decode import LlamaDecodeStep
 from lmforge.serve.kv_cache import BatchCache
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.sampling import IncrementalDecoder, SamplingParams, TokenChooser
 from lmforge.serve.weights import lay_out_for_decode
 
 log = logging.getLogger(__name__)
+
+CLOSED_LOOP_S = 0.010  # an arrival this soon after the engine went idle is not held for company
 
 
 @dataclasses.dataclass
@@ -88,7 +94,9 @@ class Engine:
         self._cv = threading.Condition()
         self._rows: list[_Row] = []
         self._kv = BatchCache(model.config)
+        self._lean = LlamaDecodeStep.build(self.model)  # None: decode steps use the model's forward
         self._stop = False
+        self._idle_since = float("-inf")  # when the last running row finished
         self._thread: threading.Thread | None = None
 
     # ---- public -----------------------------------------------------------------
@@ -130,7 +138,14 @@ class Engine:
                         log.exception("decode failed")
                         self._fail([r.gen for r in self._rows], e)
                         self._reset()
+                if not self._rows:
+                    self._idle_since = time.perf_counter()
         self._fail([r.gen for r in self._rows] + list(self._queue), RuntimeError("server shutting down"))
+
+    def _closed_loop(self) -> bool:
+        """The engine went idle moments ago: this arrival is a client's next request after its
+        last reply (one client in a loop), which no company follows; holding it only adds latency."""
+        return time.perf_counter() - self._idle_since < CLOSED_LOOP_S
 
     def _full(self) -> bool:
         return len(self._queue) >= self.max_batch_size or self._stop
@@ -140,7 +155,7 @@ class Engine:
             if not self._rows:
                 while not self._queue and not self._stop:
                     self._cv.wait(0.5)
-                if self.batch_wait > 0 and not self._stop:
+                if self.batch_wait > 0 and not self._stop and not self._closed_loop():
                     self._cv.wait_for(self._full, self.batch_wait)
             if self._stop:
                 return None
@@ -178,10 +193,11 @@ class Engine:
             gen.cancelled = True
 
     # ---- model steps ------------------------------------------------------------
-    def _forward(self, method: str, **kw):
+    def _forward(self, method: str, fn=None, **kw):
+        """One timed, counted pass of `fn` (default: the model's forward with its cache)."""
         t0 = time.perf_counter()
         self.metrics.counters.inc("tgi_batch_inference_count", method=method)
-        out = self.model(use_cache=True, **kw)
+        out = fn(**kw) if fn is not None else self.model(use_cache=True, **kw)
         self.metrics.batch_forward_duration.labels(method).observe(time.perf_counter() - t0)
         self.metrics.counters.inc("tgi_batch_inference_success", method=method)
         return out
@@ -237,14 +253,18 @@ class Engine:
     def _step(self, rows: list[_Row], kv: BatchCache) -> None:
         """One decode step of `rows` over their batch cache `kv`, which grows by one column."""
         mask, positions = kv.grow()
+        ids = torch.tensor([[r.pending] for r in rows])
         try:
-            out = self._forward("decode", input_ids=torch.tensor([[r.pending] for r in rows]),
-                                attention_mask=mask, position_ids=positions, cache=kv.cache)
+            if self._lean is None:
+                logits = self._forward("decode", input_ids=ids, attention_mask=mask, position_ids=positions,
+                                       cache=kv.cache).logits[:, -1]
+            else:
+                logits = self._forward("decode", self._lean, ids=ids, positions=positions, mask=mask, cache=kv.cache)
         except Exception:
             kv.rollback()
             raise
         self.metrics.decode_batch_size.observe(len(rows))
-        self._advance_all(rows, out.logits[:, -1])
+        self._advance_all(rows, logits)
 
     def _step_each(self) -> None:
         """After a failed batched step, step every row alone: only a row that fails by itself ends."""

@@ -113,16 +113,24 @@ def test_a_failed_batched_forward_is_retried_row_by_row(tiny_model):
         longest = max(len(tok(p)["input_ids"]) for p in PROMPTS) + 8
         bad_prompt = "word " * longest  # longer than any healthy row will ever be
         width = len(tok(bad_prompt)["input_ids"])
-        forward = engine.model.forward
+        forward, lean = engine.model.forward, engine._lean
+        assert lean is not None  # decode steps take the lean step (fast_decode); prefill the model's forward
 
-        def flaky(*a, **kw):  # any batch of two or more fails; the bad row fails even alone, at decode
-            if kw["input_ids"].shape[0] > 1:
+        def failing(ids, positions):  # any batch of two or more fails; the bad row fails even alone, at decode
+            if ids.shape[0] > 1:
                 raise RuntimeError("batched forward failed")
-            if int(kw["position_ids"].max()) >= width:
+            if int(positions.max()) >= width:
                 raise RuntimeError("poisoned row")
+
+        def flaky(*a, **kw):
+            failing(kw["input_ids"], kw["position_ids"])
             return forward(*a, **kw)
 
-        engine.model.forward = flaky
+        def flaky_lean(ids, positions, mask, cache):
+            failing(ids, positions)
+            return lean(ids, positions, mask, cache)
+
+        engine.model.forward, engine._lean = flaky, flaky_lean
         engine.batch_wait = 5.0  # the five requests below share their prefill
         got = {}
         events = [_submit(engine, tok, p, 8, got, i) for i, p in enumerate(PROMPTS)]
@@ -134,3 +142,25 @@ def test_a_failed_batched_forward_is_retried_row_by_row(tiny_model):
     for i in range(len(PROMPTS)):
         assert not isinstance(got[i], ErrorEvent), got[i]
         assert [t.id for t in got[i].tokens] == [t.id for t in seq[i].tokens], PROMPTS[i]
+
+
+def test_a_clients_next_request_is_not_held_for_company(tiny_model):
+    # an idle engine holds a first arrival for company (1.5 s here); a request that comes right
+    # after the engine went idle is a client's next one in a loop, and no company follows it
+    tok, engine = _engine(tiny_model, max_batch_size=4, batch_wait_ms=1500)
+    try:
+        done: dict = {}
+        t0 = time.perf_counter()
+        assert _submit(engine, tok, PROMPTS[0], 2, done, 0).wait(30)
+        held = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        assert _submit(engine, tok, PROMPTS[1], 2, done, 1).wait(30)
+        next_one = time.perf_counter() - t1
+        time.sleep(0.1)  # idle for a while: the next arrival is held again
+        t2 = time.perf_counter()
+        assert _submit(engine, tok, PROMPTS[2], 2, done, 2).wait(30)
+        after_pause = time.perf_counter() - t2
+    finally:
+        engine.stop()
+    assert held >= 1.4 and after_pause >= 1.4
+    assert next_one < 1.0

@@ -1,0 +1,139 @@
+"""A lean decode step for Llama-architecture models: transformers' arithmetic, less Python.
+
+On a CPU a decode step of a small model is bound by how many PyTorch operations Python
+dispatches, not by the arithmetic: transformers' `LlamaForCausalLM.forward` goes through
+~20 modules per layer, output dataclasses, mask and rotary-embedding construction and
+keyword plumbing for every token. `LlamaDecodeStep` runs the same operations, in the same
+order and on the same tensors (the model's own weights, its rotary table, transformers'
+own `sdpa_attention_forward` and `apply_rotary_pos_emb`), for one new token per row over
+the engine's KV cache, so its logits are bitwise those of the model's forward (tests/serve/
+test_fast_decode.py checks it on padded, GQA and bf16 batches). What it gained is in
+docs/LOG.md (issue 24).
+
+Any other architecture, attention implementation or dynamic rotary scaling keeps the
+model's own forward: `LlamaDecodeStep.build` returns None and says why in the log.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from transformers.cache_utils import Cache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+log = logging.getLogger(__name__)
+
+_STATIC_ROPE = {"default", "linear", "llama3", "yarn"}  # tables that do not change with the sequence length
+
+
+def unsupported(model) -> str | None:
+    """Why `model` cannot take the lean step (None: it can)."""
+    cfg = model.config
+    rope = (getattr(cfg, "rope_parameters", None) or {}).get("rope_type", "default")
+    checks = [
+        (type(model).__name__ == "LlamaForCausalLM", f"architecture {type(model).__name__}"),
+        (getattr(cfg, "_attn_implementation", None) == "sdpa", f"attention {cfg._attn_implementation!r}"),
+        (rope in _STATIC_ROPE, f"rotary scaling {rope!r}"),
+        (getattr(cfg, "pretraining_tp", 1) == 1, "pretraining_tp > 1"),
+        (not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()), "module hooks"),
+    ]
+    return next((why for ok, why in checks if not ok), None)
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' LlamaRMSNorm.forward, inlined (its casts are identities in float32)."""
+    if x.dtype == torch.float32:
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    dtype = x.dtype
+    x = x.to(torch.float32)
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x.to(dtype)
+
+
+def _linear(module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return module.weight, module.bias
+
+
+class _Layer:
+    """One decoder layer's tensors, looked up once (nn.Module attribute access costs per token)."""
+
+    def __init__(self, layer):
+        a, mlp = layer.self_attn, layer.mlp
+        self.attn = a
+        self.norm1 = (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
+        self.norm2 = (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
+        self.q, self.k, self.v, self.o = (_linear(m) for m in (a.q_proj, a.k_proj, a.v_proj, a.o_proj))
+        self.gate, self.up, self.down = (_linear(m) for m in (mlp.gate_proj, mlp.up_proj, mlp.down_proj))
+        self.act = F.silu if isinstance(mlp.act_fn, torch.nn.SiLU) else mlp.act_fn
+        self.heads = a.config.num_attention_heads
+        self.scaling = a.scaling
+
+
+class LlamaDecodeStep:
+    """`step(ids, positions, mask, cache)` -> next-token logits `[rows, vocab]`, as the model's forward.
+
+    Rotary embedding: transformers computes `q * cos + rotate_half(q) * sin` for q and for k.
+    Here q and k are rotated together (one set of elementwise ops for both), and
+    `rotate_half(x) * sin` is `x.roll(half) * signed_sin` with `signed_sin = cat(-sin1, sin2)`:
+    the same products up to an exact sign flip (transformers' sin repeats its half twice), so
+    the same bits with 4 operations instead of 7 per tensor.
+    """
+
+    def __init__(self, model):
+        cfg = model.config
+        inner = model.model
+        self.model = model
+        self.rotary = inner.rotary_emb
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.layers = [_Layer(layer) for layer in inner.layers]
+        self.embed = inner.embed_tokens.weight
+        self.norm = (inner.norm.weight, inner.norm.variance_epsilon)
+        self.head = _linear(model.lm_head)
+        self.dtype = self.embed.dtype
+        self._cos = self._sin = torch.empty(0)
+        self._table(max(1, cfg.max_position_embeddings))
+
+    @classmethod
+    def build(cls, model) -> "LlamaDecodeStep | None":
+        why = unsupported(model)
+        if why is not None:
+            log.info("decode steps use the model's own forward (%s)", why)
+            return None
+        return cls(model)
+
+    def _table(self, length: int) -> None:
+        """cos and signed sin of positions 0..length-1 from the model's own rotary embedding (the
+        values it computes per step: one product per element, no accumulation)."""
+        with torch.inference_mode():
+            cos, sin = self.rotary(torch.zeros(1, dtype=self.dtype), torch.arange(length)[None])
+        cos, sin = cos[0], sin[0]
+        half = self.head_dim // 2
+        if not torch.equal(sin[:, :half], sin[:, half:]):
+            raise ValueError("rotary sin does not repeat its halves; the lean step cannot rotate exactly")
+        self._cos, self._sin = cos, torch.cat([-sin[:, :half], sin[:, half:]], -1)
+
+    def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
+                 cache: Cache) -> torch.Tensor:
+        """`ids`, `positions`: `[rows, 1]`; `mask`: `[rows, width]` (1 = real) or None when no row is padded."""
+        rows = ids.shape[0]
+        if int(positions.max()) >= self._cos.shape[0]:
+            self._table(2 * (int(positions.max()) + 1))
+        cos, sin = self._cos[positions][:, :, None], self._sin[positions][:, :, None]   # [rows, 1, 1, head_dim]
+        attn_mask = None if mask is None else mask[:, None, None, :].bool()
+        half, hd = self.head_dim // 2, self.head_dim
+        h = F.embedding(ids, self.embed)
+        for i, L in enumerate(self.layers):
+            x = _rms_norm(h, *L.norm1)
+            q = F.linear(x, *L.q).view(rows, 1, -1, hd)
+            k = F.linear(x, *L.k).view(rows, 1, -1, hd)
+            v = F.linear(x, *L.v).view(rows, 1, -1, hd).transpose(1, 2)
+            qk = torch.cat([q, k], 2)
+            qk = qk * cos + qk.roll(half, -1) * sin
+            q, k = qk[:, :, :L.heads].transpose(1, 2), qk[:, :, L.heads:].transpose(1, 2)
+            k, v = cache.layers[i].update(k, v)
+            o, _ = sdpa_attention_forward(L.attn, q, k, v, attn_mask, dropout=0.0, scaling=L.scaling)
+            h = h + F.linear(o.reshape(rows, 1, -1).contiguous(), *L.o)
+            x = _rms_norm(h, *L.norm2)
+            h = h + F.linear(L.act(F.linear(x, *L.gate)) * F.linear(x, *L.up), *L.down)
+        return F.linear(_rms_norm(h, *self.norm), *self.head)[:, -1]

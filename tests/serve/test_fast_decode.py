@@ -1,0 +1,90 @@
+"""The lean decode step gives bitwise the logits of the model's own forward, over the engine's cache.
+
+Padded rows (the mask path), grouped-query attention (SmolLM2's shape), bf16 weights, a
+rotary table that must grow past max_position_embeddings, and the fallback for what it
+does not handle.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from lmforge.serve.fast_decode import LlamaDecodeStep, unsupported
+from lmforge.serve.kv_cache import BatchCache
+from lmforge.serve.weights import lay_out_for_decode
+
+
+def _model(kv_heads: int = 4, dtype=torch.float32, max_pos: int = 64, tie: bool = True):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=max_pos,
+                      tie_word_embeddings=tie, attn_implementation="sdpa")
+    return lay_out_for_decode(LlamaForCausalLM(cfg).to(dtype).eval())
+
+
+def _prefill(model, prompts: list[list[int]]) -> BatchCache:
+    width = max(map(len, prompts))
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    kv = BatchCache(model.config)
+    batch = kv.like(kv.new_cache(), mask)
+    model(input_ids=ids, attention_mask=mask if batch.padded else None, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+          cache=batch.cache, use_cache=True)
+    return batch
+
+
+def _steps(model, prompts, n: int, lean: bool) -> list[torch.Tensor]:
+    """`n` greedy decode steps after a prefill, by the lean step or the model's forward."""
+    step = LlamaDecodeStep(model)
+    with torch.inference_mode():
+        kv = _prefill(model, prompts)
+        tokens = torch.tensor([[p[-1]] for p in prompts])
+        out = []
+        for _ in range(n):
+            mask, positions = kv.grow()
+            if lean:
+                logits = step(tokens, positions, mask, kv.cache)
+            else:
+                logits = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=kv.cache,
+                               use_cache=True).logits[:, -1]
+            out.append(logits)
+            tokens = logits.argmax(-1, keepdim=True)
+    return out
+
+
+@pytest.mark.parametrize("kv_heads,dtype,prompts", [
+    (4, torch.float32, [[5, 6, 7, 8]]),                          # one row, no mask
+    (4, torch.float32, [[5, 6, 7, 8, 9, 10], [11, 12], [3]]),    # padded rows: the mask path
+    (2, torch.float32, [[5, 6, 7, 8, 9], [13, 14, 15]]),         # grouped-query attention
+    (4, torch.bfloat16, [[5, 6, 7], [8, 9, 10, 11, 12]]),       # a served dtype other than float32
+])
+def test_lean_step_is_bitwise_the_models_forward(kv_heads, dtype, prompts):
+    model = _model(kv_heads, dtype)
+    want = _steps(model, prompts, 6, lean=False)
+    got = _steps(model, prompts, 6, lean=True)
+    for w, g in zip(want, got):
+        assert g.dtype == w.dtype and torch.equal(g, w)
+
+
+def test_rotary_table_grows_past_max_positions():
+    model = _model(max_pos=8)
+    want = _steps(model, [[1, 2, 3, 4, 5, 6]], 6, lean=False)   # positions 6..11 > 8
+    got = _steps(model, [[1, 2, 3, 4, 5, 6]], 6, lean=True)
+    assert all(torch.equal(w, g) for w, g in zip(want, got))
+
+
+def test_other_models_keep_their_own_forward():
+    model = _model()
+    assert unsupported(model) is None and LlamaDecodeStep.build(model) is not None
+    model.config._attn_implementation = "eager"
+    assert "attention" in unsupported(model) and LlamaDecodeStep.build(model) is None
+    model = _model()
+    model.config.rope_parameters = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
+    assert "rotary" in unsupported(model)
+    model = _model()
+    model.model.layers[0].mlp.register_forward_hook(lambda *a: None)
+    assert unsupported(model) == "module hooks"
