@@ -213,9 +213,14 @@ class Engine:
             mask[i, width - lens[i]:] = 1
         newcomers = self._kv.like(self._kv.new_cache(), mask)
         scored = any(g.params.decoder_input_details for g in gens)
-        out = self._forward("prefill", input_ids=ids, attention_mask=mask if newcomers.padded else None,
-                            position_ids=(mask.cumsum(1) - 1).clamp(min=0), cache=newcomers.cache,
-                            logits_to_keep=0 if scored else 1)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        if self._lean is not None and not newcomers.padded and not scored:
+            last = self._forward("prefill", self._lean, ids=ids, positions=positions, mask=None,
+                                 cache=newcomers.cache)
+        else:
+            out = self._forward("prefill", input_ids=ids, attention_mask=mask if newcomers.padded else None,
+                                position_ids=positions, cache=newcomers.cache, logits_to_keep=0 if scored else 1)
+            last = out.logits[:, -1]
         self.metrics.batch_next_size.observe(len(gens))
         rows = []
         for i, g in enumerate(gens):
@@ -224,7 +229,7 @@ class Engine:
             if g.params.decoder_input_details:
                 row.prompt = _prompt_tokens(g.input_ids, out.logits[i, width - lens[i]:], g.params.top_n_tokens)
             rows.append(row)
-        self._advance_all(rows, out.logits[:, -1])
+        self._advance_all(rows, last)
         keep = [i for i, r in enumerate(rows) if not r.done]
         if keep:
             if self._rows:

@@ -1,14 +1,14 @@
 """A lean decode step for Llama-architecture models: transformers' arithmetic, less Python.
 
-On a CPU a decode step of a small model is bound by how many PyTorch operations Python
-dispatches, not by the arithmetic: transformers' `LlamaForCausalLM.forward` goes through
-~20 modules per layer, output dataclasses, mask and rotary-embedding construction and
-keyword plumbing for every token. `LlamaDecodeStep` runs the same operations, in the same
-order and on the same tensors (the model's own weights, its rotary table, transformers'
-own `sdpa_attention_forward` and `apply_rotary_pos_emb`), for one new token per row over
-the engine's KV cache, so its logits are bitwise those of the model's forward (tests/serve/
-test_fast_decode.py checks it on padded, GQA and bf16 batches). What it gained is in
-docs/LOG.md (issue 24).
+On a CPU a decode step of a small model pays for every PyTorch operation Python dispatches,
+on top of the arithmetic: transformers' `LlamaForCausalLM.forward` goes through ~20
+modules per layer, output dataclasses, mask and rotary-embedding construction and keyword
+plumbing for every token. `LlamaDecodeStep` runs the same arithmetic on the same tensors
+(the model's own weights and rotary table, transformers' own `sdpa_attention_forward`)
+with a few Python lines per layer, for one new token per row over the engine's KV cache
+(or the prefill of unpadded rows), so its logits are bitwise those of the model's forward
+(tests/serve/test_fast_decode.py checks it on padded, GQA and bf16 batches and prefills).
+What it gained is in docs/LOG.md (issue 24).
 
 Any other architecture, attention implementation or dynamic rotary scaling keeps the
 model's own forward: `LlamaDecodeStep.build` returns None and says why in the log.
@@ -71,7 +71,8 @@ class _Layer:
 
 
 class LlamaDecodeStep:
-    """`step(ids, positions, mask, cache)` -> next-token logits `[rows, vocab]`, as the model's forward.
+    """`step(ids, positions, mask, cache)` -> next-token logits `[rows, vocab]`, as the model's forward
+    (a decode step, or the prefill of rows of one length).
 
     Rotary embedding: transformers computes `q * cos + rotate_half(q) * sin` for q and for k.
     Here q and k are rotated together (one set of elementwise ops for both), and
@@ -115,25 +116,32 @@ class LlamaDecodeStep:
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
                  cache: Cache) -> torch.Tensor:
-        """`ids`, `positions`: `[rows, 1]`; `mask`: `[rows, width]` (1 = real) or None when no row is padded."""
-        rows = ids.shape[0]
+        """Logits of each row's last position, `[rows, vocab]`.
+
+        `ids`, `positions`: `[rows, n]`. A decode step (n = 1) takes `mask` (`[rows, width]`,
+        1 = real) or None when no row is padded. A prefill (n > 1) must be unpadded, mask None:
+        the model's forward then attends causally with no mask, as here.
+        """
+        rows, n = ids.shape
+        if n > 1 and mask is not None:
+            raise ValueError("the lean step prefills unpadded rows only")
         if int(positions.max()) >= self._cos.shape[0]:
             self._table(2 * (int(positions.max()) + 1))
-        cos, sin = self._cos[positions][:, :, None], self._sin[positions][:, :, None]   # [rows, 1, 1, head_dim]
+        cos, sin = self._cos[positions][:, :, None], self._sin[positions][:, :, None]   # [rows, n, 1, head_dim]
         attn_mask = None if mask is None else mask[:, None, None, :].bool()
         half, hd = self.head_dim // 2, self.head_dim
         h = F.embedding(ids, self.embed)
         for i, L in enumerate(self.layers):
             x = _rms_norm(h, *L.norm1)
-            q = F.linear(x, *L.q).view(rows, 1, -1, hd)
-            k = F.linear(x, *L.k).view(rows, 1, -1, hd)
-            v = F.linear(x, *L.v).view(rows, 1, -1, hd).transpose(1, 2)
+            q = F.linear(x, *L.q).view(rows, n, -1, hd)
+            k = F.linear(x, *L.k).view(rows, n, -1, hd)
+            v = F.linear(x, *L.v).view(rows, n, -1, hd).transpose(1, 2)
             qk = torch.cat([q, k], 2)
             qk = qk * cos + qk.roll(half, -1) * sin
             q, k = qk[:, :, :L.heads].transpose(1, 2), qk[:, :, L.heads:].transpose(1, 2)
             k, v = cache.layers[i].update(k, v)
             o, _ = sdpa_attention_forward(L.attn, q, k, v, attn_mask, dropout=0.0, scaling=L.scaling)
-            h = h + F.linear(o.reshape(rows, 1, -1).contiguous(), *L.o)
+            h = h + F.linear(o.reshape(rows, n, -1).contiguous(), *L.o)
             x = _rms_norm(h, *L.norm2)
             h = h + F.linear(L.act(F.linear(x, *L.gate)) * F.linear(x, *L.up), *L.down)
-        return F.linear(_rms_norm(h, *self.norm), *self.head)[:, -1]
+        return F.linear(_rms_norm(h, *self.norm)[:, -1:], *self.head)[:, -1]   # the model's logits_to_keep=1

@@ -45,9 +45,11 @@ def test_official_client(tg_python, server, check):
 
 def test_official_client_sees_overload(tg_python, tiny_model, server_factory):
     srv = server_factory(tiny_model, max_concurrent_requests=1, max_total_tokens=256, max_input_tokens=32)
-    model = srv.state.engine.model
-    forward = model.forward
-    model.forward = lambda *a, **kw: (time.sleep(0.02), forward(*a, **kw))[1]
+    engine = srv.state.engine   # every pass slowed: the model's forward and the lean step (fast_decode)
+    forward, lean = engine.model.forward, engine._lean
+    engine.model.forward = lambda *a, **kw: (time.sleep(0.02), forward(*a, **kw))[1]
+    if lean is not None:
+        engine._lean = lambda *a, **kw: (time.sleep(0.02), lean(*a, **kw))[1]
     try:
         run_check(tg_python, "overload", srv.url)
     finally:

@@ -120,18 +120,19 @@ def test_full_queue_answers_429_and_frees_slots(tiny_model, server_factory):
 
 
 def test_failed_forward_is_424_and_server_recovers(server):
-    model = server.state.engine.model
-    original = model.forward
+    engine = server.state.engine
+    original = engine.model.forward, engine._lean   # the model's forward and the lean step (fast_decode)
 
     def broken(*a, **kw):
         raise RuntimeError("simulated device failure")
 
-    model.forward = broken
+    engine.model.forward = broken
+    engine._lean = broken if engine._lean is not None else None
     try:
         r = httpx.post(server.url + "/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 2}})
         events = httpx.post(server.url + "/generate_stream", json={"inputs": "hi"}).text
     finally:
-        model.forward = original
+        engine.model.forward, engine._lean = original
     assert r.status_code == 424 and r.json()["error_type"] == "generation"
     assert "simulated device failure" in json.loads(events.split("data:", 1)[1])["error"]
     ok = httpx.post(server.url + "/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 2}})

@@ -88,3 +88,20 @@ def test_other_models_keep_their_own_forward():
     model = _model()
     model.model.layers[0].mlp.register_forward_hook(lambda *a: None)
     assert unsupported(model) == "module hooks"
+
+
+@pytest.mark.parametrize("kv_heads,dtype,rows", [(4, torch.float32, 1), (2, torch.float32, 3), (4, torch.bfloat16, 2)])
+def test_lean_prefill_of_unpadded_rows_is_bitwise_the_models(kv_heads, dtype, rows):
+    model = _model(kv_heads, dtype)
+    ids = torch.arange(3, 3 + 7 * rows).view(rows, 7) % 97
+    positions = torch.arange(7).expand(rows, 7)
+    kv = BatchCache(model.config)
+    with torch.inference_mode():
+        ref_cache, lean_cache = kv.new_cache(), kv.new_cache()
+        want = model(input_ids=ids, position_ids=positions, cache=ref_cache, use_cache=True, logits_to_keep=1).logits
+        got = LlamaDecodeStep(model)(ids, positions, None, lean_cache)
+    assert torch.equal(got, want[:, -1])
+    for a, b in zip(ref_cache.layers, lean_cache.layers):   # the cache the next steps attend over
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    with pytest.raises(ValueError, match="unpadded"):
+        LlamaDecodeStep(model)(ids, positions, torch.ones_like(ids), kv.new_cache())
