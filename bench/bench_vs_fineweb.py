@@ -12,7 +12,8 @@ English; the URL filter loads its bundled public-suffix snapshot instead of fetc
 lmforge runs its curate library (``run_curate``) with params.yaml's settings, once per
 extraction engine. Every run is a fresh process on the same local executor with the same
 number of workers. Printed: wall seconds, docs/s, CPU-ms per page, pages kept and words kept,
-and each run's throughput as a ratio of the recipe's.
+and each run's throughput as a ratio of the recipe's; then the decision agreement of lmforge's
+faster quality filters with datatrove's stock ones on the sample crawl (``decision_agreement``).
 
     python bench/bench_vs_fineweb.py --docs 2000 [--workers 2] [--crawl DIR]
 """
@@ -90,6 +91,51 @@ def one(kind: str, n: int, crawl: Path, workers: int) -> dict:
     return run_one(n, crawl, kind, "datasketch", workers)
 
 
+def decision_agreement() -> str:
+    """lmforge's quality filters (spaCy words cached per whitespace run, Gopher repetition with
+    its n-grams counted in C) against datatrove's stock filters (its spaCy tokenizer on every
+    call, its Gopher repetition), params.yaml's thresholds, on every English text of the
+    committed sample crawl (data/sample/crawl, what the pipeline curates): the share of texts
+    both keep or both reject, and with the same reason."""
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
+                                            GopherRepetitionFilter)
+
+    from lmforge.config import section
+    from lmforge.curation.curate_config import DataConfig
+    from lmforge.curation.filters.language import LanguageIDFilter
+    from lmforge.curation.filters.quality import (LangC4Quality, LangFineWebQuality, LangGopherQuality,
+                                                  LangGopherRepetition)
+    from lmforge.testing.curate import extract, jsonl_docs, read_warc_pages
+
+    f = section(DataConfig, "data", path=str(_support.REPO / "params.yaml")).filters
+    texts = [extract(h) for h in read_warc_pages().values()] + [d["text"] for d in jsonl_docs()]
+    lang = LanguageIDFilter(allowed=None, min_score=0)
+    english = [t for t in texts if t and lang.classify(t)[0] == "en"]
+    chains = []
+    for classes in ((LangGopherRepetition, LangGopherQuality, LangC4Quality, LangFineWebQuality),
+                    (GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter, FineWebQualityFilter)):
+        chains.append([cls(**(p.kwargs() if hasattr(p, "kwargs") else {f: v for f, v in vars(p).items()
+                                                                          if f != "enabled"}))
+                       for cls, p in zip(classes, (f.gopher_repetition, f.gopher_quality, f.c4_quality,
+                                                   f.fineweb_quality))])
+
+    def verdict(chain, i, text):
+        doc = Document(text=text, id=str(i), metadata={"language": "en"})
+        for f in chain:
+            v = f.filter(doc)
+            if v is not True:
+                return v if isinstance(v, tuple) else (False, f.name)
+        return True
+
+    ours, stock = ([verdict(c, i, t) for i, t in enumerate(english)] for c in chains)
+    same = sum((a is True) == (b is True) for a, b in zip(ours, stock))
+    same_reason = sum(a == b for a, b in zip(ours, stock))
+    return (f"decision agreement with datatrove's stock filters on the sample crawl: {same}/{len(english)} "
+            f"English texts ({100 * same / len(english):.2f} %), same reason {same_reason}/{len(english)}; "
+            f"kept {sum(v is True for v in ours)} / {sum(v is True for v in stock)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="lmforge curate vs datatrove's FineWeb recipe")
     ap.add_argument("--docs", type=int, default=2000)
@@ -115,6 +161,7 @@ def main() -> int:
         print(f"{kind:15s} {r['wall_s']:7.1f} s  {r['docs'] / r['wall_s']:6.1f} docs/s  "
               f"{1000 * r['cpu_s'] / r['docs']:6.1f} CPU-ms/page  kept {r['curated']:5d} pages "
               f"{r['curated_words']:8d} words  throughput {base['wall_s'] / r['wall_s']:.2f}x recipe", flush=True)
+    print(decision_agreement())
     return 0
 
 

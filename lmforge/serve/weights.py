@@ -7,7 +7,7 @@ transposed product; with the same numbers stored transposed (`[in, out]` contigu
 parameter a `.T` view of it) the product reads the weights in the order it needs them.
 The values, the modules and their code stay transformers' own: only the storage order
 changes, for every linear weight and for a tied embedding (one storage for both).
-What it gained is in docs/log/serve.md (bench/bench_engine.py).
+What it gained is in docs/LOG.md (bench/bench_engine.py).
 """
 from __future__ import annotations
 

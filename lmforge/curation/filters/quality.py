@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import importlib.metadata  # noqa: F401  (datatrove's spaCy loader needs it imported)
 
-from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                        GopherRepetitionFilter)
+from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
 
 from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
+from lmforge.curation.filters.repetition import FastGopherRepetition
 from lmforge.curation.words import english_words
 
 # Gopher's stop-word rule needs a list per language; English is Gopher's own list.
@@ -44,7 +44,9 @@ class _PerLanguage:
         return super().filter(doc)
 
 
-class LangGopherRepetition(_PerLanguage, GopherRepetitionFilter):
+class LangGopherRepetition(_PerLanguage, FastGopherRepetition):
+    """Gopher repetition rules: datatrove's decisions, n-grams counted in C (repetition.py)."""
+
     name = "gopher_repetition"
 
 
