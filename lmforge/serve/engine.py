@@ -34,7 +34,7 @@ from lmforge.serve.events import Candidate, ErrorEvent, Finish, PromptToken, Tim
 from lmforge.serve.fast_decode import LlamaDecodeStep
 from lmforge.serve.kv_cache import BatchCache
 from lmforge.serve.metrics import ServerMetrics
-from lmforge.serve.sampling import IncrementalDecoder, SamplingParams, TokenChooser
+from lmforge.serve.sampling import IncrementalDecoder, SamplingParams, TokenChooser, choose_penalised
 from lmforge.serve.weights import lay_out_for_decode
 
 log = logging.getLogger(__name__)
@@ -288,21 +288,29 @@ class Engine:
         self._gauges()
 
     def _advance_all(self, rows: list[_Row], logits: torch.Tensor) -> None:
-        """Next token for every row; plain greedy rows share one batched argmax/log_softmax."""
+        """Next token for every row; plain greedy rows share one batched argmax/log_softmax, and
+        greedy rows with only a repetition penalty share `choose_penalised`."""
         logits = logits.float()
+        picked: dict[int, tuple[int, float]] = {}
         plain = [i for i, r in enumerate(rows) if r.chooser.plain]
-        greedy: dict[int, tuple[int, float]] = {}
         if plain:
             logp = torch.log_softmax(logits if len(plain) == len(rows) else logits[torch.tensor(plain)], -1)
             best = logp.argmax(-1)
-            picked = logp.gather(1, best[:, None])[:, 0]
-            greedy = dict(zip(plain, zip(best.tolist(), picked.tolist())))
+            chosen = logp.gather(1, best[:, None])[:, 0]
+            picked = dict(zip(plain, zip(best.tolist(), chosen.tolist())))
+            for i, token in zip(plain, best.tolist()):
+                rows[i].chooser.counts[token] += 1
+        penalised = [i for i, r in enumerate(rows) if r.chooser.penalised]
+        if len(penalised) > 1:   # alone, `choose` below is as fast
+            try:
+                picked.update(zip(penalised, choose_penalised([rows[i].chooser for i in penalised],
+                                                              logits[torch.tensor(penalised)])))
+            except Exception:   # a row's own parameters: each row's own `choose` below finds which
+                log.warning("batched penalised choice failed; choosing row by row")
         for i, row in enumerate(rows):
             try:
-                if i in greedy:
-                    token, logprob = greedy[i]
-                    row.chooser.counts[token] += 1
-                    self._advance(row, token, logprob, [])
+                if i in picked:
+                    self._advance(row, *picked[i], [])
                 else:
                     token, logprob, top = row.chooser.choose(logits[i])
                     self._advance(row, token, logprob, [Candidate(t, lp) for t, lp in top])

@@ -65,6 +65,9 @@ class TokenChooser:
         # plain greedy: no warpers, penalties or top-n; the engine picks these in one batched op
         self.plain = (self.generator is None and not p.top_n_tokens and not p.frequency_penalty
                       and p.repetition_penalty in (None, 1.0))
+        # greedy with a repetition penalty and nothing else: `choose_penalised` picks these together
+        self.penalised = (self.generator is None and not p.top_n_tokens and not p.frequency_penalty
+                          and not self.plain)
         self.counts = torch.bincount(torch.tensor(prompt_ids, dtype=torch.long), minlength=vocab_size)
 
     def _process(self, logits: torch.Tensor) -> torch.Tensor:
@@ -112,6 +115,25 @@ class TokenChooser:
             top = [(int(i), float(v)) for i, v in zip(ids, vals)]
         self.counts[token] += 1
         return token, float(logprobs[token]), top
+
+
+def choose_penalised(choosers: list[TokenChooser], logits: torch.Tensor) -> list[tuple[int, float]]:
+    """(token, logprob) of `choose` for each of `choosers` (all `penalised`) on its row of
+    `logits`, in a few batched ops: the same elementwise penalty (grouped by penalty value, the
+    scalar ops `choose` runs), the same argmax of the penalised row and log_softmax of it."""
+    vocab = logits.shape[-1]
+    out = logits.float().clone()
+    seen = torch.stack([c.counts[:vocab] for c in choosers]) > 0
+    for rp in {c.p.repetition_penalty for c in choosers}:
+        rows = torch.tensor([c.p.repetition_penalty == rp for c in choosers])[:, None]
+        penalised = torch.where(out < 0, out * rp, out / rp)
+        out = torch.where(seen & rows, penalised, out)
+    best = out.argmax(-1)
+    logprobs = torch.log_softmax(out, -1).gather(1, best[:, None])[:, 0]
+    picks = list(zip(best.tolist(), logprobs.tolist()))
+    for c, (token, _) in zip(choosers, picks):
+        c.counts[token] += 1
+    return picks
 
 
 class IncrementalDecoder:
