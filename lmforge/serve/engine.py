@@ -214,9 +214,9 @@ class Engine:
         newcomers = self._kv.like(self._kv.new_cache(), mask)
         scored = any(g.params.decoder_input_details for g in gens)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        if self._lean is not None and not newcomers.padded and not scored:
-            last = self._forward("prefill", self._lean, ids=ids, positions=positions, mask=None,
-                                 cache=newcomers.cache)
+        if self._lean is not None and not scored:
+            last = self._forward("prefill", self._lean, ids=ids, positions=positions,
+                                 mask=mask if newcomers.padded else None, cache=newcomers.cache)
         else:
             out = self._forward("prefill", input_ids=ids, attention_mask=mask if newcomers.padded else None,
                                 position_ids=positions, cache=newcomers.cache, logits_to_keep=0 if scored else 1)

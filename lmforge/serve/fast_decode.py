@@ -6,7 +6,7 @@ modules per layer, output dataclasses, mask and rotary-embedding construction an
 plumbing for every token. `LlamaDecodeStep` runs the same arithmetic on the same tensors
 (the model's own weights and rotary table, transformers' own `sdpa_attention_forward`)
 with a few Python lines per layer, for one new token per row over the engine's KV cache
-(or the prefill of unpadded rows), so its logits are bitwise those of the model's forward
+(or a prefill), so its logits are bitwise those of the model's forward
 (tests/serve/test_fast_decode.py checks it on padded, GQA and bf16 batches and prefills).
 What it gained is in docs/LOG.md (issue 24).
 
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import Cache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import create_causal_mask
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class _Layer:
 
 class LlamaDecodeStep:
     """`step(ids, positions, mask, cache)` -> next-token logits `[rows, vocab]`, as the model's forward
-    (a decode step, or the prefill of rows of one length).
+    (a decode step, or a prefill).
 
     Rotary embedding: transformers computes `q * cos + rotate_half(q) * sin` for q and for k.
     Here q and k are rotated together (one set of elementwise ops for both), and
@@ -85,6 +86,7 @@ class LlamaDecodeStep:
         cfg = model.config
         inner = model.model
         self.model = model
+        self.config = cfg
         self.rotary = inner.rotary_emb
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.layers = [_Layer(layer) for layer in inner.layers]
@@ -118,19 +120,21 @@ class LlamaDecodeStep:
                  cache: Cache) -> torch.Tensor:
         """Logits of each row's last position, `[rows, vocab]`.
 
-        `ids`, `positions`: `[rows, n]`. A decode step (n = 1) takes `mask` (`[rows, width]`,
-        1 = real) or None when no row is padded. A prefill (n > 1) must be unpadded, mask None:
-        the model's forward then attends causally with no mask, as here.
+        `ids`, `positions`: `[rows, n]`; `mask`: `[rows, width]` (1 = real) or None when no row
+        is padded. A decode step (n = 1) attends over the mask's real columns; a prefill (n > 1)
+        causally, with transformers' own `create_causal_mask` when rows are padded.
         """
         rows, n = ids.shape
-        if n > 1 and mask is not None:
-            raise ValueError("the lean step prefills unpadded rows only")
         if int(positions.max()) >= self._cos.shape[0]:
             self._table(2 * (int(positions.max()) + 1))
         cos, sin = self._cos[positions][:, :, None], self._sin[positions][:, :, None]   # [rows, n, 1, head_dim]
-        attn_mask = None if mask is None else mask[:, None, None, :].bool()
         half, hd = self.head_dim // 2, self.head_dim
         h = F.embedding(ids, self.embed)
+        if n > 1 and mask is not None:   # a padded prefill: transformers' own mask, as its forward builds it
+            attn_mask = create_causal_mask(config=self.config, inputs_embeds=h, attention_mask=mask, cache=cache,
+                                           position_ids=positions)
+        else:
+            attn_mask = None if mask is None else mask[:, None, None, :].bool()
         for i, L in enumerate(self.layers):
             x = _rms_norm(h, *L.norm1)
             q = F.linear(x, *L.q).view(rows, n, -1, hd)

@@ -1,8 +1,8 @@
 """The lean decode step gives bitwise the logits of the model's own forward, over the engine's cache.
 
 Padded rows (the mask path), grouped-query attention (SmolLM2's shape), bf16 weights, a
-rotary table that must grow past max_position_embeddings, and the fallback for what it
-does not handle.
+rotary table that must grow past max_position_embeddings, padded and unpadded prefills, and
+the fallback for what it does not handle.
 """
 from __future__ import annotations
 
@@ -90,18 +90,25 @@ def test_other_models_keep_their_own_forward():
     assert unsupported(model) == "module hooks"
 
 
-@pytest.mark.parametrize("kv_heads,dtype,rows", [(4, torch.float32, 1), (2, torch.float32, 3), (4, torch.bfloat16, 2)])
-def test_lean_prefill_of_unpadded_rows_is_bitwise_the_models(kv_heads, dtype, rows):
+@pytest.mark.parametrize("kv_heads,dtype,lens", [(4, torch.float32, [7]), (2, torch.float32, [7, 7, 7]),
+                                                  (4, torch.bfloat16, [7, 7]), (4, torch.float32, [7, 3, 1]),
+                                                  (2, torch.float32, [2, 9]), (4, torch.bfloat16, [5, 8, 1])])
+def test_lean_prefill_is_bitwise_the_models(kv_heads, dtype, lens):
     model = _model(kv_heads, dtype)
-    ids = torch.arange(3, 3 + 7 * rows).view(rows, 7) % 97
-    positions = torch.arange(7).expand(rows, 7)
+    width = max(lens)
+    ids = torch.zeros((len(lens), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lens):   # left-padded, as the engine batches newcomers
+        ids[i, width - n:] = torch.arange(3 + 7 * i, 3 + 7 * i + n) % 97
+        mask[i, width - n:] = 1
+    padded = bool((mask == 0).any())
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
     kv = BatchCache(model.config)
     with torch.inference_mode():
         ref_cache, lean_cache = kv.new_cache(), kv.new_cache()
-        want = model(input_ids=ids, position_ids=positions, cache=ref_cache, use_cache=True, logits_to_keep=1).logits
-        got = LlamaDecodeStep(model)(ids, positions, None, lean_cache)
+        want = model(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions,
+                     cache=ref_cache, use_cache=True, logits_to_keep=1).logits
+        got = LlamaDecodeStep(model)(ids, positions, mask if padded else None, lean_cache)
     assert torch.equal(got, want[:, -1])
     for a, b in zip(ref_cache.layers, lean_cache.layers):   # the cache the next steps attend over
         assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
-    with pytest.raises(ValueError, match="unpadded"):
-        LlamaDecodeStep(model)(ids, positions, torch.ones_like(ids), kv.new_cache())
