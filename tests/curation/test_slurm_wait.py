@@ -54,14 +54,14 @@ def waiting(execs, **kw) -> tuple[threading.Thread, dict, list]:
     return t, outcome, lines
 
 
-@pytest.mark.slow   # about 40 s: the controller stays down past MessageTimeout (10 s), as squeue waits that long
+@pytest.mark.slow   # about 55 s: the controller stays down past MessageTimeout (10 s), as squeue waits that long
 def test_a_controller_down_is_waited_out_and_only_past_queue_retry_s_fails_the_wait(slurm, tmp_path):
     """While slurmctld is down every squeue fails ("Unable to contact slurm controller") after
     MessageTimeout. A wait with room to retry keeps waiting and ends when the jobs do; one with
     queue_retry_s: 2 fails, naming the jobs it leaves, and cancels nothing."""
     if not slurm.ours:
         pytest.skip("this cluster was not started by .ci/slurm-up.sh: its controller is not the tests' to stop")
-    long = executor("long", tmp_path, tasks=1, seconds=25)
+    long = executor("long", tmp_path, tasks=1, seconds=40)   # outlives the stop and the first failed squeue
     after = executor("after", tmp_path, tasks=1, depends=long)
     after.run()
     assert slurm.wait_started(long)   # its step runs: srun needs no controller until the task ends

@@ -110,10 +110,13 @@ class Cluster:
         squeue fails ("Unable to contact slurm controller"), as during a controller restart."""
         pid = int(Path("/run/slurm/slurmctld.pid").read_text())
         os.kill(pid, 15)
-        for _ in range(100):
-            if not Path(f"/proc/{pid}").exists():
-                break
+        deadline = time.monotonic() + 30   # it saves its state first: seconds on a loaded machine
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
+        if Path(f"/proc/{pid}").exists():   # the body must run with no controller, not a slow one
+            os.kill(pid, 9)
+            while Path(f"/proc/{pid}").exists():
+                time.sleep(0.1)
         try:
             yield
         finally:
