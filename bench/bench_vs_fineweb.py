@@ -102,23 +102,21 @@ def decision_agreement() -> str:
                                             GopherRepetitionFilter)
 
     from lmforge.config import section
+    from lmforge.curation.curate import filter_kwargs
     from lmforge.curation.curate_config import DataConfig
     from lmforge.curation.filters.language import LanguageIDFilter
     from lmforge.curation.filters.quality import (LangC4Quality, LangFineWebQuality, LangGopherQuality,
                                                   LangGopherRepetition)
     from lmforge.testing.curate import extract, jsonl_docs, read_warc_pages
 
-    f = section(DataConfig, "data", path=str(_support.REPO / "params.yaml")).filters
+    params = section(DataConfig, "data", path=str(_support.REPO / "params.yaml")).filters
+    sections = (params.gopher_repetition, params.gopher_quality, params.c4_quality, params.fineweb_quality)
     texts = [extract(h) for h in read_warc_pages().values()] + [d["text"] for d in jsonl_docs()]
     lang = LanguageIDFilter(allowed=None, min_score=0)
     english = [t for t in texts if t and lang.classify(t)[0] == "en"]
-    chains = []
-    for classes in ((LangGopherRepetition, LangGopherQuality, LangC4Quality, LangFineWebQuality),
-                    (GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter, FineWebQualityFilter)):
-        chains.append([cls(**(p.kwargs() if hasattr(p, "kwargs") else {f: v for f, v in vars(p).items()
-                                                                          if f != "enabled"}))
-                       for cls, p in zip(classes, (f.gopher_repetition, f.gopher_quality, f.c4_quality,
-                                                   f.fineweb_quality))])
+    chains = [[cls(**filter_kwargs(p)) for cls, p in zip(classes, sections)]
+              for classes in ((LangGopherRepetition, LangGopherQuality, LangC4Quality, LangFineWebQuality),
+                              (GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter, FineWebQualityFilter))]
 
     def verdict(chain, i, text):
         doc = Document(text=text, id=str(i), metadata={"language": "en"})

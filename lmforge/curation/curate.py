@@ -34,7 +34,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -106,8 +106,7 @@ def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
                      ("c4_quality", LangC4Quality), ("fineweb_quality", LangFineWebQuality)):
         p = getattr(st, key)
         if p.enabled:
-            kwargs = p.kwargs() if hasattr(p, "kwargs") else _fields(p)
-            steps.append(cls(exclusion_writer=rejects(key), **kwargs))
+            steps.append(cls(exclusion_writer=rejects(key), **filter_kwargs(p)))
     steps.append(CountingPII(remove_emails=cfg.pii.emails, remove_ips=cfg.pii.ips,
                              only_remove_public_ips=cfg.pii.only_public_ips))
     steps.append(SignatureWriter(str(base / "signatures"), cfg.dedup))
@@ -115,10 +114,11 @@ def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
     return steps
 
 
-def _fields(p) -> dict:
-    import dataclasses
-
-    return {f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "enabled"}
+def filter_kwargs(p) -> dict:
+    """A quality filter's params section as its datatrove constructor's keyword arguments."""
+    if hasattr(p, "kwargs"):
+        return p.kwargs()
+    return {f.name: getattr(p, f.name) for f in fields(p) if f.name != "enabled"}
 
 
 @dataclass

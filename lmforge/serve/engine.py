@@ -202,6 +202,13 @@ class Engine:
         self.metrics.counters.inc("tgi_batch_inference_success", method=method)
         return out
 
+    def _last_logits(self, method: str, ids, positions, mask, cache) -> torch.Tensor:
+        """Each row's last-position logits: the lean step (fast_decode), else the model's forward."""
+        if self._lean is not None:
+            return self._forward(method, self._lean, ids=ids, positions=positions, mask=mask, cache=cache)
+        return self._forward(method, input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                             logits_to_keep=1).logits[:, -1]
+
     def _prefill(self, gens: list[Generation]) -> None:
         t0 = time.perf_counter()
         lens = [len(g.input_ids) for g in gens]
@@ -214,13 +221,13 @@ class Engine:
         newcomers = self._kv.like(self._kv.new_cache(), mask)
         scored = any(g.params.decoder_input_details for g in gens)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        if self._lean is not None and not scored:
-            last = self._forward("prefill", self._lean, ids=ids, positions=positions,
-                                 mask=mask if newcomers.padded else None, cache=newcomers.cache)
-        else:
-            out = self._forward("prefill", input_ids=ids, attention_mask=mask if newcomers.padded else None,
-                                position_ids=positions, cache=newcomers.cache, logits_to_keep=0 if scored else 1)
+        pad_mask = mask if newcomers.padded else None
+        if scored:   # every prompt position's logits: the model's forward
+            out = self._forward("prefill", input_ids=ids, attention_mask=pad_mask, position_ids=positions,
+                                cache=newcomers.cache, logits_to_keep=0)
             last = out.logits[:, -1]
+        else:
+            last = self._last_logits("prefill", ids, positions, pad_mask, newcomers.cache)
         self.metrics.batch_next_size.observe(len(gens))
         rows = []
         for i, g in enumerate(gens):
@@ -258,13 +265,9 @@ class Engine:
     def _step(self, rows: list[_Row], kv: BatchCache) -> None:
         """One decode step of `rows` over their batch cache `kv`, which grows by one column."""
         mask, positions = kv.grow()
-        ids = torch.tensor([[r.pending] for r in rows])
         try:
-            if self._lean is None:
-                logits = self._forward("decode", input_ids=ids, attention_mask=mask, position_ids=positions,
-                                       cache=kv.cache).logits[:, -1]
-            else:
-                logits = self._forward("decode", self._lean, ids=ids, positions=positions, mask=mask, cache=kv.cache)
+            logits = self._last_logits("decode", torch.tensor([[r.pending] for r in rows]), positions, mask,
+                                       kv.cache)
         except Exception:
             kv.rollback()
             raise

@@ -43,13 +43,10 @@ def unsupported(model) -> str | None:
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """transformers' LlamaRMSNorm.forward, inlined (its casts are identities in float32)."""
-    if x.dtype == torch.float32:
-        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    """transformers' LlamaRMSNorm.forward, inlined."""
     dtype = x.dtype
     x = x.to(torch.float32)
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * x.to(dtype)
+    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
 
 
 def _linear(module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -85,7 +82,6 @@ class LlamaDecodeStep:
     def __init__(self, model):
         cfg = model.config
         inner = model.model
-        self.model = model
         self.config = cfg
         self.rotary = inner.rotary_emb
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -125,8 +121,9 @@ class LlamaDecodeStep:
         causally, with transformers' own `create_causal_mask` when rows are padded.
         """
         rows, n = ids.shape
-        if int(positions.max()) >= self._cos.shape[0]:
-            self._table(2 * (int(positions.max()) + 1))
+        top = int(positions.max())
+        if top >= self._cos.shape[0]:
+            self._table(2 * (top + 1))
         cos, sin = self._cos[positions][:, :, None], self._sin[positions][:, :, None]   # [rows, n, 1, head_dim]
         half, hd = self.head_dim // 2, self.head_dim
         h = F.embedding(ids, self.embed)

@@ -62,12 +62,11 @@ class TokenChooser:
             self.seed = params.seed if params.seed is not None else secrets.randbits(63)
             self.generator = torch.Generator().manual_seed(self.seed)
         p = params
+        greedy = self.generator is None and not p.top_n_tokens and not p.frequency_penalty
         # plain greedy: no warpers, penalties or top-n; the engine picks these in one batched op
-        self.plain = (self.generator is None and not p.top_n_tokens and not p.frequency_penalty
-                      and p.repetition_penalty in (None, 1.0))
+        self.plain = greedy and p.repetition_penalty in (None, 1.0)
         # greedy with a repetition penalty and nothing else: `choose_penalised` picks these together
-        self.penalised = (self.generator is None and not p.top_n_tokens and not p.frequency_penalty
-                          and not self.plain)
+        self.penalised = greedy and not self.plain
         self.counts = torch.bincount(torch.tensor(prompt_ids, dtype=torch.long), minlength=vocab_size)
 
     def _process(self, logits: torch.Tensor) -> torch.Tensor:

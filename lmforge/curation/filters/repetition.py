@@ -64,8 +64,9 @@ def top_ngram_chars(grams: list[str]) -> int:
 
 
 def duplicated_ngram_chars(keys: list[str], n: int, limit: float | None = None) -> int:
-    """datatrove's `find_all_duplicate(words, n)` from `keys`, the n-grams joined without a separator; with a `limit`, any number <= `limit` once the
-    result is known to be at most `limit` (the caller only compares it with a threshold).
+    """datatrove's `find_all_duplicate(words, n)` from `keys`, the n-grams joined without a
+    separator; with a `limit`, any number <= `limit` once the result is known to be at most
+    `limit` (the caller only compares it with a threshold).
 
     datatrove's walk, position by position: an n-gram seen at a visited position before
     counts its characters and the walk jumps n positions (skipping them), else it is
