@@ -128,12 +128,14 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--step", choices=("lean", "forward"), default="lean",
+                    help="decode step: fast_decode's lean step (default) or the model's own forward")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     with tempfile.TemporaryDirectory() as tmp:
         path, tok, model, library_model = load(args, tmp)
         prompts = [tok(PROMPTS[i % len(PROMPTS)])["input_ids"] for i in range(args.rows)]
-        engine = Engine(model, tok, max_batch_size=args.rows, batch_wait_ms=5).start()
+        engine = Engine(model, tok, max_batch_size=args.rows, batch_wait_ms=5, step=args.step).start()
         engine_run(engine, prompts[:2], 4, concurrent=True)  # warm-up
         library_run(library_model, prompts[:2], 4, tok)
         runs: dict[str, list[float]] = {"sequential": [], "concurrent": [], "generate_batch": []}
@@ -145,7 +147,7 @@ def main() -> None:
         engine.stop()
         med = {k: statistics.median(v) for k, v in runs.items()}
         print(f"model: {path}  rows: {args.rows}  max_new_tokens: {args.max_new_tokens}  rounds: {args.rounds}  "
-              f"threads: {torch.get_num_threads()}")
+              f"threads: {torch.get_num_threads()}  step: {args.step}")
         for k, v in runs.items():
             per = f"   CPU {statistics.median(cpu[k]):.2f} ms/token" if k in cpu else ""
             print(f"  {k:<15}: median {med[k]:7.1f} tok/s   rounds {[round(x, 1) for x in v]}{per}")

@@ -79,7 +79,10 @@ class Engine:
     """
 
     def __init__(self, model, tokenizer, *, max_batch_size: int = 8, batch_wait_ms: float = 5.0,
-                 eos_ids: set[int] | None = None, metrics: ServerMetrics | None = None):
+                 eos_ids: set[int] | None = None, metrics: ServerMetrics | None = None,
+                 step: str = "lean"):
+        if step not in ("lean", "forward"):
+            raise ValueError(f"step must be 'lean' or 'forward', not {step!r}")
         self.model = lay_out_for_decode(model.eval())
         self.tok = tokenizer
         self.max_batch_size = max_batch_size
@@ -94,7 +97,8 @@ class Engine:
         self._cv = threading.Condition()
         self._rows: list[_Row] = []
         self._kv = BatchCache(model.config)
-        self._lean = LlamaDecodeStep.build(self.model)  # None: decode steps use the model's forward
+        # None: decode steps use the model's forward
+        self._lean = LlamaDecodeStep.build(self.model) if step == "lean" else None
         self._stop = False
         self._idle_since = float("-inf")  # when the last running row finished
         self._thread: threading.Thread | None = None

@@ -81,3 +81,25 @@ def test_a_page_with_each_line_twice_fails_gopher_repetition_on_lines(filter_cha
     url = HANDBOOK.format(EN, "sect.apt-frontends.html")
     d = Document(text=twice, id=url, metadata={"url": url, "source": "test"})
     assert decide(filter_chain("handbook"), d) == "gopher_repetition:dup_line_frac"
+
+
+def test_language_model_loads_once_per_process(monkeypatch):
+    """datatrove unpickles a fresh pipeline for every task a worker runs: the ~0.75 s model load
+    must not come with it (issue 24)."""
+    import pickle
+
+    from py3langid.langid import LanguageIdentifier
+
+    from lmforge.curation.filters import language
+
+    loads, real = [], LanguageIdentifier.from_model_file.__func__
+    monkeypatch.setattr(LanguageIdentifier, "from_model_file",
+                        classmethod(lambda cls, *a, **k: loads.append(a) or real(cls, *a, **k)))
+    language._identifier.cache_clear()
+    try:
+        for _ in range(3):
+            task = pickle.loads(pickle.dumps(language.LanguageIDFilter(allowed=["en"], min_score=0.5)))
+            assert task.classify("The package manager installs software on the system.")[0] == "en"
+    finally:
+        language._identifier.cache_clear()
+    assert len(loads) == 1

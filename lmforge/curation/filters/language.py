@@ -4,9 +4,21 @@ which the quality filters read for their per-language rules.
 """
 from __future__ import annotations
 
+import functools
+
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
+
+
+@functools.cache
+def _identifier():
+    """py3langid's model, loaded once per process: decompressing it takes ~0.75 s, and datatrove
+    unpickles a fresh filter for every task a worker runs (docs/LOG.md, issue 24)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
 
 class LanguageIDFilter(BaseFilter):
     """Offline language identification with py3langid (normalised probabilities)."""
@@ -23,9 +35,7 @@ class LanguageIDFilter(BaseFilter):
 
     def classify(self, text: str) -> tuple[str, float]:
         if self._ident is None:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-            self._ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            self._ident = _identifier()
         lang, score = self._ident.classify(text[: self.max_chars])
         # float32 BLAS sums differ in the 5th decimal between processes: round for reproducible outputs
         return lang, round(float(score), 4)
