@@ -9,7 +9,8 @@ whitespace and non-whitespace characters (a single ``" "`` between two words bec
 previous token's trailing space, not a token) and tokenizes each run on its own, through a
 cache keyed by the run's text. This class does the same cut with one regex and keeps its own
 bounded cache of run -> tokens, filled by calling spaCy's tokenizer on the run alone, so every
-token is spaCy's. Sentences are spaCy's ``Sentencizer`` rule replayed over those tokens (a
+token is spaCy's; plain runs (ASCII letters or digits, maybe one final , ; : ! ?) are cut by the
+one rule spaCy applies to them, without calling it (``_PLAIN``). Sentences are spaCy's ``Sentencizer`` rule replayed over those tokens (a
 sentence starts at the first token after one of its punctuation characters that is neither
 punctuation itself nor one of those characters). The results equal ``SpaCyTokenizer``'s, which
 tests/curation/test_words.py checks on the sample crawl. The filters accept it as their
@@ -24,6 +25,12 @@ import re
 from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
 _RUNS = re.compile(r"\s+|\S+")  # sre's \s is str.isspace, the test spaCy's tokenizer uses
+# A run spaCy's English rules leave whole, or cut only before one final , ; : ! or ?: ASCII letters
+# or digits alone. No prefix, infix or URL rule matches inside either (every one needs punctuation,
+# a symbol or a letter next to a digit), and a suffix rule takes only the punctuation mark. The
+# period is not here: "C." and "QoS." stay one token, "abc." does not. Special cases (its
+# tokenizer exceptions: "cannot", "Jan.") go to spaCy (`_plain`).
+_PLAIN = re.compile(r"([A-Za-z]+|[0-9]+)([,;:!?]?)")
 
 
 class CachedSpacyWords(SpaCyTokenizer):
@@ -62,7 +69,8 @@ class CachedSpacyWords(SpaCyTokenizer):
                             suffix_search=compile_suffix_regex(d.suffixes).search,
                             infix_finditer=compile_infix_regex(d.infixes).finditer, token_match=d.token_match,
                             url_match=d.url_match)
-            self._spacy = (tok, set(Sentencizer.default_punct_chars), vocab.lex_attr_getters[IS_PUNCT])
+            self._spacy = (tok, set(Sentencizer.default_punct_chars), vocab.lex_attr_getters[IS_PUNCT],
+                           frozenset(tok.rules))
         return self._spacy
 
     @contextlib.contextmanager
@@ -91,7 +99,7 @@ class CachedSpacyWords(SpaCyTokenizer):
         if len(self._runs) + len(new) > self.max_entries:  # full: start again with this text's runs
             self._runs.clear()
             new = list(dict.fromkeys(runs))
-        words = [r for r in new if not r[0].isspace()]
+        words = [r for r in new if not r[0].isspace() and not self._plain(r)]
         with self._zone() as tok:
             for r in new:
                 if r[0].isspace():
@@ -109,6 +117,16 @@ class CachedSpacyWords(SpaCyTokenizer):
                     else:
                         cur.append(t.text)
                 self._runs[words[k]] = tuple(cur)
+
+    def _plain(self, run: str) -> bool:
+        """Cache `run`'s tokens without spaCy when it is a plain run (`_PLAIN`): a third of the
+        distinct runs of a crawl, each ~20 us in spaCy's tokenizer (docs/LOG.md, issue 24)."""
+        m = _PLAIN.fullmatch(run)
+        specials = self.spacy[3]
+        if m is None or run in specials or m[1] in specials:
+            return False
+        self._runs[run] = (m[1], m[2]) if m[2] else (m[1],)
+        return True
 
     def _pieces(self, text: str):
         """(start offset, run) for every run spaCy tokenizes, in order."""
@@ -143,7 +161,7 @@ class CachedSpacyWords(SpaCyTokenizer):
     def _flag(self, tok: str) -> tuple[bool, bool]:
         f = self._flags.get(tok)
         if f is None:
-            _, punct_chars, is_punct = self.spacy
+            _, punct_chars, is_punct, _ = self.spacy
             if len(self._flags) >= self.max_entries:
                 self._flags.clear()
             f = self._flags[tok] = (tok in punct_chars, bool(is_punct(tok)))

@@ -52,3 +52,25 @@ def test_cache_bounded_and_pickles_empty():
     copy = pickle.loads(pickle.dumps(new))
     assert copy._runs == {} and copy._tokenizer is None
     assert copy.word_tokenize(text) == new.word_tokenize(text)
+
+
+def test_plain_runs_are_spacys_tokens(texts):
+    """Runs of ASCII letters or digits, with or without one final , ; : ! ?, are cut without spaCy
+    (words._PLAIN). Each one's words equal spaCy's, next to the runs that look plain but are not:
+    tokenizer exceptions ("cannot", "gonna", "Jan"), a final period (spaCy keeps "C." and "QoS."
+    whole but cuts "abc."), units after digits ("10km"), and letters beyond ASCII."""
+    import random
+    import string
+
+    ref, new = SpaCyTokenizer("en"), CachedSpacyWords()
+    tricky = ["cannot", "Cannot,", "gonna!", "Jan", "Jan:", "im", "Im?", "dont;", "C.", "QoS.", "KiB.", "abc.",
+              "ABC.", "10km", "10km,", "3pm", "2nd", "1st!", "US", "U.S.", "e.g.", "ok", "OK!", "a", "I", "x:",
+              "naïve", "Köln,", "co-op", "can't", "12", "007:", "2024?", "a1", "1a", "foo!!", "bar?!", "(x)"]
+    rng = random.Random(0)
+    made = ["".join(rng.choice(pool) for _ in range(rng.randint(1, 9))) + rng.choice(["", ",", ";", ":", "!", "?"])
+            for pool in (string.ascii_letters, string.digits, string.ascii_lowercase) for _ in range(300)]
+    crawl = [r for t in texts for r in t.split()]
+    plain = [r for r in tricky + made + crawl if new._plain(r)]
+    assert len(plain) > 1000 and not {"cannot", "Cannot,", "gonna!", "C.", "abc.", "10km"} & set(plain)
+    for run in tricky + made + crawl:
+        assert new.word_tokenize(run) == ref.word_tokenize(run), run
