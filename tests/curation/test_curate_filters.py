@@ -103,3 +103,25 @@ def test_language_model_loads_once_per_process(monkeypatch):
     finally:
         language._identifier.cache_clear()
     assert len(loads) == 1
+
+
+def test_url_suffix_trie_is_built_once_per_process(monkeypatch):
+    """As the language model: the public-suffix trie is built once per worker, not per task."""
+    import pickle
+
+    import tldextract.tldextract as tld
+
+    from lmforge.curation.filters import url
+
+    builds, real = [], tld.Trie.create
+    monkeypatch.setattr(tld.Trie, "create", staticmethod(lambda *a, **k: builds.append(1) or real(*a, **k)))
+    url._tld_extractor.cache_clear()
+    per_task = []
+    try:
+        for _ in range(3):
+            task = pickle.loads(pickle.dumps(url.OfflineURLFilter()))
+            assert task.filter(Document(text="x", id="1", metadata={"url": "https://www.debian.org/doc/"})) is True
+            per_task.append(len(builds))
+    finally:
+        url._tld_extractor.cache_clear()
+    assert per_task[0] > 0 and per_task == per_task[:1] * 3   # built by the first task only

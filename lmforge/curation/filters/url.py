@@ -7,11 +7,22 @@ once per worker process.
 """
 from __future__ import annotations
 
+import functools
+
 from datatrove.pipeline.filters import URLFilter
 
 from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
 
 _URL_LISTS: dict = {}  # per-process cache of URLFilter block lists
+
+
+@functools.cache
+def _tld_extractor():
+    """One offline TLDExtract per process: it builds its suffix trie on first use, which every
+    task (a freshly unpickled filter) would otherwise do again."""
+    from tldextract import TLDExtract
+
+    return TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
 
 
 class OfflineURLFilter(URLFilter):
@@ -21,14 +32,16 @@ class OfflineURLFilter(URLFilter):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        from tldextract import TLDExtract
-
-        self.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+        self.tldextractor = _tld_extractor()
 
     def download_data(self):
         """Load the shipped block lists once per worker process, not once per task; the two big
         ones (4.6 million domains, 20 thousand URLs) as hashed lists on disk (``url_lists``)."""
-        if self._downloaded or not self.use_integrated_lists:
+        if self._downloaded:
+            return
+        self.tldextractor = _tld_extractor()   # this process's, its trie built once
+        if not self.use_integrated_lists:
+            self._downloaded = True
             return
         key = (frozenset(self.block_listed_domains), frozenset(self.block_listed_url),
                frozenset(self.banned_words), frozenset(self.banned_subwords), frozenset(self.soft_banned_words))
