@@ -33,8 +33,9 @@ from pathlib import Path
 from lmforge.io import stream_sha256
 
 # Modules whose code decides a shard task's outputs; a change to any of them invalidates the cache.
-_CODE = ("work", "extract", "filters/url", "filters/language", "filters/quality", "filters/repetition", "redact",
-         "words", "url_lists", "readers", "warc_fast", "curate", "curate_config", "dedup", "signatures", "shard_cache")
+_CODE = ("work", "extract", "filters/url", "filters/language", "filters/quality", "filters/gopher_quality",
+         "filters/repetition", "redact", "words", "url_lists", "readers", "warc_fast", "curate", "curate_config",
+         "dedup", "signatures", "shard_cache")
 _LIBS = ("datatrove", "trafilatura", "resiliparse", "fastwarc", "py3langid", "datasketch", "xxhash", "pyarrow", "spacy")
 FORMAT = 1
 

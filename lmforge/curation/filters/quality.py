@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import importlib.metadata  # noqa: F401  (datatrove's spaCy loader needs it imported)
 
-from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
+from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter
 
 from lmforge.curation import dependency_check  # noqa: F401  (datatrove's step checks, without a scan)
+from lmforge.curation.filters.gopher_quality import FastGopherQuality
 from lmforge.curation.filters.repetition import FastGopherRepetition
 from lmforge.curation.words import english_words
 
@@ -50,8 +51,9 @@ class LangGopherRepetition(_PerLanguage, FastGopherRepetition):
     name = "gopher_repetition"
 
 
-class LangGopherQuality(_PerLanguage, GopherQualityFilter):
-    """Gopher quality rules; the stop-word rule uses the document language's list (skipped if none)."""
+class LangGopherQuality(_PerLanguage, FastGopherQuality):
+    """Gopher quality rules (datatrove's, each word's character tests cached: gopher_quality.py);
+    the stop-word rule uses the document language's list (skipped if none)."""
 
     name = "gopher_quality"
 
@@ -64,7 +66,7 @@ class LangGopherQuality(_PerLanguage, GopherQualityFilter):
         words = STOP_WORDS.get(lang)
         self.stop_words = set(words or ())
         self.min_stop_words = self._min_stop_words if words else None
-        return GopherQualityFilter.filter(self, doc)
+        return FastGopherQuality.filter(self, doc)
 
 
 class LangC4Quality(_PerLanguage, C4QualityFilter):
