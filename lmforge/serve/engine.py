@@ -75,7 +75,8 @@ class Engine:
     """Owns the model; `submit` requests from any thread, `start`/`stop` the loop.
 
     The model's linear weights are re-laid out in place for decoding (weights.py): the same
-    values, so a caller that keeps using the model gets the same results.
+    values, so a caller that keeps using the model gets the same results. `step="forward"`
+    keeps the model's own forward for every pass (bench/bench_engine.py's baseline).
     """
 
     def __init__(self, model, tokenizer, *, max_batch_size: int = 8, batch_wait_ms: float = 5.0,

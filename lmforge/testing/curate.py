@@ -66,6 +66,13 @@ def extract(html: bytes) -> str:
     return tidy(_extractor().extract(html.decode("utf-8")) or "")
 
 
+def sample_texts(pages: int, docs: int) -> list[str]:
+    """The extracted texts of the first ``pages`` handbook pages and the first ``docs`` pydoc
+    documents of the sample crawl, empty ones dropped: the filters' real inputs in tests."""
+    html = list(read_warc_pages("handbook-00000.warc.gz").values())[:pages]
+    return [t for t in [extract(h) for h in html] + [d["text"] for d in jsonl_docs()[:docs]] if t]
+
+
 def truncated(data: bytes, frac: float = 0.5) -> bytes:
     return io.BytesIO(data).read(int(len(data) * frac))
 

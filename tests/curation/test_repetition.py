@@ -31,11 +31,9 @@ def _synthetic() -> list[str]:
 
 @pytest.fixture(scope="module")
 def texts():
-    from lmforge.testing.curate import extract, jsonl_docs, read_warc_pages
+    from lmforge.testing.curate import sample_texts
 
-    pages = read_warc_pages("handbook-00000.warc.gz")
-    real = [extract(h) for h in list(pages.values())[:60]] + [d["text"] for d in jsonl_docs()[:40]]
-    return [t for t in real if t] + _synthetic()
+    return sample_texts(pages=60, docs=40) + _synthetic()
 
 
 def test_ngram_figures_equal_datatrove(texts):

@@ -16,11 +16,9 @@ EDGES = ["a.  b", " x", "a \n b", "x.  y. z", "Hello!!! World?! ok...", "e.g. fo
 
 @pytest.fixture(scope="module")
 def texts():
-    from lmforge.testing.curate import extract, jsonl_docs, read_warc_pages
+    from lmforge.testing.curate import sample_texts
 
-    pages = read_warc_pages("handbook-00000.warc.gz")
-    out = [extract(h) for h in list(pages.values())[:40]] + [d["text"] for d in jsonl_docs()[:20]]
-    return [t for t in out if t] + EDGES
+    return sample_texts(pages=40, docs=20) + EDGES
 
 
 def test_words_equal_spacy(texts):

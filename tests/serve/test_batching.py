@@ -164,3 +164,21 @@ def test_a_clients_next_request_is_not_held_for_company(tiny_model):
         engine.stop()
     assert held >= 1.4 and after_pause >= 1.4
     assert next_one < 1.0
+
+
+def test_the_models_own_forward_as_the_step_answers_alike(tiny_model):
+    """`Engine(step="forward")`, bench_engine's baseline, never takes the lean step and picks the
+    lean step's tokens; an unknown step is refused."""
+    picks = {}
+    for step in ("lean", "forward"):
+        tok, engine = _engine(tiny_model, max_batch_size=8, batch_wait_ms=0, step=step)
+        try:
+            assert (engine._lean is None) == (step == "forward")
+            done = {}
+            assert all(e.wait(30) for e in [_submit(engine, tok, p, 12, done, i) for i, p in enumerate(PROMPTS)])
+            picks[step] = [[t.id for t in done[i].tokens] for i in range(len(PROMPTS))]
+        finally:
+            engine.stop()
+    assert picks["forward"] == picks["lean"]
+    with pytest.raises(ValueError, match="step must be"):
+        _engine(tiny_model, step="compiled")
