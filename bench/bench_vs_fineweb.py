@@ -102,8 +102,7 @@ def decision_agreement() -> str:
                                             GopherRepetitionFilter)
 
     from lmforge.config import section
-    from lmforge.curation.curate import filter_kwargs
-    from lmforge.curation.curate_config import DataConfig
+    from lmforge.curation.curate_config import DataConfig, filter_kwargs
     from lmforge.curation.filters.language import LanguageIDFilter
     from lmforge.curation.filters.quality import (LangC4Quality, LangFineWebQuality, LangGopherQuality,
                                                   LangGopherRepetition)

@@ -34,14 +34,14 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
-from lmforge.curation.curate_config import DataConfig, SourceSettings
+from lmforge.curation.curate_config import DataConfig, SourceSettings, filter_kwargs
 from lmforge.curation.curate_slurm import slurm_executors, submit
 from lmforge.curation.progress import Progress
 from lmforge.curation.readers import resolve_files
@@ -112,13 +112,6 @@ def build_pipeline(cfg: DataConfig, sp: SourcePlan, work: Path) -> list:
     steps.append(SignatureWriter(str(base / "signatures"), cfg.dedup))
     steps.append(WorkWriter(str(base / "kept")))
     return steps
-
-
-def filter_kwargs(p) -> dict:
-    """A quality filter's params section as its datatrove constructor's keyword arguments."""
-    if hasattr(p, "kwargs"):
-        return p.kwargs()
-    return {f.name: getattr(p, f.name) for f in fields(p) if f.name != "enabled"}
 
 
 @dataclass

@@ -295,6 +295,11 @@ class SourceSettings:
     fineweb_quality: FineWebQualityConfig
 
 
+def filter_kwargs(section) -> dict:
+    """A quality filter's params section as its datatrove constructor's keyword arguments."""
+    return section.kwargs() if hasattr(section, "kwargs") else _plain(section)
+
+
 def _plain(obj, keep_enabled: bool = False) -> dict:
     d = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if not keep_enabled:

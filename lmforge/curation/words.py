@@ -10,12 +10,13 @@ previous token's trailing space, not a token) and tokenizes each run on its own,
 cache keyed by the run's text. This class does the same cut with one regex and keeps its own
 bounded cache of run -> tokens, filled by calling spaCy's tokenizer on the run alone, so every
 token is spaCy's; plain runs (ASCII letters or digits, maybe one final , ; : ! ?) are cut by the
-one rule spaCy applies to them, without calling it (``_PLAIN``). Sentences are spaCy's ``Sentencizer`` rule replayed over those tokens (a
-sentence starts at the first token after one of its punctuation characters that is neither
-punctuation itself nor one of those characters). The results equal ``SpaCyTokenizer``'s, which
-tests/curation/test_words.py checks on the sample crawl. The filters accept it as their
-``language`` (datatrove's ``load_word_tokenizer`` takes a tokenizer object), and it remembers
-the last text's words, so Gopher repetition and Gopher quality split a document once.
+one rule spaCy applies to them, without calling it (``_PLAIN``). Sentences are spaCy's
+``Sentencizer`` rule replayed over those tokens (a sentence starts at the first token after one
+of its punctuation characters that is neither punctuation itself nor one of those characters).
+The results equal ``SpaCyTokenizer``'s, which tests/curation/test_words.py checks on the sample
+crawl. The filters accept it as their ``language`` (datatrove's ``load_word_tokenizer`` takes a
+tokenizer object), and it remembers the last text's words, so Gopher repetition and Gopher
+quality split a document once.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ _RUNS = re.compile(r"\s+|\S+")  # sre's \s is str.isspace, the test spaCy's toke
 # or digits alone. No prefix, infix or URL rule matches inside either (every one needs punctuation,
 # a symbol or a letter next to a digit), and a suffix rule takes only the punctuation mark. The
 # period is not here: "C." and "QoS." stay one token, "abc." does not. Special cases (its
-# tokenizer exceptions: "cannot", "Jan.") go to spaCy (`_plain`).
+# tokenizer exceptions: "cannot", "Jan.") go to spaCy (`_cache_if_plain`).
 _PLAIN = re.compile(r"([A-Za-z]+|[0-9]+)([,;:!?]?)")
 
 
@@ -99,7 +100,7 @@ class CachedSpacyWords(SpaCyTokenizer):
         if len(self._runs) + len(new) > self.max_entries:  # full: start again with this text's runs
             self._runs.clear()
             new = list(dict.fromkeys(runs))
-        words = [r for r in new if not r[0].isspace() and not self._plain(r)]
+        words = [r for r in new if not r[0].isspace() and not self._cache_if_plain(r)]
         with self._zone() as tok:
             for r in new:
                 if r[0].isspace():
@@ -118,7 +119,7 @@ class CachedSpacyWords(SpaCyTokenizer):
                         cur.append(t.text)
                 self._runs[words[k]] = tuple(cur)
 
-    def _plain(self, run: str) -> bool:
+    def _cache_if_plain(self, run: str) -> bool:
         """Cache `run`'s tokens without spaCy when it is a plain run (`_PLAIN`): a third of the
         distinct runs of a crawl, each ~20 us in spaCy's tokenizer (docs/LOG.md, issue 24)."""
         m = _PLAIN.fullmatch(run)

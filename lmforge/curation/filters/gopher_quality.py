@@ -34,23 +34,24 @@ class FastGopherQuality(GopherQualityFilter):
         text = doc.text
         words = split_into_words(text, self.language)
         n_words = len(words)
-        get = _FLAGS.get
+        get = _FLAGS.get   # the cached words without a call; flags are never empty tuples
         flags = [get(w) or word_flags(w) for w in words]
-        lengths = [len(w) for w, (non_symbol, _) in zip(words, flags) if non_symbol]
-        verdict = self._counts(len(lengths), lengths)
+        verdict = self._counts([len(w) for w, (non_symbol, _) in zip(words, flags) if non_symbol])
         if verdict is not None:
             return verdict
         verdict = self._symbols(text, n_words)
         if verdict is not None:
             return verdict
-        if self.max_non_alpha_words_ratio and sum(alpha for _, alpha in flags) / n_words < self.max_non_alpha_words_ratio:
+        alpha_ratio = self.max_non_alpha_words_ratio
+        if alpha_ratio and sum(alpha for _, alpha in flags) / n_words < alpha_ratio:
             return False, "gopher_below_alpha_threshold"
         if self.min_stop_words and len(self.stop_words.intersection(set(words))) < self.min_stop_words:
             return False, "gopher_enough_stop_words"
         return True
 
-    def _counts(self, n_non_symbol: int, lengths: list[int]):
-        """Document length and mean word length, over the non-symbol words."""
+    def _counts(self, lengths: list[int]):
+        """Document length and mean word length, over the non-symbol words' `lengths`."""
+        n_non_symbol = len(lengths)
         if self.min_doc_words and n_non_symbol < self.min_doc_words:
             return False, "gopher_short_doc"
         if self.max_doc_words and n_non_symbol > self.max_doc_words:
@@ -66,7 +67,8 @@ class FastGopherQuality(GopherQualityFilter):
         """Hashes and ellipses per word, bullet and ellipsis lines."""
         if self.max_symbol_word_ratio and text.count("#") / n_words > self.max_symbol_word_ratio:
             return False, "gopher_too_many_hashes"
-        if self.max_symbol_word_ratio and (text.count("...") + text.count("…")) / n_words > self.max_symbol_word_ratio:
+        ellipses = text.count("...") + text.count("…")
+        if self.max_symbol_word_ratio and ellipses / n_words > self.max_symbol_word_ratio:
             return False, "gopher_too_many_ellipsis"
         lines = text.splitlines()
         if (self.max_bullet_lines_ratio
