@@ -7,6 +7,7 @@ and its relatives in the reward and DPO trainers on any machine.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,14 @@ SCRIPT = Path(__file__).parents[1] / "support" / "align_dist.py"
 REPO = Path(__file__).resolve().parents[2]
 
 
+def ranks_tail(stderr: str, n: int = 40) -> str:
+    """Each rank's last ``n`` lines, then the launcher's: the rank that failed first is not always the last to print."""
+    ranks = sorted(set(re.findall(r"^\[(rank\d+)\]:", stderr, re.M)))
+    parts = [f"--- {r} ---\n" + "\n".join([ln for ln in stderr.splitlines() if ln.startswith(f"[{r}]:")][-n:])
+             for r in ranks]
+    return "\n".join(parts + ["--- launcher ---", stderr[-3000:]])
+
+
 def launch(work, base, instr, batch, procs):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -25,7 +34,7 @@ def launch(work, base, instr, batch, procs):
                                                    "--nproc_per_node", str(procs)]
     p = subprocess.run([*launcher, str(SCRIPT), str(work), str(base), str(instr), str(batch)], env=env,
                        capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-4000:]
+    assert p.returncode == 0, ranks_tail(p.stderr)
     return json.loads(p.stdout.split("RESULT ", 1)[1].splitlines()[0])
 
 

@@ -38,10 +38,13 @@ def main(work: Path, base: str, instr: str, batch: int) -> dict:
     out["sft"] = [c["loss"] for c in curve]
 
     df = pairs(instr, 40)
-    (work / "pairs").mkdir(parents=True, exist_ok=True)
-    df.head(32).to_parquet(work / "pairs/train.parquet")
-    df.tail(8).to_parquet(work / "pairs/val.parquet")
-    rp = build(RewardStageConfig, {"sft_model": base, "pairs_dir": str(work / "pairs"), "out_dir": str(work / "rm"),
+    # One copy per rank: ranks writing one file at once let a rank read another's half-written parquet
+    # (CI run of stop 28: rank 1 died before the first barrier). The stages read pairs a prior stage wrote.
+    pairs_dir = work / f"pairs-rank{os.environ.get('RANK', '0')}"
+    pairs_dir.mkdir(parents=True, exist_ok=True)
+    df.head(32).to_parquet(pairs_dir / "train.parquet")
+    df.tail(8).to_parquet(pairs_dir / "val.parquet")
+    rp = build(RewardStageConfig, {"sft_model": base, "pairs_dir": str(pairs_dir), "out_dir": str(work / "rm"),
                                    "train": train}, "reward")
     _, curve = train_reward(rp, SEED, str(work / "rm-work"))
     out["reward"] = [c["loss"] for c in curve]
