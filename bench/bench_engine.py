@@ -12,6 +12,7 @@ hits every contender alike, medians printed:
    checked to produce the same text, in microseconds per token.
 
     .venv/bin/python bench/bench_engine.py [--model-id DIR] [--rows 8] [--max-new-tokens 32] [--rounds 3]
+        [--step lean|forward] [--batch-kernels onednn|torch]
 """
 from __future__ import annotations
 
@@ -130,12 +131,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--step", choices=("lean", "forward"), default="lean",
                     help="decode step: fast_decode's lean step (default) or the model's own forward")
+    ap.add_argument("--batch-kernels", choices=("onednn", "torch"), default="onednn",
+                    help="the lean step's products for batches (serve's --batch-kernels)")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     with tempfile.TemporaryDirectory() as tmp:
         path, tok, model, library_model = load(args, tmp)
         prompts = [tok(PROMPTS[i % len(PROMPTS)])["input_ids"] for i in range(args.rows)]
-        engine = Engine(model, tok, max_batch_size=args.rows, batch_wait_ms=5, step=args.step).start()
+        engine = Engine(model, tok, max_batch_size=args.rows, batch_wait_ms=5, step=args.step,
+                        batch_kernels=args.batch_kernels).start()
         engine_run(engine, prompts[:2], 4, concurrent=True)  # warm-up
         library_run(library_model, prompts[:2], 4, tok)
         runs: dict[str, list[float]] = {"sequential": [], "concurrent": [], "generate_batch": []}

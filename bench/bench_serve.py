@@ -12,7 +12,8 @@ generated token (from /proc), which a shared machine's load inflates far less th
 Then the peer: llama.cpp's server (`llama-cpp-python[server]`, the `bench` extra) on the
 same weights, exported to an f32 GGUF by bench/gguf_export.py, with as many compute
 threads as lmforge's torch (OMP_NUM_THREADS). Both get the same prompts as greedy
-OpenAI `/v1/completions` calls (max_tokens = --max-new-tokens) at concurrency 1 and 8,
+OpenAI `/v1/completions` calls (max_tokens = --max-new-tokens, the same repetition penalty
+on both, 1.0 unless --repetition-penalty: each server's default differs) at concurrency 1 and 8,
 rounds alternating between the two servers; printed: tokens/s (completion tokens over
 wall time) and p50/p95 latency of each, and the ratios lmforge / llama.cpp (goals, issue
 24: >= 0.7x at concurrency 1, >= 1.2x at concurrency 8), and on how many prompts both give
@@ -80,14 +81,15 @@ def report(name: str, r: dict, concurrency: int) -> None:
     print(f"  {name:<9} throughput ratio (concurrency {concurrency} / sequential): {r['ratio']:.2f}x  (goal >= 3x)")
 
 
-async def _completions(url: str, model: str, prompts: list[str], max_tokens: int, concurrency: int) -> dict:
+async def _completions(url: str, model: str, prompts: list[str], max_tokens: int, concurrency: int,
+                       extra: dict) -> dict:
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
         async def one(prompt: str) -> tuple[float, int]:
             async with sem:
                 t0 = time.perf_counter()
                 r = await client.post("/v1/completions", json={"model": model, "prompt": prompt,
-                                                               "max_tokens": max_tokens, "temperature": 0})
+                                                               "max_tokens": max_tokens, "temperature": 0, **extra})
                 r.raise_for_status()
                 return time.perf_counter() - t0, r.json()["usage"]["completion_tokens"]
         t0 = time.perf_counter()
@@ -109,12 +111,12 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 def completions_load(url: str, model: str, requests: int, max_tokens: int, concurrency: int,
-                     pid: int | None = None) -> dict:
+                     pid: int | None = None, extra: dict | None = None) -> dict:
     """Wall-clock figures of one load, and the server's CPU time per token, which a shared
     machine's load inflates much less than wall time."""
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(requests)]
     cpu0 = cpu_seconds(pid)
-    out = asyncio.run(_completions(url, model, prompts, max_tokens, concurrency))
+    out = asyncio.run(_completions(url, model, prompts, max_tokens, concurrency, extra or {}))
     out["cpu_ms_per_token"] = 1000 * (cpu_seconds(pid) - cpu0) / max(1, out["tokens"])
     return out
 
@@ -131,19 +133,19 @@ def start_llama_cpp(model: Path, tmp: str, n_ctx: int):
     return start_process(argv, port=port, health_path="/v1/models", timeout=300)
 
 
-def compare(servers: dict[str, tuple[str, str, int | None]], args) -> None:
+def compare(servers: dict[str, tuple[str, str, int | None, dict]], args) -> None:
     """Greedy /v1/completions at concurrency 1 and `args.concurrency` on each server, rounds
     alternating between them; medians per server and, with a peer, lmforge / peer ratios."""
     print(f"completions: greedy /v1/completions, {args.requests} requests, max_tokens {args.max_new_tokens}, "
           f"{os.environ['OMP_NUM_THREADS']} compute thread(s), {args.rounds} rounds")
-    for url, name, _ in servers.values():  # warm-up
-        completions_load(url, name, 2, 4, 1)
+    for url, name, _, extra in servers.values():  # warm-up
+        completions_load(url, name, 2, 4, 1, extra=extra)
     med_by_c = {}
     for c in (1, args.concurrency):
         runs = {k: [] for k in servers}
         for _ in range(args.rounds):
-            for k, (url, name, pid) in servers.items():
-                runs[k].append(completions_load(url, name, args.requests, args.max_new_tokens, c, pid))
+            for k, (url, name, pid, extra) in servers.items():
+                runs[k].append(completions_load(url, name, args.requests, args.max_new_tokens, c, pid, extra))
         med = {k: {m: float(np.median([r[m] for r in v])) for m in v[0]} for k, v in runs.items()}
         med_by_c[c] = med
         for k, m in med.items():
@@ -155,6 +157,10 @@ def compare(servers: dict[str, tuple[str, str, int | None]], args) -> None:
             print(f"  lmforge / peer at concurrency {c}: throughput {a['tokens_per_s'] / b['tokens_per_s']:.2f}x "
                   f"(goal >= {0.7 if c == 1 else 1.2}x), p50 latency {a['p50'] / b['p50']:.2f}x, "
                   f"p95 latency {a['p95'] / b['p95']:.2f}x")
+            if abs(a["tokens"] - b["tokens"]) > 0.05 * b["tokens"]:
+                print(f"  (output lengths differ: {a['tokens']:.0f} vs {b['tokens']:.0f} tokens, so the throughput "
+                      "ratio compares unequal work: a server that stops early pays its per-request costs over fewer "
+                      "tokens)")
     lm = {c: med["lmforge"]["tokens_per_s"] for c, med in med_by_c.items()}
     print(f"  lmforge concurrency {args.concurrency} / concurrency 1 on this route: "
           f"{lm[args.concurrency] / lm[1]:.2f}x")
@@ -163,24 +169,27 @@ def compare(servers: dict[str, tuple[str, str, int | None]], args) -> None:
 def peer(lmforge_url: str, lmforge_pid: int, model: Path, tmp: str, args) -> None:
     """lmforge against llama.cpp: a running server (--peer-url, e.g. llama.cpp's `llama-server`),
     or llama-cpp-python's server started here; lmforge alone when neither is there."""
-    servers = {"lmforge": (lmforge_url, "lmforge", lmforge_pid)}
+    # the same sampling on both: each server's own name for the repetition penalty (lmforge would
+    # otherwise apply the release's default, llama.cpp its own 1.1 over the last 64 tokens)
+    servers = {"lmforge": (lmforge_url, "lmforge", lmforge_pid, {"repetition_penalty": args.repetition_penalty})}
+    peer_extra = {"repeat_penalty": args.repetition_penalty}
     if args.peer_url:
-        servers["peer"] = (args.peer_url.rstrip("/"), args.peer_model, args.peer_pid)
+        servers["peer"] = (args.peer_url.rstrip("/"), args.peer_model, args.peer_pid, peer_extra)
         return _same_text_then_compare(servers, args)
     if not all(importlib.util.find_spec(m) for m in ("llama_cpp", "gguf")):
         print("peer: llama.cpp not installed (pip install -e '.[bench]' for llama-cpp-python[server] and gguf, "
               "or pass --peer-url of a running llama-server): lmforge alone, no ratio")
         return compare(servers, args)
     with start_llama_cpp(model, tmp, n_ctx=args.n_ctx) as llama:
-        servers["peer"] = (llama.url, "peer", llama.proc.pid)
+        servers["peer"] = (llama.url, "peer", llama.proc.pid, peer_extra)
         print(f"peer: llama.cpp (llama-cpp-python server, f32 GGUF, {os.environ['OMP_NUM_THREADS']} thread(s))")
         _same_text_then_compare(servers, args)
 
 
-def _same_text_then_compare(servers: dict[str, tuple[str, str, int | None]], args) -> None:
+def _same_text_then_compare(servers: dict[str, tuple[str, str, int | None, dict]], args) -> None:
     same = sum(len({httpx.post(url + "/v1/completions", timeout=120, json={
-        "model": name, "prompt": prompt, "max_tokens": args.max_new_tokens, "temperature": 0}).json()["choices"][0][
-        "text"] for url, name, _ in servers.values()}) == 1 for prompt in PROMPTS)
+        "model": name, "prompt": prompt, "max_tokens": args.max_new_tokens, "temperature": 0, **extra}).json()[
+        "choices"][0]["text"] for url, name, _, extra in servers.values()}) == 1 for prompt in PROMPTS)
     print(f"peer: same greedy text from both on {same}/{len(PROMPTS)} prompts (the GGUF export's check; near-ties "
           "may flip between kernels)")
     compare(servers, args)
@@ -198,6 +207,8 @@ def main() -> None:
     ap.add_argument("--n-ctx", type=int, default=256, help="llama.cpp context (the release's max positions)")
     ap.add_argument("--no-peer", action="store_true", help="skip the llama.cpp comparison")
     ap.add_argument("--peer-url", help="a running llama.cpp server (OpenAI routes) on the same weights")
+    ap.add_argument("--repetition-penalty", type=float, default=1.0,
+                    help="sent to both servers in the comparison (1.0: plain greedy, the same work on both)")
     ap.add_argument("--peer-model", default="peer", help="the model name the peer server answers to")
     ap.add_argument("--peer-pid", type=int, help="the --peer-url server's process id (for its CPU time)")
     ap.add_argument("--no-tgi-routes", action="store_true", help="only the peer comparison")

@@ -45,6 +45,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--payload-limit", type=positive_int, default=_env("PAYLOAD_LIMIT", 2_000_000),
                    help="largest request body in bytes; larger ones get 413 (default 2000000; env PAYLOAD_LIMIT)")
     p.add_argument("--dtype", default=_env("DTYPE", "float32"), help="float32 (default), bfloat16, float16")
+    p.add_argument("--batch-kernels", default=_env("LMFORGE_BATCH_KERNELS", "onednn"), choices=("onednn", "torch"),
+                   help="products of batched rows: oneDNN on prepacked float32 weights (default; faster, equal to "
+                        "float32 rounding, twice the linear weights' memory) or torch's F.linear (bitwise the "
+                        "model's forward); one row always takes F.linear")
     p.add_argument("--log-level", default="warning", choices=LOG_LEVELS)
     p.set_defaults(func=run)
     return p
@@ -58,7 +62,7 @@ def run(args) -> int:
                            max_total_tokens=args.max_total_tokens,
                            max_concurrent_requests=args.max_concurrent_requests,
                            max_batch_size=args.max_batch_size, batch_wait_ms=args.batch_wait_ms,
-                           payload_limit=args.payload_limit, dtype=args.dtype)
+                           payload_limit=args.payload_limit, dtype=args.dtype, batch_kernels=args.batch_kernels)
     except ServeError as e:
         print(f"lmforge serve: {e}", file=sys.stderr)
         return 2

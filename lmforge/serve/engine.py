@@ -6,7 +6,9 @@ their rows to the running batch's KV cache (kv_cache.BatchCache, which also drop
 that finished or were cancelled), then runs one decode step for every running row at
 once. Concurrent requests share forward passes and a new request never waits for a
 running batch to finish, as in TGI's router. Decode steps of Llama-architecture models
-take fast_decode's lean step (bitwise the model's forward, less Python per token). When
+take fast_decode's lean step (the model's arithmetic with less Python per token; one row
+bitwise its forward, batches through oneDNN's prepacked products unless
+`batch_kernels="torch"`). When
 idle, the first arrival waits up to `batch_wait_ms` for company, unless it comes right
 after the engine went idle (a client sending its next request: no company follows). Each
 row picks its token with its own parameters and seeded generator (sampling.py; text
@@ -35,7 +37,7 @@ from lmforge.serve.fast_decode import LlamaDecodeStep
 from lmforge.serve.kv_cache import BatchCache
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.sampling import IncrementalDecoder, SamplingParams, TokenChooser, choose_penalised
-from lmforge.serve.weights import lay_out_for_decode
+from lmforge.serve.weights import BATCH_KERNELS, lay_out_for_decode
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +78,17 @@ class Engine:
 
     The model's linear weights are re-laid out in place for decoding (weights.py): the same
     values, so a caller that keeps using the model gets the same results. `step="forward"`
-    keeps the model's own forward for every pass (bench/bench_engine.py's baseline).
+    keeps the model's own forward for every pass (bench/bench_engine.py's baseline);
+    `batch_kernels` picks the lean step's products for batches (weights.Product).
     """
 
     def __init__(self, model, tokenizer, *, max_batch_size: int = 8, batch_wait_ms: float = 5.0,
                  eos_ids: set[int] | None = None, metrics: ServerMetrics | None = None,
-                 step: str = "lean"):
+                 step: str = "lean", batch_kernels: str = "onednn"):
         if step not in ("lean", "forward"):
             raise ValueError(f"step must be 'lean' or 'forward', not {step!r}")
+        if batch_kernels not in BATCH_KERNELS:
+            raise ValueError(f"batch_kernels must be one of {BATCH_KERNELS}, not {batch_kernels!r}")
         self.model = lay_out_for_decode(model.eval())
         self.tok = tokenizer
         self.max_batch_size = max_batch_size
@@ -99,7 +104,7 @@ class Engine:
         self._rows: list[_Row] = []
         self._kv = BatchCache(model.config)
         # None: decode steps use the model's forward
-        self._lean = LlamaDecodeStep.build(self.model) if step == "lean" else None
+        self._lean = LlamaDecodeStep.build(self.model, batch_kernels, max_batch_size) if step == "lean" else None
         self._stop = False
         self._idle_since = float("-inf")  # when the last running row finished
         self._thread: threading.Thread | None = None

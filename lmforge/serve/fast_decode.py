@@ -8,7 +8,9 @@ plumbing for every token. `LlamaDecodeStep` runs the same arithmetic on the same
 with a few Python lines per layer, for one new token per row over the engine's KV cache
 (or a prefill), so its logits are bitwise those of the model's forward
 (tests/serve/test_fast_decode.py checks it on padded, GQA and bf16 batches and prefills).
-What it gained is in docs/LOG.md (issue 24).
+With `batch_kernels="onednn"` (the engine's default) batches of two or more rows take
+oneDNN's prepacked products instead (weights.Product): faster, equal to float32 rounding,
+not bitwise; one row stays bitwise. What each gained is in docs/LOG.md (issue 24).
 
 Any other architecture, attention implementation or dynamic rotary scaling keeps the
 model's own forward: `LlamaDecodeStep.build` returns None and says why in the log.
@@ -22,6 +24,8 @@ import torch.nn.functional as F
 from transformers.cache_utils import Cache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import create_causal_mask
+
+from lmforge.serve.weights import Product
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +53,18 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
 
 
-def _linear(module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    return module.weight, module.bias
-
-
 class _Layer:
     """One decoder layer's tensors, looked up once (nn.Module attribute access costs per token)."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, batch_kernels: str, rows: int):
         a, mlp = layer.self_attn, layer.mlp
         self.attn = a
         self.norm1 = (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
         self.norm2 = (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
-        self.q, self.k, self.v, self.o = (_linear(m) for m in (a.q_proj, a.k_proj, a.v_proj, a.o_proj))
-        self.gate, self.up, self.down = (_linear(m) for m in (mlp.gate_proj, mlp.up_proj, mlp.down_proj))
+        self.q, self.k, self.v, self.o = (Product(m, batch_kernels, rows) for m in (a.q_proj, a.k_proj, a.v_proj,
+                                                                                    a.o_proj))
+        self.gate, self.up, self.down = (Product(m, batch_kernels, rows)
+                                         for m in (mlp.gate_proj, mlp.up_proj, mlp.down_proj))
         self.act = F.silu if isinstance(mlp.act_fn, torch.nn.SiLU) else mlp.act_fn
         self.heads = a.config.num_attention_heads
         self.scaling = a.scaling
@@ -77,29 +79,32 @@ class LlamaDecodeStep:
     `rotate_half(x) * sin` is `x.roll(half) * signed_sin` with `signed_sin = cat(-sin1, sin2)`:
     the same products up to an exact sign flip (transformers' sin repeats its half twice), so
     the same bits with 4 operations instead of 7 per tensor.
+
+    `batch_kernels`: "torch" (`F.linear` throughout) or "onednn" (batches through oneDNN,
+    weights.Product); `rows`: the batch size the oneDNN copies are packed for.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, batch_kernels: str = "torch", rows: int = 8):
         cfg = model.config
         inner = model.model
         self.config = cfg
         self.rotary = inner.rotary_emb
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.layers = [_Layer(layer) for layer in inner.layers]
+        self.layers = [_Layer(layer, batch_kernels, rows) for layer in inner.layers]
         self.embed = inner.embed_tokens.weight
         self.norm = (inner.norm.weight, inner.norm.variance_epsilon)
-        self.head = _linear(model.lm_head)
+        self.head = Product(model.lm_head, batch_kernels, rows)
         self.dtype = self.embed.dtype
         self._cos = self._sin = torch.empty(0)
         self._table(max(1, cfg.max_position_embeddings))
 
     @classmethod
-    def build(cls, model) -> "LlamaDecodeStep | None":
+    def build(cls, model, batch_kernels: str = "torch", rows: int = 8) -> "LlamaDecodeStep | None":
         why = unsupported(model)
         if why is not None:
             log.info("decode steps use the model's own forward (%s)", why)
             return None
-        return cls(model)
+        return cls(model, batch_kernels, rows)
 
     def _table(self, length: int) -> None:
         """cos and signed sin of positions 0..length-1 from the model's own rotary embedding (the
@@ -134,15 +139,15 @@ class LlamaDecodeStep:
             attn_mask = None if mask is None else mask[:, None, None, :].bool()
         for i, L in enumerate(self.layers):
             x = _rms_norm(h, *L.norm1)
-            q = F.linear(x, *L.q).view(rows, n, -1, hd)
-            k = F.linear(x, *L.k).view(rows, n, -1, hd)
-            v = F.linear(x, *L.v).view(rows, n, -1, hd).transpose(1, 2)
+            q = L.q(x).view(rows, n, -1, hd)
+            k = L.k(x).view(rows, n, -1, hd)
+            v = L.v(x).view(rows, n, -1, hd).transpose(1, 2)
             qk = torch.cat([q, k], 2)
             qk = qk * cos + qk.roll(half, -1) * sin
             q, k = qk[:, :, :L.heads].transpose(1, 2), qk[:, :, L.heads:].transpose(1, 2)
             k, v = cache.layers[i].update(k, v)
             o, _ = sdpa_attention_forward(L.attn, q, k, v, attn_mask, dropout=0.0, scaling=L.scaling)
-            h = h + F.linear(o.reshape(rows, n, -1).contiguous(), *L.o)
+            h = h + L.o(o.reshape(rows, n, -1).contiguous())
             x = _rms_norm(h, *L.norm2)
-            h = h + F.linear(L.act(F.linear(x, *L.gate)) * F.linear(x, *L.up), *L.down)
-        return F.linear(_rms_norm(h, *self.norm)[:, -1:], *self.head)[:, -1]   # the model's logits_to_keep=1
+            h = h + L.down(L.act(L.gate(x)) * L.up(x))
+        return self.head(_rms_norm(h, *self.norm)[:, -1:])[:, -1]   # the model's logits_to_keep=1

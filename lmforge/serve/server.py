@@ -28,6 +28,7 @@ from lmforge.serve.requests import ServerState
 from lmforge.serve.engine import Engine
 from lmforge.serve.metrics import ServerMetrics
 from lmforge.serve.protocol import Limits
+from lmforge.serve.weights import BATCH_KERNELS
 from lmforge.stage import InputError
 
 class ServeError(InputError):
@@ -84,7 +85,10 @@ def model_sha(folder: str | Path) -> str | None:
 
 def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max_total_tokens: int | None = None,
                max_concurrent_requests: int = 32, max_batch_size: int = 8, batch_wait_ms: float = 5.0,
-               payload_limit: int = 2_000_000, dtype: str = "float32") -> ServerState:
+               payload_limit: int = 2_000_000, dtype: str = "float32", batch_kernels: str = "onednn") -> ServerState:
+    if batch_kernels not in BATCH_KERNELS:
+        raise ServeError(f"--batch-kernels {batch_kernels!r} (env LMFORGE_BATCH_KERNELS) must be one of "
+                         f"{', '.join(BATCH_KERNELS)}")
     tokenizer, model = _load(model_id, dtype)
     context = int(getattr(model.config, "max_position_embeddings", 0) or 4096)
     total = max_total_tokens or min(context, 4096)
@@ -100,7 +104,7 @@ def load_state(model_id: str | Path, *, max_input_tokens: int | None = None, max
                     max_batch_size=max_batch_size, payload_limit=payload_limit)
     metrics = ServerMetrics()
     engine = Engine(model, tokenizer, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-                    eos_ids=stop_ids(model, tokenizer), metrics=metrics)
+                    eos_ids=stop_ids(model, tokenizer), metrics=metrics, batch_kernels=batch_kernels)
     penalty = getattr(model.generation_config, "repetition_penalty", None)
     return ServerState(engine=engine, tokenizer=tokenizer, limits=limits, model_id=str(model_id),
                        metrics=metrics, model_dtype=dtype, model_sha=model_sha(model_id),

@@ -7,11 +7,25 @@ transposed product; with the same numbers stored transposed (`[in, out]` contigu
 parameter a `.T` view of it) the product reads the weights in the order it needs them.
 The values, the modules and their code stay transformers' own: only the storage order
 changes, for every linear weight and for a tied embedding (one storage for both).
-What it gained is in docs/LOG.md (bench/bench_engine.py).
+
+`Product` is one linear layer's product in the lean decode step. One row goes through
+`F.linear` (MKL), so a single stream stays bitwise the model's forward. Two or more rows
+(a batch) go through oneDNN's kernel on a copy of the weight prepacked once for it, the
+kernel torch's own inductor uses for frozen CPU linears: 1.4-1.5x MKL's products at 4-16
+rows on this project's machines, but not bitwise MKL's (about 1e-6 relative), and the
+copy doubles the linear weights' memory. `batch_kernels="torch"` keeps `F.linear` for
+every batch. What each gained is in docs/LOG.md (issue 24).
 """
 from __future__ import annotations
 
+import logging
+
 import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+BATCH_KERNELS = ("onednn", "torch")
 
 
 def lay_out_for_decode(model: torch.nn.Module) -> torch.nn.Module:
@@ -22,3 +36,42 @@ def lay_out_for_decode(model: torch.nn.Module) -> torch.nn.Module:
             if w is not None and w.dim() == 2 and w.is_contiguous() and w.device.type == "cpu":
                 w.data = w.data.t().contiguous().t()
     return model
+
+
+def _onednn(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+def _pack(weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    """oneDNN's prepacked copy of a float32 CPU `weight` (`[out, in]`), or None where it does not
+    apply or does not give `F.linear`'s values to float32 rounding (then the batch keeps `F.linear`)."""
+    if weight.device.type != "cpu" or weight.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        with torch.inference_mode():
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
+            x = torch.randn(2, 1, weight.shape[1], generator=torch.Generator().manual_seed(0))
+            ok = torch.allclose(_onednn(x, packed, bias), F.linear(x, weight, bias), rtol=1e-4, atol=1e-5)
+    except (RuntimeError, AttributeError) as e:   # a torch built without the op, or a shape it refuses
+        log.info("batched products use F.linear (oneDNN packing failed: %s)", e)
+        return None
+    if not ok:
+        log.warning("batched products use F.linear (oneDNN's product differs from it on this machine)")
+        return None
+    return packed
+
+
+class Product:
+    """`x @ weight.T + bias` of one linear layer for `x` of `[rows, n, in]`: `F.linear` for one
+    row, oneDNN's prepacked kernel for more (when `batch_kernels="onednn"` and it applies)."""
+
+    def __init__(self, module: torch.nn.Linear, batch_kernels: str = "onednn", rows: int = 8):
+        if batch_kernels not in BATCH_KERNELS:
+            raise ValueError(f"batch_kernels must be one of {BATCH_KERNELS}, not {batch_kernels!r}")
+        self.weight, self.bias = module.weight, module.bias
+        self.packed = _pack(self.weight, self.bias, rows) if batch_kernels == "onednn" else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None and x.shape[0] > 1:
+            return _onednn(x, self.packed, self.bias)
+        return F.linear(x, self.weight, self.bias)

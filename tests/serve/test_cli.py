@@ -49,7 +49,9 @@ def _lmforge(*args: str, env: dict | None = None):
     ([], {"PORT": "abc"}, "--port"),
     (["--payload-limit", "0"], None, "--payload-limit"),
     ([], None, "cannot load"),
-], ids=["log-level", "port-range", "port-env", "payload-limit", "broken-model"])
+    (["--batch-kernels", "mkl"], None, "--batch-kernels"),
+    ([], {"LMFORGE_BATCH_KERNELS": "mkl"}, "--batch-kernels"),
+], ids=["log-level", "port-range", "port-env", "payload-limit", "broken-model", "kernels", "kernels-env"])
 def test_serve_user_errors_exit_with_one_line_not_a_traceback(tmp_path, args, env, needle):
     broken = tmp_path / "broken"
     broken.mkdir()

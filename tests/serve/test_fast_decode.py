@@ -2,7 +2,9 @@
 
 Padded rows (the mask path), grouped-query attention (SmolLM2's shape), bf16 weights, a
 rotary table that must grow past max_position_embeddings, padded and unpadded prefills, and
-the fallback for what it does not handle.
+the fallback for what it does not handle. With oneDNN's products for batches: one row still
+bitwise, batches equal to float32 rounding with the same greedy picks, and a kernel that
+disagrees with F.linear is refused.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from lmforge.serve.fast_decode import LlamaDecodeStep, unsupported
 from lmforge.serve.kv_cache import BatchCache
-from lmforge.serve.weights import lay_out_for_decode
+from lmforge.serve import weights
+from lmforge.serve.weights import Product, lay_out_for_decode
 
 
 def _model(kv_heads: int = 4, dtype=torch.float32, max_pos: int = 64, tie: bool = True):
@@ -37,9 +40,10 @@ def _prefill(model, prompts: list[list[int]]) -> BatchCache:
     return batch
 
 
-def _steps(model, prompts, n: int, lean: bool) -> list[torch.Tensor]:
-    """`n` greedy decode steps after a prefill, by the lean step or the model's forward."""
-    step = LlamaDecodeStep(model)
+def _steps(model, prompts, n: int, lean: bool, step: LlamaDecodeStep | None = None) -> list[torch.Tensor]:
+    """`n` greedy decode steps after a prefill, by the lean step (`step`, default a float32-exact one)
+    or the model's forward."""
+    step = step or LlamaDecodeStep(model)
     with torch.inference_mode():
         kv = _prefill(model, prompts)
         tokens = torch.tensor([[p[-1]] for p in prompts])
@@ -112,3 +116,41 @@ def test_lean_prefill_is_bitwise_the_models(kv_heads, dtype, lens):
     assert torch.equal(got, want[:, -1])
     for a, b in zip(ref_cache.layers, lean_cache.layers):   # the cache the next steps attend over
         assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+
+
+needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+
+
+@needs_onednn
+def test_onednn_batches_agree_with_the_forward_and_one_row_stays_bitwise(monkeypatch):
+    calls = []
+    monkeypatch.setattr(weights, "_onednn", lambda *a: calls.append(a[0].shape[0]) or torch.ops.mkldnn._linear_pointwise(
+        a[0], a[1], a[2], "none", [], ""))
+    model = _model(kv_heads=2)
+    step = LlamaDecodeStep(model, "onednn")
+    calls.clear()   # the build's own check of each packed product
+    one = [[5, 6, 7, 8]]
+    assert all(torch.equal(w, g) for w, g in zip(_steps(model, one, 6, lean=False),
+                                                 _steps(model, one, 6, lean=True, step=step)))
+    assert calls == []   # one row: F.linear, the model's own products
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12], [3]]
+    want = _steps(model, rows, 6, lean=False)
+    got = _steps(model, rows, 6, lean=True, step=step)
+    assert calls and set(calls) == {3}   # every product of the 3-row steps took oneDNN
+    for w, g in zip(want, got):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+        assert torch.equal(g.argmax(-1), w.argmax(-1))
+
+
+@needs_onednn
+def test_a_onednn_product_that_disagrees_is_refused(monkeypatch, caplog):
+    lin = torch.nn.Linear(64, 32)
+    assert Product(lin, "onednn").packed is not None
+    assert Product(lin, "torch").packed is None
+    assert Product(lin.to(torch.bfloat16), "onednn").packed is None   # float32 only
+    monkeypatch.setattr(weights, "_onednn", lambda x, packed, bias: torch.ops.mkldnn._linear_pointwise(
+        x, packed, bias, "none", [], "") * 1.001)
+    assert Product(torch.nn.Linear(64, 32), "onednn").packed is None
+    assert "differs" in caplog.text
+    with pytest.raises(ValueError, match="batch_kernels"):
+        Product(lin, "mkl")
