@@ -11,6 +11,8 @@ What this module adds is what pretraining's resume does as well:
   Hugging Face folder (release copies ``models/dpo`` as it is).
 - A checkpoint counts only when complete. The Trainer writes ``trainer_state.json``
   last, so a folder without it (killed mid-save) is removed, never resumed.
+- The checkpoint of a run's last step is not resumed: the run is replayed from the one
+  before it, so rerunning a finished stage gives its model again (`_finishes_run`).
 - A run fingerprint (the stage's params that change the weights, the seed, the TRL
   passthrough and the input files' hashes) sits in ``RUN.json``. Checkpoints of
   another run are set aside beside the folder (``<dir>-stale-<fingerprint>``), never
@@ -117,11 +119,25 @@ def prepare(ck: CheckpointConfig, fp: str, stage: str, rank: int = 0) -> str | N
         _make_own(root, fp, stage)
     D.barrier()
     done = complete(root)
+    finished = [p for _, p in done if _finishes_run(p)]
+    done = [(s, p) for s, p in done if not _finishes_run(p)]
+    if finished and rank == 0:
+        log.info(f"[{stage}] {finished[-1]} ends the run; replaying its last steps from "
+                 f"{done[-1][1] if done else 'the start'} instead (the Trainer would train a step past it)")
     if not done:
         return None
     if rank == 0:
         log.info(f"[{stage}] resuming from {done[-1][1]} (step {done[-1][0]})")
     return str(done[-1][1])
+
+
+def _finishes_run(checkpoint: Path) -> bool:
+    """A checkpoint saved at the run's last step (its ``global_step`` at ``max_steps``). transformers
+    5's loop takes a step before it checks ``max_steps``, so resuming from it trains a step past the
+    end and a rerun of a finished stage would change its model: such a checkpoint is not resumed;
+    the one before it is (resumes are bit-exact, test_align_resume.py), or the run starts afresh."""
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    return 0 < int(state.get("max_steps") or 0) <= int(state.get("global_step") or 0)
 
 
 def _make_own(root: Path, fp: str, stage: str) -> None:

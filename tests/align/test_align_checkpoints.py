@@ -10,12 +10,13 @@ from lmforge.align import checkpoints as ckpt
 from lmforge.config import ParamsError, build
 
 
-def checkpoint(root, step, complete=True):
+def checkpoint(root, step, complete=True, max_steps=100):
     d = root / f"checkpoint-{step}"
     d.mkdir(parents=True)
     (d / "model.safetensors").write_bytes(b"w")
     if complete:
-        (d / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": []}))
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": max_steps,
+                                                          "log_history": []}))
     return d
 
 
@@ -48,6 +49,22 @@ def test_only_this_runs_complete_checkpoints_are_resumed(tmp_path, caplog):
     assert json.loads((root / "RUN.json").read_text())["fingerprint"] == "a" * 64
     assert (tmp_path / f"sft_checkpoints-stale-{'b' * 12}" / "checkpoint-2").is_dir()
     assert "brought back" in said(caplog)
+
+
+def test_the_last_steps_checkpoint_is_replayed_from_the_one_before(tmp_path, caplog):
+    """Resuming a run's final checkpoint, transformers 5 trains one step past max_steps (a rerun of a
+    finished sft stage gave 36 steps, not 35, and another model)."""
+    caplog.set_level(logging.INFO, logger="lmforge.align.checkpoints")
+    root = tmp_path / "sft_checkpoints"
+    ck = ckpt.CheckpointConfig(dir=str(root), every=10)
+    ckpt.prepare(ck, "a" * 64, "sft")
+    checkpoint(root, 35, max_steps=35)
+    assert ckpt.prepare(ck, "a" * 64, "sft") is None          # the only one ends the run: afresh
+    assert "ends the run" in said(caplog)
+    checkpoint(root, 30, max_steps=35)
+    assert ckpt.prepare(ck, "a" * 64, "sft") == str(root / "checkpoint-30")
+    assert "(step 30)" in said(caplog)
+    assert (root / "checkpoint-35").is_dir()                   # kept: the replay writes it again
 
 
 def test_no_checkpoints_when_every_is_zero_or_there_is_no_folder(tmp_path):
