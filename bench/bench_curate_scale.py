@@ -18,6 +18,7 @@ same pages at every size up to N, right after lmforge's run, and prints the rati
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata  # noqa: F401
 import json
 import math
@@ -55,7 +56,7 @@ def build_crawl(n: int, out: Path, seed: int = 0, install: bool = True) -> list[
 
     manifest = out / "crawl.json"
     built = json.loads(manifest.read_text()) if manifest.exists() else {}
-    if built.get("order") == ORDER and built.get("pages", 0) >= n:
+    if built.get("order") == ORDER and built.get("pages", 0) >= n and "digest" in built:
         return sorted(out.glob("crawl-*.warc.gz"))
     ensure_packages(install)
     rng = random.Random(seed)
@@ -76,8 +77,19 @@ def build_crawl(n: int, out: Path, seed: int = 0, install: bool = True) -> list[
         old.unlink()
     for i in range(0, len(pages), PER_SHARD):
         write_warc(out / f"crawl-{i // PER_SHARD:05d}.warc.gz", pages[i:i + PER_SHARD])
-    manifest.write_text(json.dumps({"order": ORDER, "pages": len(pages), "seed": seed}))
+    digest = hashlib.sha256()
+    for url, body in pages:
+        digest.update(url.encode() + b"\0" + hashlib.sha256(body).digest())
+    manifest.write_text(json.dumps({"order": ORDER, "pages": len(pages), "seed": seed,
+                                    "digest": digest.hexdigest()[:16]}))
     return sorted(out.glob("crawl-*.warc.gz"))
+
+
+def crawl_id(out: Path) -> str:
+    """"N pages, digest D" of a crawl build_crawl made: the crawl is built from the Debian
+    packages installed here, so figures compare only between runs that print the same digest."""
+    built = json.loads((out / "crawl.json").read_text())
+    return f"{built['pages']} pages, digest {built['digest']}"
 
 
 class TreeSampler:
@@ -208,7 +220,8 @@ def main() -> int:
     if args.startup:
         return startup(args)
     rows = []
-    print(f"extract {args.extract}, dedup {args.dedup_engine}, {args.workers} workers, crawl {args.crawl}")
+    print(f"extract {args.extract}, dedup {args.dedup_engine}, {args.workers} workers, crawl {args.crawl} "
+          f"({crawl_id(args.crawl)})")
     for n in args.sizes:
         p = subprocess.run([sys.executable, __file__, "--one", str(n), "--crawl", str(args.crawl), "--extract",
                             args.extract, "--dedup-engine", args.dedup_engine, "--workers", str(args.workers)],

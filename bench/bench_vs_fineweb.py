@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_curate_scale import PER_SHARD, TreeSampler, build_crawl, link_shards, run_one
+from bench_curate_scale import PER_SHARD, TreeSampler, build_crawl, crawl_id, link_shards, run_one
 
 import _support  # noqa: F401 - first: this checkout's lmforge on sys.path (bench/_support.py)
 
@@ -145,7 +145,8 @@ def main() -> int:
         print(json.dumps(one(args.one, args.docs, args.crawl, args.workers)))
         return 0
     build_crawl(args.docs, args.crawl)
-    print(f"{args.docs} pages of {args.crawl}, {args.workers} workers, each run in a fresh process")
+    print(f"{args.docs} pages of {args.crawl} ({crawl_id(args.crawl)}), {args.workers} workers, each run in a "
+          "fresh process")
     rows = {}
     for kind in args.runs:
         p = subprocess.run([sys.executable, __file__, "--one", kind, "--docs", str(args.docs), "--crawl",

@@ -61,10 +61,11 @@ class _Layer:
         self.attn = a
         self.norm1 = (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
         self.norm2 = (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
-        self.q, self.k, self.v, self.o = (Product(m, batch_kernels, rows) for m in (a.q_proj, a.k_proj, a.v_proj,
-                                                                                    a.o_proj))
-        self.gate, self.up, self.down = (Product(m, batch_kernels, rows)
-                                         for m in (mlp.gate_proj, mlp.up_proj, mlp.down_proj))
+        # q, k, v read one input, as gate and up do: one product each for a batch (weights.Product)
+        self.qkv = Product([a.q_proj, a.k_proj, a.v_proj], batch_kernels, rows)
+        self.o = Product(a.o_proj, batch_kernels, rows)
+        self.gate_up = Product([mlp.gate_proj, mlp.up_proj], batch_kernels, rows)
+        self.down = Product(mlp.down_proj, batch_kernels, rows)
         self.act = F.silu if isinstance(mlp.act_fn, torch.nn.SiLU) else mlp.act_fn
         self.heads = a.config.num_attention_heads
         self.scaling = a.scaling
@@ -139,9 +140,8 @@ class LlamaDecodeStep:
             attn_mask = None if mask is None else mask[:, None, None, :].bool()
         for i, L in enumerate(self.layers):
             x = _rms_norm(h, *L.norm1)
-            q = L.q(x).view(rows, n, -1, hd)
-            k = L.k(x).view(rows, n, -1, hd)
-            v = L.v(x).view(rows, n, -1, hd).transpose(1, 2)
+            q, k, v = L.qkv(x)
+            q, k, v = q.view(rows, n, -1, hd), k.view(rows, n, -1, hd), v.view(rows, n, -1, hd).transpose(1, 2)
             qk = torch.cat([q, k], 2)
             qk = qk * cos + qk.roll(half, -1) * sin
             q, k = qk[:, :, :L.heads].transpose(1, 2), qk[:, :, L.heads:].transpose(1, 2)
@@ -149,5 +149,6 @@ class LlamaDecodeStep:
             o, _ = sdpa_attention_forward(L.attn, q, k, v, attn_mask, dropout=0.0, scaling=L.scaling)
             h = h + L.o(o.reshape(rows, n, -1).contiguous())
             x = _rms_norm(h, *L.norm2)
-            h = h + L.down(L.act(L.gate(x)) * L.up(x))
+            gate, up = L.gate_up(x)
+            h = h + L.down(L.act(gate) * up)
         return self.head(_rms_norm(h, *self.norm)[:, -1:])[:, -1]   # the model's logits_to_keep=1

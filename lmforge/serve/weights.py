@@ -13,8 +13,9 @@ changes, for every linear weight and for a tied embedding (one storage for both)
 (a batch) go through oneDNN's kernel on a copy of the weight prepacked once for it, the
 kernel torch's own inductor uses for frozen CPU linears: 1.4-1.5x MKL's products at 4-16
 rows on this project's machines, but not bitwise MKL's (about 1e-6 relative), and the
-copy doubles the linear weights' memory. `batch_kernels="torch"` keeps `F.linear` for
-every batch. What each gained is in docs/LOG.md (issue 24).
+copy doubles the linear weights' memory. Layers that read one input (q, k and v; gate and
+up) share one packed product for a batch, split after. `batch_kernels="torch"` keeps
+`F.linear` for every batch. What each gained is in docs/LOG.md (issue 24).
 """
 from __future__ import annotations
 
@@ -62,16 +63,30 @@ def _pack(weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> torch.T
 
 
 class Product:
-    """`x @ weight.T + bias` of one linear layer for `x` of `[rows, n, in]`: `F.linear` for one
-    row, oneDNN's prepacked kernel for more (when `batch_kernels="onednn"` and it applies)."""
+    """`x @ weight.T + bias` for `x` of `[rows, n, in]`: of one linear layer, or of several that read
+    the same `x` (a list: a tuple of their outputs). `F.linear` per layer for one row; for more,
+    one oneDNN product over their stacked weights, prepacked once (when `batch_kernels="onednn"`
+    and it applies), split into the layers' outputs."""
 
-    def __init__(self, module: torch.nn.Linear, batch_kernels: str = "onednn", rows: int = 8):
+    def __init__(self, modules, batch_kernels: str = "onednn", rows: int = 8):
         if batch_kernels not in BATCH_KERNELS:
             raise ValueError(f"batch_kernels must be one of {BATCH_KERNELS}, not {batch_kernels!r}")
-        self.weight, self.bias = module.weight, module.bias
-        self.packed = _pack(self.weight, self.bias, rows) if batch_kernels == "onednn" else None
+        self.single = isinstance(modules, torch.nn.Module)
+        mods = [modules] if self.single else list(modules)
+        self.parts = [(m.weight, m.bias) for m in mods]
+        self.sizes = [m.weight.shape[0] for m in mods]
+        self.packed = self.bias = None
+        if batch_kernels == "onednn":
+            weight = mods[0].weight if self.single else torch.cat([m.weight.detach() for m in mods])
+            if any(m.bias is not None for m in mods):
+                self.bias = torch.cat([m.bias.detach() if m.bias is not None else m.weight.new_zeros(n)
+                                       for m, n in zip(mods, self.sizes)])
+            self.packed = _pack(weight, self.bias, rows)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor):
         if self.packed is not None and x.shape[0] > 1:
-            return _onednn(x, self.packed, self.bias)
-        return F.linear(x, self.weight, self.bias)
+            y = _onednn(x, self.packed, self.bias)
+            return y if self.single else y.split(self.sizes, -1)
+        if self.single:
+            return F.linear(x, *self.parts[0])
+        return tuple(F.linear(x, w, b) for w, b in self.parts)

@@ -154,3 +154,21 @@ def test_a_onednn_product_that_disagrees_is_refused(monkeypatch, caplog):
     assert "differs" in caplog.text
     with pytest.raises(ValueError, match="batch_kernels"):
         Product(lin, "mkl")
+
+
+@needs_onednn
+def test_layers_reading_one_input_share_one_batched_product(monkeypatch):
+    torch.manual_seed(0)
+    mods = [torch.nn.Linear(64, 32, bias=False), torch.nn.Linear(64, 16), torch.nn.Linear(64, 8, bias=False)]
+    fused = Product(mods, "onednn")
+    calls = []
+    monkeypatch.setattr(weights, "_onednn", lambda *a: calls.append(1) or torch.ops.mkldnn._linear_pointwise(
+        a[0], a[1], a[2], "none", [], ""))
+    one, batch = torch.randn(1, 1, 64), torch.randn(4, 2, 64)
+    with torch.inference_mode():
+        assert all(torch.equal(g, m(one)) for g, m in zip(fused(one), mods))   # one row: each F.linear
+        assert calls == []
+        got = fused(batch)
+    assert calls == [1] and [g.shape[-1] for g in got] == [32, 16, 8]
+    for g, m in zip(got, mods):
+        torch.testing.assert_close(g, m(batch).detach(), rtol=1e-4, atol=1e-5)
