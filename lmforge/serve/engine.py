@@ -103,8 +103,9 @@ class Engine:
         self._cv = threading.Condition()
         self._rows: list[_Row] = []
         self._kv = BatchCache(model.config)
-        # None: decode steps use the model's forward
-        self._lean = LlamaDecodeStep.build(self.model, batch_kernels, max_batch_size) if step == "lean" else None
+        kernels = batch_kernels if max_batch_size > 1 else "torch"   # one row at a time: no packed copy
+        self._lean = (LlamaDecodeStep.build(self.model, kernels, max_batch_size)
+                      if step == "lean" else None)   # None: decode steps use the model's forward
         self._stop = False
         self._idle_since = float("-inf")  # when the last running row finished
         self._thread: threading.Thread | None = None

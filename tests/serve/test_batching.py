@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+import torch
 
 from lmforge.serve.engine import Engine, Generation
 from lmforge.serve.events import ErrorEvent, TokenEvent
@@ -182,3 +183,18 @@ def test_the_models_own_forward_as_the_step_answers_alike(tiny_model):
     assert picks["forward"] == picks["lean"]
     with pytest.raises(ValueError, match="step must be"):
         _engine(tiny_model, step="compiled")
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_batched_rows_get_packed_products_only_when_batches_can_happen(tiny_model):
+    """Engine(batch_kernels="onednn") packs a copy of the linear weights for batches; with
+    max_batch_size 1 there are none, so no copy; `torch` never packs; an unknown name is refused."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for size, kernels, packed in ((4, "onednn", True), (1, "onednn", False), (4, "torch", False)):
+        engine = Engine(AutoModelForCausalLM.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(tiny_model),
+                        max_batch_size=size, batch_kernels=kernels)
+        products = [p for L in engine._lean.layers for p in (L.qkv, L.o, L.gate_up, L.down)] + [engine._lean.head]
+        assert all((p.packed is not None) == packed for p in products), (size, kernels)
+    with pytest.raises(ValueError, match="batch_kernels"):
+        _engine(tiny_model, batch_kernels="mkl")
