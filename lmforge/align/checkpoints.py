@@ -119,8 +119,9 @@ def prepare(ck: CheckpointConfig, fp: str, stage: str, rank: int = 0) -> str | N
         _make_own(root, fp, stage)
     D.barrier()
     done = complete(root)
-    finished = [p for _, p in done if _finishes_run(p)]
-    done = [(s, p) for s, p in done if not _finishes_run(p)]
+    ends = [_finishes_run(p) for _, p in done]
+    finished = [p for (_, p), end in zip(done, ends) if end]
+    done = [c for c, end in zip(done, ends) if not end]
     if finished and rank == 0:
         log.info(f"[{stage}] {finished[-1]} ends the run; replaying its last steps from "
                  f"{done[-1][1] if done else 'the start'} instead (the Trainer would train a step past it)")
